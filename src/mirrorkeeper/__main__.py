@@ -1,0 +1,3 @@
+from mirrorkeeper.cli import main
+
+main()

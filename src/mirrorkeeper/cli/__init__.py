@@ -1,0 +1,309 @@
+"""The ``mirrorkeeper`` command (click). Exit statuses: see :mod:`mirrorkeeper.exitcodes`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .. import __version__
+from ..config.edit import append_mirror
+from ..config.load import find_config, load_config
+from ..config.problems import ConfigError, Problem, did_you_mean
+from ..config.spec import Config
+from ..exitcodes import Exit
+from ..logs import event, iso, setup_event_log
+from ..profiles import load_catalogue
+from ..record import RunRecord
+from ..store import Store
+from ..sync.lock import MirrorLocked, is_locked
+from ..sync.run import lock_dir, sync_mirror
+from . import render
+from .progress import ProgressDisplay
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class UsageProblem(click.UsageError):
+    """A usage error that exits 64 (EX_USAGE), like every other usage error here."""
+
+
+def _load(ctx: click.Context) -> Config:
+    config: Config = load_config(find_config(ctx.obj["config"]))
+    setup_event_log(config.settings.log_dir)
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", "config_path", metavar="PATH", envvar=None,
+              help="Config file (default: $MIRRORKEEPER_CONFIG, then "
+                   "/etc/mirrorkeeper/mirrorkeeper.toml).")
+@click.version_option(__version__, prog_name="mirrorkeeper")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Keep rsync mirrors in sync; say when a human must help."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+# -- sync -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_mirrors", is_flag=True, help="Sync every enabled mirror.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; only the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print each run record as JSON.")
+@click.pass_context
+def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: bool,
+         as_json: bool) -> int:
+    """Sync the named mirrors (or --all) once, one after the other."""
+    if bool(names) == all_mirrors:
+        raise UsageProblem("name one or more mirrors, or use --all")
+    config = _load(ctx)
+    for name in names:
+        if name not in config.mirrors:
+            raise UsageProblem(f"no mirror `{name}` in {config.path}. "
+                               + (did_you_mean(name, config.mirrors) or
+                                  f"Known: {', '.join(config.mirrors) or 'none'}"))
+    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    store = Store.open(config.settings.state_dir)
+    results: list[RunRecord] = []
+    locked = 0
+    try:
+        for mirror in mirrors:
+            if stop.is_set():
+                break
+            display = ProgressDisplay(mirror.name, console, enabled=not quiet and not as_json)
+            try:
+                with display:
+                    record = sync_mirror(config, mirror, store, stop=stop,
+                                         on_progress=display.update)
+            except MirrorLocked as exc:
+                locked += 1
+                err_console.print(f"mirrorkeeper: {exc}; not starting a second run")
+                event("run.locked", mirror=mirror.name, holder=exc.holder)
+                continue
+            results.append(record)
+            if as_json:
+                click.echo(json.dumps(render.run_json(record), indent=2))
+            else:
+                console.print(render.run_summary(record))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.close()
+    if received:
+        return 128 + received[0]
+    if any(r.outcome != "success" for r in results):
+        return Exit.SYNC_FAILED
+    return Exit.LOCKED if locked else Exit.OK
+
+
+# -- status / history -------------------------------------------------------------------------
+def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
+    rows = []
+    for mirror in config.mirrors.values():
+        last = store.last_run(mirror.name)
+        last_ok = store.last_run(mirror.name, outcome="success")
+        running = is_locked(lock_dir(config), mirror.name)
+        live = store.live(mirror.name) if running else None
+        last_done = last
+        if last and last.outcome == "running":
+            # A run row still 'running' with no lock held: its process died without finishing.
+            history = store.history(mirror.name, limit=2)
+            last_done = history[1] if running and len(history) > 1 else last
+        row: dict[str, Any] = render.run_json(last_done) if last_done else {
+            "mirror": mirror.name, "run_id": None, "outcome": None}
+        state = "running" if running else (
+            "never synced" if last is None else
+            "crashed" if last.outcome == "running" else
+            "idle" if mirror.enabled else "disabled")
+        row.update({
+            "mirror": mirror.name,
+            "state": state,
+            "enabled": mirror.enabled,
+            "progress_percent": live["percent"] if live else None,
+            "stage": live["stage"] if live else None,
+            "bytes_done": live["bytes_done"] if live else None,
+            "rate_bps": live["rate_bps"] if live else None,
+            "eta_seconds": live["eta_seconds"] if live else None,
+            "progress_updated_at": iso(live["updated_at"]) if live else None,
+            "last_success_at": iso(last_ok.finished_at) if last_ok else None,
+            "last_success_epoch": last_ok.finished_at if last_ok else None,
+            "age_seconds": round(time.time() - last_ok.finished_at, 1)
+            if last_ok and last_ok.finished_at else None,
+        })
+        rows.append(row)
+    return rows
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> int:
+    """Every mirror: state, progress if running, last success and its age."""
+    config = _load(ctx)
+    store = Store.open(config.settings.state_dir)
+    try:
+        rows = status_rows(config, store)
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            row.pop("last_success_epoch", None)
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        console.print(render.status_table(rows))
+    return Exit.OK
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
+    """The last runs of one mirror, newest first."""
+    config = _load(ctx)
+    if name not in config.mirrors:
+        raise UsageProblem(f"no mirror `{name}`. " + did_you_mean(name, config.mirrors))
+    store = Store.open(config.settings.state_dir)
+    try:
+        records = store.history(name, limit)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([render.run_json(r) for r in records], indent=2))
+    else:
+        console.print(render.history_table(name, records))
+    return Exit.OK
+
+
+# -- profiles / init / config -----------------------------------------------------------------
+def _admin_profiles_dir(ctx: click.Context) -> str | None:
+    """The admin's profiles dir from the config if it loads, else the default."""
+    try:
+        return load_config(find_config(ctx.obj["config"])).settings.profiles_dir
+    except ConfigError:
+        return "/etc/mirrorkeeper/profiles"
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
+    """List the profile catalogue, or show one profile."""
+    catalogue = load_catalogue(_admin_profiles_dir(ctx))
+    for problem in catalogue.problems:
+        err_console.print(f"warning: {problem}")
+    if name:
+        profile = catalogue.get(name)
+        if profile is None:
+            raise UsageProblem(f"no profile `{name}`. "
+                               + (did_you_mean(name, catalogue.profiles) or
+                                  "See `mirrorkeeper profiles`."))
+        if as_json:
+            click.echo(json.dumps(render.profile_json(profile), indent=2))
+        else:
+            console.print(render.profile_detail(profile))
+        return Exit.OK
+    listed = sorted(catalogue.profiles.values(), key=lambda p: p.name)
+    if as_json:
+        click.echo(json.dumps([render.profile_json(p) for p in listed], indent=2))
+    else:
+        console.print(render.profiles_table(listed))
+    return Exit.OK
+
+
+@cli.command()
+@click.argument("profile")
+@click.option("--dest", required=True, metavar="DIR", help="Directory to mirror into.")
+@click.option("--name", metavar="NAME", help="Mirror name (default: the profile's name).")
+@click.pass_context
+def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
+    """Add a mirror of PROFILE to the config (created if missing), keeping its comments."""
+    path = find_config(ctx.obj["config"])
+    catalogue = load_catalogue(_admin_profiles_dir(ctx))
+    if catalogue.get(profile) is None:
+        raise UsageProblem(f"no profile `{profile}`. "
+                           + (did_you_mean(profile, catalogue.profiles) or
+                              "See `mirrorkeeper profiles`."))
+    dest_path = os.path.abspath(dest)
+    added = append_mirror(path, name or profile, profile, dest_path)
+    console.print(f"added to {path}:\n{added.strip()}")
+    console.print(f"next: mirrorkeeper{' -c ' + str(path) if ctx.obj['config'] else ''} "
+                  f"sync {name or profile}")
+    return Exit.OK
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> int:
+    """Validate the config; list every problem with its file, key and fix."""
+    config = load_config(find_config(ctx.obj["config"]))
+    enabled = [m.name for m in config.enabled()]
+    console.print(f"{config.path}: OK — {len(config.mirrors)} mirror(s), "
+                  f"{len(enabled)} enabled: {', '.join(enabled) or 'none'}")
+    return Exit.OK
+
+
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-run"), show_default=True,
+              help="Scratch directory for the upstream tree, mirror, state and logs.")
+@click.option("--packages", default=1500, show_default=True, type=click.IntRange(min=10),
+              help="Source packages in the generated tree (two .deb files each).")
+def demo(workdir: Path, packages: int) -> int:
+    """Sync a generated Debian-like tree from an rsync daemon on 127.0.0.1, twice."""
+    from ..demo.run import run_demo
+
+    return run_demo(workdir.resolve(), packages, console)
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    err_console.print(f"mirrorkeeper: the configuration has {len(problems)} problem(s):")
+    for problem in problems:
+        err_console.print(f"  {problem}", markup=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps every failure to a documented exit status."""
+    try:
+        code = cli.main(args=argv, prog_name="mirrorkeeper", standalone_mode=False)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(Exit.USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(Exit.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(Exit.USAGE)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        sys.exit(Exit.CONFIG)
+    sys.exit(int(code or 0))

@@ -1,0 +1,183 @@
+"""How runs, status and profiles look: JSON documents (stable field names) and rich tables."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+
+from ..config.durations import format_duration
+from ..config.spec import Profile
+from ..logs import iso
+from ..record import RunRecord
+from ..rsync.exitcodes import meaning
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"
+
+
+def human_rate(bits_per_second: float | None) -> str:
+    if not bits_per_second:
+        return "-"
+    value = bits_per_second
+    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"):
+        if value < 1000 or unit == "Gbit/s":
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} Gbit/s"
+
+
+def run_json(record: RunRecord) -> dict[str, Any]:
+    """A run as JSON; the field names are a public interface (issue #2)."""
+    return {
+        "mirror": record.mirror,
+        "run_id": record.run_id,
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "duration_seconds": round(record.duration_seconds, 3),
+        "bytes_transferred": record.bytes_transferred,
+        "size_bytes": record.size_bytes,
+        "bitrate_bps": round(record.bitrate_bps, 1),
+        "files_total": record.files_total,
+        "files_transferred": record.files_transferred,
+        "files_deleted": record.files_deleted,
+        "files_failed": record.files_failed,
+        "errors": record.errors,
+        "exit_code": record.exit_code,
+        "upstream": record.upstream,
+        "outcome": record.outcome,
+        "stages": [
+            {
+                "name": s.name,
+                "exit_code": s.exit_code,
+                "exit_meaning": meaning(s.exit_code),
+                "started_at": iso(s.started_at),
+                "duration_seconds": round(s.duration_seconds, 3),
+                "bytes_transferred": s.bytes_transferred,
+                "files_total": s.files_total,
+                "files_transferred": s.files_transferred,
+                "files_deleted": s.files_deleted,
+                "files_failed": s.files_failed,
+                "errors": s.errors,
+                "error_samples": list(s.error_samples),
+                "stopped_by": s.stopped_by,
+                "start_error": s.start_error,
+                "argv": list(s.argv),
+            }
+            for s in record.stages
+        ],
+        "skipped_stages": list(record.skipped),
+        "log_path": record.log_path,
+    }
+
+
+def run_summary(record: RunRecord) -> Table:
+    """The stats block printed after ``sync``."""
+    table = Table(title=f"{record.mirror} — run {record.run_id}: {record.outcome}",
+                  show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = [
+        ("upstream", record.upstream),
+        ("started", iso(record.started_at) or "-"),
+        ("duration", f"{record.duration_seconds:.2f} s"),
+        ("transferred", f"{human_bytes(record.bytes_transferred)} ({record.bytes_transferred} B)"),
+        ("bitrate", human_rate(record.bitrate_bps)),
+        ("tree size", f"{human_bytes(record.size_bytes)} in {record.files_total} files"),
+        ("files transferred", str(record.files_transferred)),
+        ("files deleted", str(record.files_deleted)),
+        ("files failed", str(record.files_failed)),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items()) or "none"),
+    ]
+    for stage in record.stages:
+        detail = stage.start_error or meaning(stage.exit_code)
+        rows.append((stage.name, f"exit {stage.exit_code} ({detail}) in "
+                     f"{stage.duration_seconds:.2f} s, {stage.files_transferred} files, "
+                     f"{stage.files_deleted} deleted"))
+    for name in record.skipped:
+        rows.append((name, "not run"))
+    rows.append(("log", record.log_path))
+    for field_name, value in rows:
+        table.add_row(field_name, value)
+    return table
+
+
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="mirrors", title_justify="left")
+    for column in ("mirror", "state", "progress", "last success", "age", "last outcome",
+                   "size", "files", "last duration"):
+        table.add_column(column)
+    now = time.time()
+    for row in rows:
+        progress = "-"
+        if row["state"] == "running":
+            pct = row.get("progress_percent")
+            progress = (f"{row.get('stage')} {pct:.1f}%" if pct is not None
+                        else f"{row.get('stage')} …")
+            if row.get("eta_seconds"):
+                progress += f" ETA {format_duration(row['eta_seconds'])}"
+        age = row.get("last_success_epoch")
+        table.add_row(
+            row["mirror"], row["state"], progress, row.get("last_success_at") or "never",
+            format_duration(now - age) if age else "-", row.get("outcome") or "-",
+            human_bytes(row.get("size_bytes")), str(row.get("files_total") or "-"),
+            f"{row['duration_seconds']:.1f} s" if row.get("duration_seconds") is not None
+            else "-",
+        )
+    return table
+
+
+def history_table(mirror: str, records: list[RunRecord]) -> Table:
+    table = Table(title=f"{mirror}: last {len(records)} runs", title_justify="left")
+    for column in ("run", "started", "outcome", "exit", "duration", "transferred", "files",
+                   "deleted", "failed", "upstream"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(str(r.run_id), iso(r.started_at) or "-", r.outcome, str(r.exit_code),
+                      f"{r.duration_seconds:.1f} s", human_bytes(r.bytes_transferred),
+                      str(r.files_transferred), str(r.files_deleted), str(r.files_failed),
+                      r.upstream)
+    return table
+
+
+def profile_json(p: Profile) -> dict[str, Any]:
+    s = p.settings
+    return {
+        "name": p.name, "description": p.info.description, "docs": p.info.docs,
+        "approx_size": p.info.approx_size, "notes": p.info.notes, "extends": p.info.extends,
+        "source": p.source, "upstreams": list(s.upstreams), "stage2": list(s.stage2),
+        "stage1_include": list(s.stage1_include), "excludes": list(s.excludes),
+        "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,
+        "schedule": s.schedule, "stale_after_seconds": s.stale_after,
+        "timeout_seconds": s.timeout, "two_stage": bool(s.stage2),
+    }
+
+
+def profiles_table(profiles: list[Profile]) -> Table:
+    table = Table(title=f"{len(profiles)} profiles", title_justify="left")
+    for column in ("profile", "description", "size", "schedule", "stages", "update signal"):
+        table.add_column(column)
+    for p in profiles:
+        table.add_row(p.name, p.info.description, p.info.approx_size, p.settings.schedule,
+                      "2" if p.settings.stage2 else "1", p.settings.update_signal or "-")
+    return table
+
+
+def profile_detail(p: Profile) -> Table:
+    table = Table(title=f"profile {p.name}", show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in profile_json(p).items():
+        if isinstance(value, list):
+            value = "\n".join(value) or "-"
+        table.add_row(key, "-" if value in (None, "") else str(value))
+    return table

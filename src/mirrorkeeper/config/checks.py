@@ -1,0 +1,84 @@
+"""Checks on validated settings that types alone cannot express (pure; no I/O)."""
+
+from __future__ import annotations
+
+import re
+
+from .schedule import parse_schedule
+from .spec import SyncSettings
+
+_RSYNC_URL = re.compile(r"^rsync://(?:[^@/]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d+)?/[^/\s]+(?:/\S*)?$")
+_DAEMON = re.compile(r"^(?:[^@/:\s]+@)?[A-Za-z0-9.\-]+::[^/\s]+(?:/\S*)?$")
+
+#: Options Mirrorkeeper sets itself: deletion belongs to stage 2 only, and the parser depends on
+#: the output format, so an admin's option must not change either.
+RESERVED_OPTIONS = (
+    "--del", "--delete", "--delete-before", "--delete-during", "--delete-delay", "--delete-after",
+    "--delete-excluded", "--delete-missing-args", "--remove-source-files", "--max-delete",
+    "--delay-updates", "--quiet", "-q", "--out-format", "--log-format", "--info", "--debug",
+    "--itemize-changes", "-i", "--human-readable", "-h", "--progress", "-P", "--stats",
+    "--dry-run", "-n", "--list-only", "--files-from", "--include-from", "--exclude-from",
+    "--filter", "-f", "--include", "--exclude", "--timeout", "--contimeout", "--bwlimit",
+    "--log-file", "--daemon", "--server", "--rsh", "-e",
+)
+
+
+def check_upstream(url: str) -> str | None:
+    """Return why ``url`` is not a usable rsync source, or None."""
+    if url.startswith("rsync://"):
+        return None if _RSYNC_URL.match(url) else "is not a valid rsync://HOST[:PORT]/MODULE/ URL"
+    if "::" in url:
+        return None if _DAEMON.match(url) else "is not a valid HOST::MODULE/ source"
+    if url.startswith("/"):
+        return None
+    if re.match(r"^[^/]+:", url):
+        return "uses rsync over ssh, which Mirrorkeeper does not run; use an rsync:// URL"
+    return "is neither an rsync:// URL, HOST::MODULE nor an absolute local path"
+
+
+def reserved_option(option: str) -> str | None:
+    name = option.split("=", 1)[0]
+    return name if name in RESERVED_OPTIONS else None
+
+
+def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
+    """Return (key, message, hint) for every problem in ``s``."""
+    found: list[tuple[str, str, str]] = []
+    if not s.upstreams:
+        found.append(("upstreams", "no upstream is set",
+                      "add at least one, e.g. upstreams = [\"rsync://mirror.example.org/debian/\"]"))
+    for i, url in enumerate(s.upstreams):
+        why = check_upstream(url)
+        if why:
+            found.append((f"upstreams.{i}", f"`{url}` {why}", ""))
+    for key in ("stage2", "stage1_include", "excludes"):
+        for i, pattern in enumerate(getattr(s, key)):
+            if not pattern.strip():
+                found.append((f"{key}.{i}", "an empty pattern matches nothing useful", "remove it"))
+    for i, option in enumerate(s.rsync_options):
+        name = reserved_option(option)
+        if name:
+            found.append((f"rsync_options.{i}", f"`{name}` is set by Mirrorkeeper itself",
+                          "use the matching mirror key (excludes, bwlimit, timeout, stage2, "
+                          "max_delete_*) or remove it"))
+        elif not option.startswith("-"):
+            found.append((f"rsync_options.{i}", f"`{option}` is not an option",
+                          "sources and destinations come from `upstreams` and `dest`"))
+    try:
+        parse_schedule(s.schedule)
+    except ValueError as exc:
+        found.append(("schedule", str(exc), ""))
+    if not 0 < s.max_delete_fraction <= 1:
+        found.append(("max_delete_fraction", "must be above 0 and at most 1",
+                      "0.1 lets stage 2 delete up to a tenth of the last run's files"))
+    if s.max_delete_min < 0:
+        found.append(("max_delete_min", "cannot be negative", ""))
+    for key in ("timeout", "contimeout", "no_output_timeout", "stale_after"):
+        if getattr(s, key) <= 0:
+            found.append((key, "must be longer than zero", ""))
+    if s.bwlimit is not None and s.bwlimit <= 0:
+        found.append(("bwlimit", "must be a positive number of KiB/s", "remove it for no limit"))
+    if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):
+        found.append(("update_signal", "must be a path relative to the upstream's root",
+                      "e.g. \"project/trace/master\""))
+    return found

@@ -1,0 +1,74 @@
+"""``mirrorkeeper init``: append a mirror to the config without touching the admin's text.
+
+Appending a new ``[mirrors.NAME]`` table at the end is always valid TOML, so the admin's comments
+and layout survive byte for byte. The result is validated as a whole before it atomically
+replaces the file; a config that would not load is never written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .load import load_config
+from .problems import ConfigError, Problem
+
+HEADER = """\
+# Mirrorkeeper configuration. Each [mirrors.NAME] needs a profile and a dest; any profile key
+# (upstreams, stage2, excludes, rsync_options, bwlimit, timeout, schedule, stale_after, ...)
+# can be overridden per mirror. `mirrorkeeper profiles NAME` shows a profile's keys.
+
+[global]
+# state_dir = "/var/lib/mirrorkeeper"
+# log_dir = "/var/log/mirrorkeeper"
+# hostname = "mirror.example.org"
+"""
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string; JSON's escapes are a subset TOML accepts."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def mirror_table(name: str, profile: str, dest: str) -> str:
+    key = name if name.replace("-", "").replace("_", "").isalnum() else toml_string(name)
+    return (f"\n[mirrors.{key}]\nprofile = {toml_string(profile)}\n"
+            f"dest = {toml_string(dest)}\n")
+
+
+def append_mirror(path: Path, name: str, profile: str, dest: str) -> str:
+    """Add a mirror to ``path`` (created with a commented header if missing); return the text
+    that was appended. Raises :class:`ConfigError` and leaves the file untouched on any problem."""
+    existed = path.exists()
+    original = path.read_text(encoding="utf-8") if existed else HEADER
+    if existed:
+        # The file as it stands must load, or we would append to something broken.
+        current = load_config(path)
+        if name in current.mirrors:
+            raise ConfigError([Problem(str(path), f"mirrors.{name}", "already exists",
+                                       "pick another name with --name")])
+    added = mirror_table(name, profile, dest)
+    text = original if original.endswith("\n") else original + "\n"
+    text += added
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if existed:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        try:
+            load_config(tmp)
+        except ConfigError as exc:
+            # Report against the real file name, not the temporary one.
+            raise ConfigError([Problem(str(path) if p.file == tmp else p.file, p.key,
+                                       p.message, p.hint) for p in exc.problems]) from None
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return added

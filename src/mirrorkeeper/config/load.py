@@ -1,0 +1,163 @@
+"""Find, read and validate ``mirrorkeeper.toml``; raise :class:`ConfigError` with every problem."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..profiles import SETTING_KEYS, Catalogue, load_catalogue
+from .checks import check_settings
+from .problems import ConfigError, Problem, did_you_mean
+from .spec import Config, GlobalSettings, MirrorSpec, SyncSettings
+from .validate import field_names, validate_table
+
+DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
+ENV_VAR = "MIRRORKEEPER_CONFIG"
+TOP_KEYS = ("global", "mirrors")
+MIRROR_KEYS = frozenset({"profile", "dest", "enabled"})
+MIRROR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def find_config(explicit: str | None = None) -> Path:
+    """``--config``, then ``$MIRRORKEEPER_CONFIG``, then the system path."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path(DEFAULT_PATH)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "no such file",
+                                   "create it with `mirrorkeeper init PROFILE --dest DIR`, or "
+                                   f"point --config or ${ENV_VAR} at your config")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot be read: {exc.strerror}")]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
+
+
+def _absolute(value: str, base: Path) -> str:
+    """Relative paths in the config are relative to the config file, not to the cwd."""
+    return str((base / value).resolve()) if not os.path.isabs(value) else os.path.normpath(value)
+
+
+def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> GlobalSettings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "global", "should be a table ([global])"))
+        return GlobalSettings()
+    settings, found = validate_table(GlobalSettings, raw, file, "global.")
+    problems.extend(found)
+    settings = settings or GlobalSettings()
+    return GlobalSettings(
+        state_dir=_absolute(settings.state_dir, base),
+        log_dir=_absolute(settings.log_dir, base),
+        hostname=settings.hostname or socket.getfqdn(),
+        profiles_dir=_absolute(settings.profiles_dir, base),
+        rsync=settings.rsync,
+        keep_run_logs=settings.keep_run_logs,
+    )
+
+
+def _load_mirror(
+    name: str, table: Any, file: str, base: Path, catalogue: Catalogue
+) -> tuple[MirrorSpec | None, list[Problem]]:
+    prefix = f"mirrors.{name}."
+    if not isinstance(table, dict):
+        return None, [Problem(file, f"mirrors.{name}", "should be a table ([mirrors.NAME])")]
+    problems: list[Problem] = []
+    if not MIRROR_NAME.match(name):
+        problems.append(Problem(file, f"mirrors.{name}", "a mirror name may hold letters, digits, "
+                                "'.', '_' and '-' only, and starts with a letter or digit"))
+    for key in table:
+        if key not in MIRROR_KEYS and key not in SETTING_KEYS:
+            problems.append(Problem(file, prefix + key, "unknown key",
+                                    did_you_mean(key, MIRROR_KEYS | SETTING_KEYS)))
+    profile_name, dest, enabled = table.get("profile"), table.get("dest"), table.get("enabled", True)
+    if not isinstance(profile_name, str):
+        problems.append(Problem(file, prefix + "profile", "is required (a string)",
+                                "see `mirrorkeeper profiles` for the catalogue"))
+    elif catalogue.get(profile_name) is None:
+        problems.append(Problem(file, prefix + "profile", f"no profile `{profile_name}`",
+                                did_you_mean(profile_name, catalogue.profiles)
+                                or "see `mirrorkeeper profiles`"))
+    if not isinstance(dest, str) or not dest.strip():
+        problems.append(Problem(file, prefix + "dest", "is required (the directory to mirror into)"))
+    if not isinstance(enabled, bool):
+        problems.append(Problem(file, prefix + "enabled", "should be true or false"))
+    if problems:
+        return None, problems
+    assert isinstance(profile_name, str) and isinstance(dest, str)
+    overrides = {k: v for k, v in table.items() if k in SETTING_KEYS}
+    raw = {**catalogue.raw[profile_name], **overrides}
+    origin = {k: (src, "") for k, src in catalogue.origin[profile_name].items()}
+    origin.update({k: (file, prefix) for k in overrides})
+    settings, problems = validate_table(SyncSettings, raw, file, prefix, origin)
+    if settings is None:
+        return None, problems
+    for key, message, hint in check_settings(settings):
+        where_file, where_prefix = origin.get(key.split(".")[0], (file, prefix))
+        problems.append(Problem(where_file, where_prefix + key, message, hint))
+    if problems:
+        return None, problems
+    return MirrorSpec(name=name, profile=profile_name, dest=_absolute(dest, base),
+                      enabled=bool(enabled), settings=settings), []
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the whole config; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    file = str(path)
+    base = path.resolve().parent
+    data = read_toml(path)
+    problems: list[Problem] = []
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(Problem(file, key, "unknown section", did_you_mean(key, TOP_KEYS)
+                                    or "the top level holds [global] and [mirrors.NAME] tables"))
+    settings = _load_global(data.get("global"), file, base, problems)
+    catalogue = load_catalogue(settings.profiles_dir)
+    problems.extend(catalogue.problems)
+    raw_mirrors = data.get("mirrors", {})
+    mirrors: dict[str, MirrorSpec] = {}
+    if not isinstance(raw_mirrors, dict):
+        problems.append(Problem(file, "mirrors", "should hold tables: [mirrors.NAME]"))
+        raw_mirrors = {}
+    for name, table in raw_mirrors.items():
+        mirror, found = _load_mirror(name, table, file, base, catalogue)
+        problems.extend(found)
+        if mirror:
+            mirrors[name] = mirror
+    dests: dict[str, str] = {}
+    for mirror in mirrors.values():
+        for other_dest, other in dests.items():
+            inside = Path(mirror.dest).is_relative_to(other_dest) or Path(
+                other_dest).is_relative_to(mirror.dest)
+            if inside:
+                problems.append(Problem(
+                    file, f"mirrors.{mirror.name}.dest",
+                    f"overlaps mirror `{other}` ({other_dest}); one mirror's deletions "
+                    "would remove the other's files", "give each mirror its own directory"))
+        dests[mirror.dest] = mirror.name
+        for state in (settings.state_dir, settings.log_dir):
+            if Path(state).is_relative_to(mirror.dest):
+                problems.append(Problem(file, f"mirrors.{mirror.name}.dest",
+                                        f"contains {state}; stage 2 would delete it",
+                                        "keep state and logs outside mirrored trees"))
+    if problems:
+        raise ConfigError(problems)
+    return Config(path=file, settings=settings, mirrors=mirrors)
+
+
+__all__ = ["find_config", "load_config", "read_toml", "field_names"]

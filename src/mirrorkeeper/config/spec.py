@@ -1,0 +1,101 @@
+"""The validated configuration as plain frozen values — what the pure core works with.
+
+The field lists here are the single source of truth: :mod:`mirrorkeeper.config.load` derives its
+strict validators from these dataclasses, so a new setting is added in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Settings a profile defines and a mirror may override, one per field of :class:`SyncSettings`.
+DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout"})
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How one mirror is synced. Durations are seconds."""
+
+    #: rsync sources, tried in order: ``rsync://host/module/path/``, ``host::module/path/``, or
+    #: a local directory (for tests and staging).
+    upstreams: tuple[str, ...] = ()
+    #: Patterns (rsync filter syntax) that are held back to stage 2: the index files.
+    #: Empty means a single-stage sync.
+    stage2: tuple[str, ...] = ()
+    #: Patterns that stay in stage 1 although a ``stage2`` pattern would hold them back
+    #: (e.g. ``by-hash/`` blobs that indexes refer to).
+    stage1_include: tuple[str, ...] = ()
+    #: Patterns never mirrored (and never deleted locally because of that).
+    excludes: tuple[str, ...] = ()
+    #: Extra rsync options; the ones that control deletion are reserved for stage 2.
+    rsync_options: tuple[str, ...] = ()
+    #: Path (relative to the upstream root) of the file the project touches when it publishes.
+    update_signal: str | None = None
+    schedule: str = "every 6h"
+    stale_after: float = 2 * 86400.0
+    #: rsync ``--timeout``: I/O silence before rsync gives up.
+    timeout: float = 600.0
+    #: rsync ``--contimeout`` for daemon connections.
+    contimeout: float = 60.0
+    #: Mirrorkeeper's own watchdog: no line at all from rsync for this long stops the run.
+    no_output_timeout: float = 1800.0
+    #: KiB/s, as rsync's ``--bwlimit``.
+    bwlimit: int | None = None
+    #: Stage 2 may delete at most this share of the last run's file count ...
+    max_delete_fraction: float = 0.10
+    #: ... but never fewer than this many files (small trees, first runs).
+    max_delete_min: int = 1000
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """What a profile says about its project, beside the settings."""
+
+    description: str = ""
+    docs: str = ""
+    approx_size: str = ""
+    notes: str = ""
+    #: Name of another profile whose settings this one starts from.
+    extends: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    info: ProfileInfo
+    settings: SyncSettings
+    #: Where it was read from (a package file or the admin's profiles directory).
+    source: str
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    name: str
+    profile: str
+    dest: str
+    enabled: bool
+    settings: SyncSettings
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    state_dir: str = "/var/lib/mirrorkeeper"
+    log_dir: str = "/var/log/mirrorkeeper"
+    #: Used in trace files and metric names; defaults to the machine's FQDN.
+    hostname: str = ""
+    #: The admin's own profiles, which extend or override the shipped catalogue.
+    profiles_dir: str = "/etc/mirrorkeeper/profiles"
+    #: The rsync binary.
+    rsync: str = "rsync"
+    #: Per-run rsync logs kept per mirror.
+    keep_run_logs: int = 200
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    settings: GlobalSettings
+    mirrors: dict[str, MirrorSpec] = field(default_factory=dict)
+
+    def enabled(self) -> list[MirrorSpec]:
+        return [m for m in self.mirrors.values() if m.enabled]

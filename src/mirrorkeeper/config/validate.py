@@ -1,0 +1,102 @@
+"""Strict validation of raw TOML tables into the frozen dataclasses of :mod:`.spec`.
+
+pydantic lives here, at the edge, and nowhere in the core: a strict model is derived from each
+dataclass's fields, so the field list is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from .durations import parse_duration
+from .problems import Problem, did_you_mean
+from .spec import DURATION_KEYS
+
+T = TypeVar("T")
+
+_FRIENDLY_TYPES = {
+    "tuple_type": "should be a list",
+    "string_type": "should be a string (in quotes)",
+    "int_type": "should be a whole number",
+    "float_type": "should be a number",
+    "bool_type": "should be true or false",
+    "missing": "is required",
+}
+
+
+@functools.cache
+def _strict_model(cls: type[Any]) -> type[BaseModel]:
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = ...
+        fields[f.name] = (hints[f.name], default)
+    model: type[BaseModel] = create_model(
+        f"{cls.__name__}Table", __config__=ConfigDict(strict=True, extra="forbid"), **fields
+    )
+    return model
+
+
+def field_names(cls: type[Any]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def normalise(raw: dict[str, Any], file: str, prefix: str) -> tuple[dict[str, Any], list[Problem]]:
+    """TOML arrays become tuples; durations ('6h') become seconds."""
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in raw.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        if key in DURATION_KEYS and isinstance(value, str | int | float):
+            try:
+                value = parse_duration(value)
+            except ValueError as exc:
+                problems.append(Problem(file, f"{prefix}{key}", str(exc)))
+                continue
+        out[key] = value
+    return out, problems
+
+
+def validate_table(
+    cls: type[T],
+    raw: dict[str, Any],
+    file: str,
+    prefix: str,
+    origin: dict[str, tuple[str, str]] | None = None,
+) -> tuple[T | None, list[Problem]]:
+    """Validate ``raw`` into ``cls``; problems carry the file and dotted key path.
+
+    ``origin`` maps a key to the (file, prefix) it came from when ``raw`` merges several tables
+    (a profile and a mirror's overrides), so an error points at the line the admin wrote.
+    """
+    origin = origin or {}
+    data, problems = normalise(raw, file, prefix)
+    try:
+        model = _strict_model(cls).model_validate(data)
+    except ValidationError as exc:
+        names = field_names(cls)
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            top = loc[0] if loc else ""
+            where_file, where_prefix = origin.get(top, (file, prefix))
+            key = where_prefix + ".".join(loc)
+            if err["type"] == "extra_forbidden":
+                problems.append(Problem(where_file, key, "unknown key", did_you_mean(top, names)))
+            else:
+                message = _FRIENDLY_TYPES.get(err["type"], err["msg"])
+                got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+                problems.append(Problem(where_file, key, message + got))
+        return None, problems
+    if problems:
+        return None, problems
+    return cls(**{name: getattr(model, name) for name in field_names(cls)}), []

@@ -1,0 +1,112 @@
+"""Logs (I/O): a JSON-lines event log for machines, and one plain log per run with every line
+rsync printed, for humans. Context (mirror, run id, stage) rides on contextvars so every record
+carries it without threading it through calls."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+EVENT_LOG = "events.jsonl"
+logger = logging.getLogger("mirrorkeeper")
+
+current_mirror: contextvars.ContextVar[str | None] = contextvars.ContextVar("mirror", default=None)
+current_run: contextvars.ContextVar[int | None] = contextvars.ContextVar("run_id", default=None)
+current_stage: contextvars.ContextVar[str | None] = contextvars.ContextVar("stage", default=None)
+
+
+def iso(ts: float | None) -> str | None:
+    """UTC ISO 8601 with a Z, the one time format of every JSON output."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": iso(record.created),
+            "level": record.levelname.lower(),
+            "mirror": current_mirror.get(),
+            "run_id": current_run.get(),
+            "stage": current_stage.get(),
+            "event": getattr(record, "event", record.getMessage()),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_event_log(log_dir: str | Path) -> None:
+    """Attach the JSON-lines handler once per log dir."""
+    path = Path(log_dir) / EVENT_LOG
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(path):
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, name, extra={"event": name, "fields": fields})
+
+
+class RunLog:
+    """``LOG_DIR/runs/MIRROR/YYYYmmddTHHMMSSZ-RUNID.log``: a header per stage, then every rsync
+    line with a timestamp and the stream it came on."""
+
+    def __init__(self, log_dir: str | Path, mirror: str, run_id: int, started_at: float) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at))
+        self.dir = Path(log_dir) / "runs" / mirror
+        self.path = self.dir / f"{stamp}-{run_id}.log"
+        self._file: TextIO | None = None
+
+    def open(self) -> RunLog:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        return self
+
+    def note(self, text: str) -> None:
+        self.write("--", f"# {text}")
+
+    def write(self, stream: str, line: str) -> None:
+        if self._file is not None:
+            now = time.time()
+            stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
+            self._file.write(f"{stamp} {stream} {line}\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RunLog:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def prune_run_logs(log_dir: str | Path, mirror: str, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` run logs of ``mirror``; return what was deleted."""
+    directory = Path(log_dir) / "runs" / mirror
+    if not directory.is_dir() or keep <= 0:
+        return []
+    logs = sorted(directory.glob("*.log"), key=lambda p: (p.stat().st_mtime, p.name))
+    doomed = logs[: max(0, len(logs) - keep)]
+    for path in doomed:
+        os.unlink(path)
+    return doomed

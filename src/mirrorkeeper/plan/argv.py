@@ -1,0 +1,105 @@
+"""The rsync argv of each stage (DESIGN §3). Pure: same inputs, same argv; never a shell string.
+
+Stage 1 copies everything except the profile's ``stage2`` patterns (the index files) and deletes
+nothing. Stage 2 copies the rest with ``--delay-updates`` (new files appear together at the end)
+and deletes with ``--delete-after``, bounded by ``--max-delete``. Clients therefore never see an
+index that names a file the mirror does not have yet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config.spec import MirrorSpec, SyncSettings
+
+#: Options every stage uses. The output options are what the parser expects: one itemized line
+#: per changed item (``%i %n%L``), whole-transfer progress lines, the stats block, and plain
+#: numbers (no thousands separators).
+COMMON_OPTIONS: tuple[str, ...] = (
+    "--recursive", "--links", "--perms", "--times", "--hard-links",
+    "--safe-links",          # never create links that point outside the tree
+    "--numeric-ids",         # ids as numbers: the mirror host need not know upstream's users
+    "--no-motd",
+    "--out-format=%i %n%L",  # itemized changes, one line per item, deletions included
+    "--info=progress2",      # whole-transfer progress for the live % estimate
+    "--stats",
+    "--no-human-readable",
+    "--exclude=.~tmp~/",     # rsync's own --delay-updates scratch dirs, never mirrored
+)
+
+#: What the rsync child sees in its environment: plain C messages, which the parser reads.
+RSYNC_ENV = {"LC_ALL": "C", "LANG": "C"}
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str  #: "stage1", "stage2" or "single"
+    argv: tuple[str, ...]
+    deletes: bool
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    mirror: str
+    upstream: str
+    dest: str
+    stages: tuple[StagePlan, ...]
+    max_delete: int
+    #: Seconds of total silence from rsync before the runner's watchdog stops it.
+    no_output_timeout: float
+
+
+def max_delete_bound(settings: SyncSettings, last_files_total: int | None) -> int:
+    """How many deletions stage 2 may make: a share of the last known tree, with a floor."""
+    if not last_files_total:
+        return settings.max_delete_min
+    return max(settings.max_delete_min, math.ceil(last_files_total * settings.max_delete_fraction))
+
+
+def _source(upstream: str) -> str:
+    """rsync copies a directory's *contents* only with a trailing slash."""
+    return upstream if upstream.endswith("/") else upstream + "/"
+
+
+def _is_daemon(upstream: str) -> bool:
+    return upstream.startswith("rsync://") or "::" in upstream
+
+
+def _shared(settings: SyncSettings, upstream: str) -> list[str]:
+    args = list(COMMON_OPTIONS)
+    args.append(f"--timeout={math.ceil(settings.timeout)}")
+    if _is_daemon(upstream):
+        args.append(f"--contimeout={math.ceil(settings.contimeout)}")
+    if settings.bwlimit:
+        args.append(f"--bwlimit={settings.bwlimit}")
+    args.extend(settings.rsync_options)
+    args.extend(f"--exclude={pattern}" for pattern in settings.excludes)
+    return args
+
+
+def build_plan(
+    mirror: MirrorSpec,
+    upstream: str,
+    *,
+    rsync: str = "rsync",
+    last_files_total: int | None = None,
+) -> SyncPlan:
+    """Plan one run of ``mirror`` from ``upstream``."""
+    s = mirror.settings
+    source, dest = _source(upstream), mirror.dest.rstrip("/") + "/"
+    bound = max_delete_bound(s, last_files_total)
+    shared = _shared(s, upstream)
+    deleting = ["--delete-after", "--delay-updates", f"--max-delete={bound}"]
+    if s.stage2:
+        stage1 = [rsync, *shared]
+        stage1 += [f"--include={pattern}" for pattern in s.stage1_include]
+        stage1 += [f"--exclude={pattern}" for pattern in s.stage2]
+        stages = (
+            StagePlan("stage1", (*stage1, source, dest), deletes=False),
+            StagePlan("stage2", (rsync, *shared, *deleting, source, dest), deletes=True),
+        )
+    else:
+        stages = (StagePlan("single", (rsync, *shared, *deleting, source, dest), deletes=True),)
+    return SyncPlan(mirror=mirror.name, upstream=upstream, dest=dest, stages=stages,
+                    max_delete=bound, no_output_timeout=s.no_output_timeout)

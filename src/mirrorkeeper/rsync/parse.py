@@ -1,0 +1,224 @@
+"""Turn rsync output lines into events (pure, streaming, constant memory).
+
+The parser expects the output options of :data:`mirrorkeeper.plan.argv.COMMON_OPTIONS`
+(``--out-format=%i %n%L --info=progress2 --stats --no-human-readable``) and the C locale.
+A line it does not recognise becomes :class:`Unparsed` — never silently dropped — so the
+classifier can fail closed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One ``--info=progress2`` update for the whole transfer."""
+
+    bytes_done: int
+    percent: int
+    rate_bps: float
+    transferred: int | None  # xfr#N: files transferred so far
+    to_check: int | None  # files left to check of ``total_known``
+    total_known: int | None  # files in the list so far
+    incremental: bool  # ir-chk: the file list is still growing, so totals are a lower bound
+
+
+@dataclass(frozen=True)
+class Item:
+    """One itemized change (``%i %n%L``) or a deletion."""
+
+    code: str  # the 11-character %i string, or "*deleting"
+    path: str
+    kind: str  # file, dir, symlink, device, special, hardlink, deleted
+    transferred: bool  # content was received (not just attributes)
+
+
+@dataclass(frozen=True)
+class Error:
+    """An error or warning rsync printed. ``kind`` is a stable word; see :data:`ERROR_KINDS`."""
+
+    kind: str
+    message: str
+    path: str | None = None
+    errno: int | None = None
+    role: str | None = None  # sender, receiver, generator, Receiver, client
+
+
+@dataclass(frozen=True)
+class ExitLine:
+    """rsync's own last word: ``rsync error: ... (code N)`` or ``rsync warning: ... (code N)``."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One field of the ``--stats`` block, numbers as int (bytes, counts) or float (seconds)."""
+
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Info:
+    """A known harmless line (``receiving incremental file list``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    text: str
+
+
+Event = Progress | Item | Error | ExitLine | Stat | Info | Unparsed
+
+#: Error kinds that concern one file; they count towards ``files_failed``.
+FILE_ERROR_KINDS = frozenset({
+    "permission_denied", "vanished", "not_found", "io", "no_space", "read_only",
+    "delete_failed", "file_error", "verification",
+})
+ERROR_KINDS = FILE_ERROR_KINDS | {
+    "connection_refused", "connection", "dns", "connection_lost", "timeout", "module_missing",
+    "auth", "daemon_busy", "daemon", "protocol", "max_delete", "deletion_skipped", "other",
+}
+
+_PROGRESS = re.compile(
+    r"^\s*(?P<bytes>[\d,]+)\s+(?P<pct>\d+)%\s+(?P<rate>[\d.,]+)(?P<unit>[kMGT]?B)/s\s+"
+    r"(?P<eta>-?\d+:\d\d(?::\d\d)?)"
+    r"(?:\s+\(xfr#(?P<xfr>\d+),\s+(?P<ir>ir|to)-chk=(?P<left>\d+)/(?P<total>\d+)\))?\s*$"
+)
+_ITEM = re.compile(r"^(?P<code>[<>ch.][fdLDS][.+?cstpoguaxn ]{9}) (?P<path>.+)$")
+_DELETING = re.compile(r"^\*deleting\s+(?P<path>.+)$")
+_STAT = re.compile(r"^(?P<name>[A-Z][A-Za-z ]+?): (?P<value>[\d,]+(?:\.\d+)?)(?: .*)?$")
+_SENT = re.compile(
+    r"^sent (?P<sent>[\d,]+) bytes\s+received (?P<recv>[\d,]+) bytes\s+(?P<rate>[\d,.]+) bytes/sec$"
+)
+_TOTAL = re.compile(r"^total size is (?P<size>[\d,]+)\s+speedup is (?P<speedup>[\d,.]+)")
+_EXIT = re.compile(r"^rsync (?:error|warning): (?P<msg>.*?) \(code (?P<code>\d+)\)")
+_RSYNC_MSG = re.compile(r"^rsync: (?:\[(?P<role>\w+)\] )?(?P<msg>.*)$")
+_ERRNO = re.compile(r"\((?P<errno>\d+)\)\s*$")
+_QUOTED = re.compile(r'"(?P<path>(?:[^"\\]|\\.)*)"')
+_VANISHED = re.compile(r'^file has vanished: "(?P<path>.*)"')
+_MAXDEL = re.compile(r"^Deletions stopped due to --max-delete limit \((?P<n>\d+) skipped\)")
+_KNOWN_INFO = re.compile(
+    r"^(?:receiving|sending) (?:incremental )?file list$|^building file list|^done$|"
+    r"^created directory |^delta-transmission |^total: matches=|^Number of files: 0$|"
+    r"^(?:\s*)$|^skipping non-regular file |^ignoring unsafe symlink |"
+    r"^opening connection |^[Ss]ending daemon args"
+)
+
+_STAT_NAMES = {
+    "Number of files": "files_total",
+    "Number of created files": "files_created",
+    "Number of deleted files": "files_deleted",
+    "Number of regular files transferred": "files_transferred",
+    "Total file size": "size_bytes",
+    "Total transferred file size": "transferred_size_bytes",
+    "Literal data": "literal_bytes",
+    "Matched data": "matched_bytes",
+    "File list size": "file_list_bytes",
+    "File list generation time": "file_list_generation_seconds",
+    "File list transfer time": "file_list_transfer_seconds",
+    "Total bytes sent": "bytes_sent",
+    "Total bytes received": "bytes_received",
+}
+_UNITS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+_ITEM_KINDS = {"f": "file", "d": "dir", "L": "symlink", "D": "device", "S": "special"}
+_ERRNO_KINDS = {13: "permission_denied", 1: "permission_denied", 28: "no_space",
+                122: "no_space", 30: "read_only", 5: "io", 2: "not_found",
+                111: "connection_refused", 110: "timeout", 113: "connection", 101: "connection"}
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _classify_message(msg: str, errno: int | None) -> str:
+    low = msg.lower()
+    if "io timeout" in low or "timeout" in low and "exiting" in low:
+        return "timeout"
+    if "failed to connect" in low or "connection" in low and "refused" in low:
+        return "connection_refused" if errno == 111 else "connection"
+    if "getaddrinfo" in low or "name or service not known" in low:
+        return "dns"
+    if "connection unexpectedly closed" in low or "broken pipe" in low:
+        return "connection_lost"
+    if "max-delete" in low:
+        return "max_delete"
+    if "protocol" in low and "version" in low:
+        return "protocol"
+    if "failed verification" in low:
+        return "verification"
+    if "delet" in low and _QUOTED.search(msg):
+        return "delete_failed"
+    if errno in _ERRNO_KINDS:
+        return _ERRNO_KINDS[errno]
+    return "file_error" if _QUOTED.search(msg) else "other"
+
+
+def _daemon_error(msg: str) -> str:
+    low = msg.lower()
+    if "unknown module" in low:
+        return "module_missing"
+    if "auth failed" in low:
+        return "auth"
+    if "max connections" in low:
+        return "daemon_busy"
+    return "daemon"
+
+
+def parse_line(line: str) -> Event:
+    """Classify one line of rsync's stdout or stderr."""
+    if m := _PROGRESS.match(line):
+        left, total = m.group("left"), m.group("total")
+        rate = _num(m.group("rate")) * _UNITS.get(m.group("unit"), 1)
+        return Progress(
+            bytes_done=int(_num(m.group("bytes"))), percent=int(m.group("pct")), rate_bps=rate,
+            transferred=int(m.group("xfr")) if m.group("xfr") else None,
+            to_check=int(left) if left else None, total_known=int(total) if total else None,
+            incremental=m.group("ir") == "ir",
+        )
+    if m := _ITEM.match(line):
+        code, path = m.group("code"), m.group("path")
+        kind = "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]
+        return Item(code=code, path=path, kind=kind, transferred=code[0] in "<>")
+    if m := _DELETING.match(line):
+        return Item(code="*deleting", path=m.group("path"), kind="deleted", transferred=False)
+    if m := _SENT.match(line):
+        return Stat("bytes_per_second", _num(m.group("rate")))
+    if m := _TOTAL.match(line):
+        return Stat("total_size_bytes", _num(m.group("size")))
+    if m := _EXIT.match(line):
+        return ExitLine(code=int(m.group("code")), message=m.group("msg"))
+    if m := _VANISHED.match(line):
+        return Error("vanished", line, path=m.group("path"))
+    if m := _MAXDEL.match(line):
+        return Error("max_delete", line)
+    if line.startswith("IO error encountered -- skipping file deletion"):
+        return Error("deletion_skipped", line)
+    if line.startswith("cannot delete non-empty directory: "):
+        return Error("delete_failed", line, path=line.split(": ", 1)[1])
+    if line.startswith("@ERROR: "):
+        return Error(_daemon_error(line), line[8:])
+    if m := _RSYNC_MSG.match(line):
+        msg = m.group("msg")
+        errno_m = _ERRNO.search(msg)
+        errno = int(errno_m.group("errno")) if errno_m else None
+        path_m = _QUOTED.search(msg)
+        return Error(_classify_message(msg, errno), msg, path=path_m.group("path") if path_m
+                     else None, errno=errno, role=m.group("role"))
+    if line.startswith(("ERROR: ", "WARNING: ")):
+        kind = "verification" if "failed verification" in line else "other"
+        path_m = _QUOTED.search(line)
+        return Error(kind, line, path=path_m.group("path") if path_m else None)
+    if m := _STAT.match(line):
+        name = _STAT_NAMES.get(m.group("name"))
+        if name:
+            return Stat(name, _num(m.group("value")))
+    if _KNOWN_INFO.match(line):
+        return Info(line)
+    return Unparsed(line)

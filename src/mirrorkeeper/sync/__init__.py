@@ -1,0 +1,1 @@
+"""Running a sync (I/O): the lock, the per-run log, rsync stages, live progress, the record."""

@@ -1,0 +1,65 @@
+"""One run per mirror: an ``flock`` held for the whole run. The kernel releases it when the
+process dies, however it dies, so a crash can never leave a stale lock behind."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+
+class MirrorLocked(Exception):
+    def __init__(self, mirror: str, holder: str) -> None:
+        self.mirror, self.holder = mirror, holder
+        super().__init__(f"mirror `{mirror}` is already being synced (by pid {holder or '?'})")
+
+
+class MirrorLock:
+    def __init__(self, lock_dir: str | Path, mirror: str) -> None:
+        self.path = Path(lock_dir) / f"{mirror}.lock"
+        self.mirror = mirror
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise MirrorLocked(self.mirror, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        # The file stays: unlinking a lock file lets two processes lock two different inodes.
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> MirrorLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def is_locked(lock_dir: str | Path, mirror: str) -> bool:
+    """True while some process holds the mirror's lock (used by ``status``)."""
+    path = Path(lock_dir) / f"{mirror}.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
