@@ -35,7 +35,7 @@ def parse_duration(value: int | float | str) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest readable form: ``45s``, ``12m``, ``3h05m``, ``2d04h``."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

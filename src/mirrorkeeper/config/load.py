@@ -84,7 +84,8 @@ def _load_mirror(
         if key not in MIRROR_KEYS and key not in SETTING_KEYS:
             problems.append(Problem(file, prefix + key, "unknown key",
                                     did_you_mean(key, MIRROR_KEYS | SETTING_KEYS)))
-    profile_name, dest, enabled = table.get("profile"), table.get("dest"), table.get("enabled", True)
+    profile_name, dest = table.get("profile"), table.get("dest")
+    enabled = table.get("enabled", True)
     if not isinstance(profile_name, str):
         problems.append(Problem(file, prefix + "profile", "is required (a string)",
                                 "see `mirrorkeeper profiles` for the catalogue"))
@@ -93,7 +94,8 @@ def _load_mirror(
                                 did_you_mean(profile_name, catalogue.profiles)
                                 or "see `mirrorkeeper profiles`"))
     if not isinstance(dest, str) or not dest.strip():
-        problems.append(Problem(file, prefix + "dest", "is required (the directory to mirror into)"))
+        problems.append(Problem(file, prefix + "dest",
+                                "is required (the directory to mirror into)"))
     if not isinstance(enabled, bool):
         problems.append(Problem(file, prefix + "enabled", "should be true or false"))
     if problems:
@@ -160,4 +162,4 @@ def load_config(path: Path | str) -> Config:
     return Config(path=file, settings=settings, mirrors=mirrors)
 
 
-__all__ = ["find_config", "load_config", "read_toml", "field_names"]
+__all__ = ["field_names", "find_config", "load_config", "read_toml"]

@@ -82,7 +82,7 @@ def validate_table(
     origin = origin or {}
     data, problems = normalise(raw, file, prefix)
     try:
-        model = _strict_model(cls).model_validate(data)
+        model = _strict_model(cls).model_validate(data)  # type: ignore[arg-type]
     except ValidationError as exc:
         names = field_names(cls)
         for err in exc.errors():

@@ -58,7 +58,7 @@ class RsyncDaemon:
         conf.write_text(self._config())
         for _ in range(5):
             self.port = free_port()
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            self.proc = subprocess.Popen(
                 [self.rsync, "--daemon", "--no-detach", f"--config={conf}",
                  "--address=127.0.0.1", f"--port={self.port}"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -39,7 +39,7 @@ def _mk(console: Console, config: Path, *args: str) -> subprocess.CompletedProce
     shown = " ".join(["mirrorkeeper", "-c", str(config), *args])
     console.print(f"\n[bold cyan]$ {shown}[/]")
     sys.stdout.flush()
-    return subprocess.run(  # noqa: S603 - fixed argv
+    return subprocess.run(
         [sys.executable, "-m", "mirrorkeeper", "-c", str(config), *args],
         check=False, text=True, stdout=subprocess.PIPE if "--json" in args else None)
 

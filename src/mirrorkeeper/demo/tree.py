@@ -48,7 +48,7 @@ class DebianLikeTree:
         path.write_bytes(data)
 
     def create(self, packages: int = 1000, min_size: int = 200, max_size: int = 12000) -> None:
-        """``packages`` source packages × arches .deb files, then the indexes."""
+        """``packages`` source packages, one .deb per arch, .deb files, then the indexes."""
         for i in range(packages):
             component = COMPONENTS[i % len(COMPONENTS)]
             name = f"pkg{i:05d}"

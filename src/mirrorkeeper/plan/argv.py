@@ -91,6 +91,7 @@ def build_plan(
     bound = max_delete_bound(s, last_files_total)
     shared = _shared(s, upstream)
     deleting = ["--delete-after", "--delay-updates", f"--max-delete={bound}"]
+    stages: tuple[StagePlan, ...]
     if s.stage2:
         stage1 = [rsync, *shared]
         stage1 += [f"--include={pattern}" for pattern in s.stage1_include]

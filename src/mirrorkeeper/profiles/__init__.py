@@ -1,9 +1,9 @@
 """The profile catalogue: shipped project profiles plus the admin's own.
 
-A profile is one TOML file named after it. Its keys are :class:`~mirrorkeeper.config.spec.ProfileInfo`
-fields (description, docs, approx_size, notes, extends) and
-:class:`~mirrorkeeper.config.spec.SyncSettings` fields. A file in the admin's profiles directory
-with the same name replaces the shipped one; ``extends = "debian"`` starts from another profile.
+A profile is one TOML file named after it. Its keys are the fields of ``ProfileInfo``
+(description, docs, approx_size, notes, extends) and of ``SyncSettings`` (see
+:mod:`mirrorkeeper.config.spec`). A file in the admin's profiles directory with the same name
+replaces the shipped one; ``extends = "debian"`` starts from another profile.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ ERROR_KINDS = FILE_ERROR_KINDS | {
 _PROGRESS = re.compile(
     r"^\s*(?P<bytes>[\d,]+)\s+(?P<pct>\d+)%\s+(?P<rate>[\d.,]+)(?P<unit>[kMGT]?B)/s\s+"
     r"(?P<eta>-?\d+:\d\d(?::\d\d)?)"
-    r"(?:\s+\(xfr#(?P<xfr>\d+),\s+(?P<ir>ir|to)-chk=(?P<left>\d+)/(?P<total>\d+)\))?\s*$"
+    r"(?:\s+\(xfr#(?P<xfr>\d+),\s+(?P<ir>ir|to)-chk=(?P<left>\d+)/(?P<total>\d+)\))?\s*"
 )
 _ITEM = re.compile(r"^(?P<code>[<>ch.][fdLDS][.+?cstpoguaxn ]{9}) (?P<path>.+)$")
 _DELETING = re.compile(r"^\*deleting\s+(?P<path>.+)$")
@@ -139,9 +139,9 @@ def _num(text: str) -> float:
 
 def _classify_message(msg: str, errno: int | None) -> str:
     low = msg.lower()
-    if "io timeout" in low or "timeout" in low and "exiting" in low:
+    if "io timeout" in low or ("timeout" in low and "exiting" in low):
         return "timeout"
-    if "failed to connect" in low or "connection" in low and "refused" in low:
+    if "failed to connect" in low or ("connection" in low and "refused" in low):
         return "connection_refused" if errno == 111 else "connection"
     if "getaddrinfo" in low or "name or service not known" in low:
         return "dns"
@@ -171,17 +171,32 @@ def _daemon_error(msg: str) -> str:
     return "daemon"
 
 
+def parse_output(line: str) -> list[Event]:
+    """Events of one output line. rsync ends a progress update with ``\\r`` or nothing, so the
+    next message can arrive glued to it (``... to-chk=0/9)*deleting   a/b``): split those."""
+    events: list[Event] = []
+    while (m := _PROGRESS.match(line)) and m.end() < len(line):
+        events.append(_progress(m))
+        line = line[m.end():]
+    events.append(parse_line(line))
+    return events
+
+
+def _progress(m: re.Match[str]) -> Progress:
+    left, total = m.group("left"), m.group("total")
+    rate = _num(m.group("rate")) * _UNITS.get(m.group("unit"), 1)
+    return Progress(
+        bytes_done=int(_num(m.group("bytes"))), percent=int(m.group("pct")), rate_bps=rate,
+        transferred=int(m.group("xfr")) if m.group("xfr") else None,
+        to_check=int(left) if left else None, total_known=int(total) if total else None,
+        incremental=m.group("ir") == "ir",
+    )
+
+
 def parse_line(line: str) -> Event:
-    """Classify one line of rsync's stdout or stderr."""
-    if m := _PROGRESS.match(line):
-        left, total = m.group("left"), m.group("total")
-        rate = _num(m.group("rate")) * _UNITS.get(m.group("unit"), 1)
-        return Progress(
-            bytes_done=int(_num(m.group("bytes"))), percent=int(m.group("pct")), rate_bps=rate,
-            transferred=int(m.group("xfr")) if m.group("xfr") else None,
-            to_check=int(left) if left else None, total_known=int(total) if total else None,
-            incremental=m.group("ir") == "ir",
-        )
+    """Classify one line of rsync's stdout or stderr (see :func:`parse_output` for glued ones)."""
+    if (m := _PROGRESS.match(line)) and m.end() == len(line):
+        return _progress(m)
     if m := _ITEM.match(line):
         code, path = m.group("code"), m.group("path")
         kind = "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]

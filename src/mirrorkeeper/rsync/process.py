@@ -65,10 +65,10 @@ def run_process(
     stop = stop or threading.Event()
     child_env = {**os.environ, **(env or {})}
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+        proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=child_env, start_new_session=True,
-            preexec_fn=_die_with_parent if os.uname().sysname == "Linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if os.uname().sysname == "Linux" else None,
         )
     except OSError as exc:
         return ProcessResult(None, None, start_error=f"cannot run {argv[0]}: {exc.strerror}")

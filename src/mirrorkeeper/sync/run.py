@@ -12,15 +12,16 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.spec import Config, MirrorSpec
 from ..logs import RunLog, current_mirror, current_run, current_stage, event, prune_run_logs
-from ..plan.argv import RSYNC_ENV, build_plan
+from ..plan.argv import RSYNC_ENV, StagePlan, build_plan
 from ..record import RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
 from ..rsync.exitcodes import COMPLETE, PARTIAL, meaning
-from ..rsync.parse import Progress, parse_line
+from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..store import Store
@@ -133,9 +134,9 @@ def _run_locked(
                                       start_error=dest_problem))
             skipped = [s.name for s in plan.stages[1:]]
         else:
-            stages, skipped = _run_stages(plan.stages, plan.no_output_timeout, mirror, run_id,
-                                          store, runlog, stop, on_progress, on_line,
-                                          live_interval, last_total, weights)
+            context = _RunContext(mirror, run_id, store, runlog, stop, on_progress, on_line,
+                                  live_interval, last_total, weights)
+            stages, skipped = _run_stages(plan.stages, plan.no_output_timeout, context)
         record = RunRecord(run_id=run_id, mirror=mirror.name, upstream=upstream,
                            started_at=started, finished_at=time.time(),
                            outcome=outcome_of(stages), stages=tuple(stages),
@@ -157,52 +158,70 @@ def _run_locked(
         current_mirror.reset(tokens[0])
 
 
-def _run_stages(
-    stage_plans: tuple, no_output_timeout: float, mirror: MirrorSpec, run_id: int, store: Store,
-    runlog: RunLog, stop: threading.Event, on_progress: ProgressCallback | None,
-    on_line: LineCallback | None, live_interval: float, last_total: int | None,
-    weights: tuple[float, ...],
-) -> tuple[list[StageResult], list[str]]:
+class _LiveStage:
+    """The line handler of one running stage: log, parse, tally, publish progress."""
+
+    def __init__(self, stage: StagePlan, index: int, count: int, run: _RunContext) -> None:
+        self.stage, self.index, self.count, self.run = stage, index, count, run
+        self.tally = StageTally()
+        self.started = time.time()
+        self._published = 0.0
+
+    def publish(self, progress: Progress | None, force: bool = False) -> None:
+        run = self.run
+        now = time.time()
+        live = estimate(progress, stage=self.stage.name, stage_index=self.index,
+                        stage_count=self.count, elapsed_seconds=now - self.started,
+                        last_files_total=run.last_total, weights=run.weights)
+        if run.on_progress:
+            run.on_progress(live)
+        if force or now - self._published >= run.live_interval:
+            self._published = now
+            run.store.update_live(run.mirror.name, run.run_id, live, now)
+
+    def handle(self, stream: str, line: str) -> None:
+        self.run.runlog.write(stream, line)
+        for parsed in parse_output(line):
+            self.tally.add(parsed)
+            if isinstance(parsed, Progress):
+                self.publish(parsed)
+        if self.run.on_line:
+            self.run.on_line(self.stage.name, stream, line)
+
+
+@dataclass
+class _RunContext:
+    mirror: MirrorSpec
+    run_id: int
+    store: Store
+    runlog: RunLog
+    stop: threading.Event
+    on_progress: ProgressCallback | None
+    on_line: LineCallback | None
+    live_interval: float
+    last_total: int | None
+    weights: tuple[float, ...]
+
+
+def _run_stages(stage_plans: tuple[StagePlan, ...], no_output_timeout: float,
+                run: _RunContext) -> tuple[list[StageResult], list[str]]:
     stages: list[StageResult] = []
-    count = len(stage_plans)
     for index, stage in enumerate(stage_plans):
-        if stop.is_set():
+        if run.stop.is_set():
             return stages, [s.name for s in stage_plans[index:]]
         stage_token = current_stage.set(stage.name)
-        tally = StageTally()
-        started = time.time()
-        published = [0.0]
-
-        def publish(progress: Progress | None, force: bool = False) -> None:
-            now = time.time()
-            live = estimate(progress, stage=stage.name, stage_index=index, stage_count=count,
-                            elapsed_seconds=now - started, last_files_total=last_total,
-                            weights=weights)
-            if on_progress:
-                on_progress(live)
-            if force or now - published[0] >= live_interval:
-                published[0] = now
-                store.update_live(mirror.name, run_id, live, now)
-
-        def handle(stream: str, line: str) -> None:
-            runlog.write(stream, line)
-            parsed = parse_line(line)
-            tally.add(parsed)
-            if on_line:
-                on_line(stage.name, stream, line)
-            if isinstance(parsed, Progress):
-                publish(parsed)
-
-        runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
+        live = _LiveStage(stage, index, len(stage_plans), run)
+        run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
         event("stage.start", argv=list(stage.argv), deletes=stage.deletes)
-        publish(None, force=True)
-        proc = run_process(stage.argv, handle, env=RSYNC_ENV,
-                           no_output_timeout=no_output_timeout, stop=stop)
-        result = _stage_result(stage.name, stage.argv, started, time.time(), proc, tally)
+        live.publish(None, force=True)
+        proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
+                           no_output_timeout=no_output_timeout, stop=run.stop)
+        result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
+                               live.tally)
         stages.append(result)
-        runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
-                    + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
-                    + (f": {result.start_error}" if result.start_error else ""))
+        run.runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
+                        + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
+                        + (f": {result.start_error}" if result.start_error else ""))
         event("stage.end", exit_code=result.exit_code, meaning=meaning(result.exit_code),
               stopped_by=result.stopped_by, duration_seconds=round(result.duration_seconds, 3),
               files_transferred=result.files_transferred, files_deleted=result.files_deleted,
@@ -211,7 +230,7 @@ def _run_stages(
         if result.exit_code not in COMPLETE or result.stopped_by or result.start_error:
             rest = [s.name for s in stage_plans[index + 1:]]
             if rest:
-                runlog.note(f"not running {', '.join(rest)}: {stage.name} did not complete, and "
-                            "indexes must never point at files the mirror lacks")
+                run.runlog.note(f"not running {', '.join(rest)}: {stage.name} did not complete,"
+                                " and indexes must never point at files the mirror lacks")
             return stages, rest
     return stages, []

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
+# Python's venv module. Installs nothing that is already there; needs root only to install.
+set -eu
+
+need=""
+command -v rsync >/dev/null 2>&1 || need="$need rsync"
+command -v make >/dev/null 2>&1 || need="$need make"
+if ! command -v python3 >/dev/null 2>&1; then
+    need="$need python3 python3-venv"
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    need="$need python3-venv"
+fi
+
+if [ -n "$need" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: missing:$need — run as root, or install them with your package manager" >&2
+        exit 1
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: missing:$need and no apt-get here; install them by hand" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing$need"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+python3 - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"bootstrap: Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
+PY
