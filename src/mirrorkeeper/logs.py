@@ -47,16 +47,25 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_event_log(log_dir: str | Path) -> None:
-    """Attach the JSON-lines handler once per log dir."""
+    """Send events to ``LOG_DIR/events.jsonl``; a previous event log of this process (another
+    config) is closed and replaced, so events never go to a stale file."""
     path = Path(log_dir) / EVENT_LOG
-    for handler in logger.handlers:
-        if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(path):
-            return
+    for handler in list(logger.handlers):
+        if isinstance(handler, _EventFileHandler):
+            if handler.baseFilename == str(path.absolute()):
+                return
+            logger.removeHandler(handler)
+            handler.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _EventFileHandler(path, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class _EventFileHandler(logging.FileHandler):
+    """Marks the handler this module owns."""
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -30,8 +30,15 @@ from ..sync.run import lock_dir, sync_mirror
 from . import render
 from .progress import ProgressDisplay
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(stderr: bool = False) -> Console:
+    """Plain text that never wraps; off a terminal (cron mail, logs) tables get 160 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class UsageProblem(click.UsageError):

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.spec import Config, MirrorSpec
-from ..logs import RunLog, current_mirror, current_run, current_stage, event, prune_run_logs
+from ..logs import (
+    RunLog,
+    current_mirror,
+    current_run,
+    current_stage,
+    event,
+    prune_run_logs,
+    setup_event_log,
+)
 from ..plan.argv import RSYNC_ENV, StagePlan, build_plan
 from ..record import RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
@@ -90,6 +98,7 @@ def sync_mirror(
 ) -> RunRecord:
     """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running."""
     stop = stop or threading.Event()
+    setup_event_log(config.settings.log_dir)
     with MirrorLock(lock_dir(config), mirror.name):
         abandoned = store.mark_abandoned(mirror.name)
         return _run_locked(config, mirror, store, stop, on_progress, on_line, live_interval,

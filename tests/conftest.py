@@ -1,0 +1,118 @@
+"""Shared fixtures. Every rsync here is real: a daemon on 127.0.0.1 started per test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirrorkeeper.cli import main
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.tree import DebianLikeTree
+
+if shutil.which("rsync") is None:  # pragma: no cover - the bootstrap installs it
+    raise pytest.UsageError("rsync is not installed: run `sh scripts/bootstrap.sh` first")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(path: Path, mirrors: dict[str, dict[str, Any]],
+                 global_: dict[str, Any] | None = None) -> Path:
+    base = path.parent
+    settings = {"state_dir": str(base / "state"), "log_dir": str(base / "logs"),
+                "profiles_dir": str(base / "profiles"), **(global_ or {})}
+    lines = ["[global]", *(f"{k} = {toml_value(v)}" for k, v in settings.items()), ""]
+    for name, table in mirrors.items():
+        lines.append(f"[mirrors.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def mk(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run the real CLI entry point in-process; returns its exit status and output."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        else:  # pragma: no cover - main always exits
+            code = 0
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def rsyncd(tmp_path: Path) -> Iterator[Callable[[list[Module]], RsyncDaemon]]:
+    daemons: list[RsyncDaemon] = []
+
+    def start(modules: list[Module]) -> RsyncDaemon:
+        daemon = RsyncDaemon(tmp_path / f"rsyncd{len(daemons)}", modules).start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        daemon.stop()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> DebianLikeTree:
+    tree = DebianLikeTree(tmp_path / "upstream", seed=3)
+    tree.create(packages=300)
+    return tree
+
+
+@pytest.fixture
+def served(upstream: DebianLikeTree, rsyncd: Callable[[list[Module]], RsyncDaemon]) -> str:
+    """The upstream tree's rsync:// URL on a fresh daemon."""
+    return rsyncd([Module("debian", upstream.root)]).url("debian")
+
+
+@pytest.fixture
+def mirror_config(tmp_path: Path, served: str) -> Path:
+    """A config with one mirror ``deb`` of the debian profile, synced from the test daemon."""
+    return write_config(tmp_path / "mirrorkeeper.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served]},
+    })
+
+
+def python_cli() -> list[str]:
+    return [sys.executable, "-m", "mirrorkeeper"]
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()}

@@ -1,0 +1,144 @@
+"""Loading the config: every problem at once, with file, key path and a fix; exit 78."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mirrorkeeper.config.load import find_config, load_config
+from mirrorkeeper.config.problems import ConfigError
+
+from .conftest import CliResult, write_config
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_mirror_needs_only_profile_and_dest(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {"deb": {"profile": "debian", "dest": "srv/deb"}})
+    config = load_config(path)
+    mirror = config.mirrors["deb"]
+    assert mirror.dest == str(tmp_path / "srv" / "deb")  # relative to the config file
+    assert mirror.enabled
+    assert "Packages*" in mirror.settings.stage2
+    assert mirror.settings.update_signal == "project/trace/master"
+    assert mirror.settings.stale_after == 86400
+
+
+def test_every_profile_key_can_be_overridden(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": "/srv/deb", "upstreams": ["rsync://127.0.0.1:1/x/"],
+        "stage2": ["Packages*"], "excludes": ["/dists/sid/"], "bwlimit": 5000,
+        "timeout": "2m", "schedule": "15 */4 * * *", "stale_after": "12h",
+        "rsync_options": ["--sparse"], "max_delete_fraction": 0.05, "enabled": False}})
+    s = load_config(path).mirrors["deb"].settings
+    assert (s.upstreams, s.stage2, s.excludes, s.bwlimit) == (
+        ("rsync://127.0.0.1:1/x/",), ("Packages*",), ("/dists/sid/",), 5000)
+    assert (s.timeout, s.schedule, s.stale_after, s.rsync_options) == (
+        120, "15 */4 * * *", 43200, ("--sparse",))
+    assert not load_config(path).mirrors["deb"].enabled
+
+
+def test_all_problems_are_reported_at_once_with_suggestions(tmp_path: Path) -> None:
+    path = tmp_path / "mk.toml"
+    path.write_text("""
+[global]
+state_dri = "/tmp/x"
+
+[mirrors.deb]
+profile = "debain"
+dest = "/srv/deb"
+
+[mirrors.ubu]
+profile = "ubuntu"
+dest = "/srv/ubu"
+schedul = "6h"
+bwlimit = "fast"
+timeout = "soon"
+rsync_options = ["--delete"]
+
+[mirrors.arch]
+profile = "arch"
+""")
+    found = problems_of(path)
+    expected = [
+        f"{path}: global.state_dri: unknown key — did you mean `state_dir`?",
+        f"{path}: mirrors.deb.profile: no profile `debain` — did you mean `debian`?",
+        f"{path}: mirrors.ubu.schedul: unknown key — did you mean `schedule`?",
+        f"{path}: mirrors.arch.dest: is required (the directory to mirror into)",
+    ]
+    for line in expected:
+        assert line in found, found
+
+
+def test_type_and_value_errors_name_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {"u": {
+        "profile": "ubuntu", "dest": "/srv/u", "bwlimit": "fast", "timeout": "soon",
+        "upstreams": ["rsync://ok.example.org/ubuntu/", "ftp.example.org:/ubuntu"],
+        "rsync_options": ["--delete", "--quiet"], "max_delete_fraction": 2.0}})
+    found = "\n".join(problems_of(path))
+    assert "mirrors.u.timeout: 'soon' is not a duration" in found
+    # Type errors are reported before the value checks, so fix-and-rerun shows the rest.
+    assert "mirrors.u.bwlimit: should be a whole number (got 'fast')" in found
+    path = write_config(tmp_path / "mk.toml", {"u": {
+        "profile": "ubuntu", "dest": "/srv/u",
+        "upstreams": ["rsync://ok.example.org/ubuntu/", "ftp.example.org:/ubuntu"],
+        "rsync_options": ["--delete", "--quiet"], "max_delete_fraction": 2.0}})
+    found = "\n".join(problems_of(path))
+    assert "mirrors.u.upstreams.1: `ftp.example.org:/ubuntu` uses rsync over ssh" in found
+    assert "mirrors.u.rsync_options.0: `--delete` is set by Mirrorkeeper itself" in found
+    assert "mirrors.u.rsync_options.1: `--quiet` is set by Mirrorkeeper itself" in found
+    assert "mirrors.u.max_delete_fraction: must be above 0 and at most 1" in found
+
+
+def test_strict_types_refuse_quoted_numbers(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {"u": {"profile": "ubuntu", "dest": "/srv/u",
+                                                     "bwlimit": "5000"}})
+    assert any("bwlimit: should be a whole number" in p for p in problems_of(path))
+
+
+def test_overlapping_destinations_and_state_inside_a_mirror(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {
+        "a": {"profile": "debian", "dest": "/srv/debian"},
+        "b": {"profile": "debian-security", "dest": "/srv/debian/security"}},
+        global_={"state_dir": "/srv/debian/.state"})
+    found = "\n".join(problems_of(path))
+    assert "overlaps mirror `a`" in found
+    assert "contains /srv/debian/.state; stage 2 would delete it" in found
+
+
+def test_unreadable_and_broken_files(tmp_path: Path) -> None:
+    assert "no such file" in problems_of(tmp_path / "missing.toml")[0]
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mirrors.deb\nprofile = 1\n")
+    assert "not valid TOML" in problems_of(broken)[0]
+    assert "line 1" in problems_of(broken)[0]
+
+
+def test_config_is_found_via_flag_then_env_then_etc(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIRRORKEEPER_CONFIG", raising=False)
+    assert find_config(None) == Path("/etc/mirrorkeeper/mirrorkeeper.toml")
+    monkeypatch.setenv("MIRRORKEEPER_CONFIG", str(tmp_path / "env.toml"))
+    assert find_config(None) == tmp_path / "env.toml"
+    assert find_config(str(tmp_path / "flag.toml")) == tmp_path / "flag.toml"
+
+
+def test_cli_config_check_exit_statuses(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    good = write_config(tmp_path / "good.toml", {"deb": {"profile": "debian", "dest": "/srv/d"}})
+    result = mk("-c", str(good), "config", "check")
+    assert result.code == 0 and "OK — 1 mirror(s), 1 enabled: deb" in result.out
+    bad = write_config(tmp_path / "bad.toml", {"deb": {"profile": "debian", "dest": "/srv/d",
+                                                       "schedul": "6h"}})
+    result = mk("-c", str(bad), "config", "check")
+    assert result.code == 78
+    assert "mirrors.deb.schedul: unknown key — did you mean `schedule`?" in result.err
+    assert mk("-c", str(good), "sync").code == 64  # neither names nor --all
+    assert mk("-c", str(good), "sync", "nope").code == 64
+    assert mk("-c", str(good), "frobnicate").code == 64
+    assert mk("-c", str(good), "history", "deb", "--limit", "0").code == 64

@@ -1,0 +1,182 @@
+"""The line splitter and the streaming parser, on lines rsync 3.2 really printed.
+
+The literal lines below were recorded from rsync daemons on 127.0.0.1 (permission-denied files
+in a module running as ``nobody``, an unknown module, a closed port, a --max-delete limit);
+``test_parser_on_live_output`` records fresh output from a daemon in the test itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
+from mirrorkeeper.rsync.lines import LineSplitter
+from mirrorkeeper.rsync.parse import (
+    Error,
+    ExitLine,
+    Info,
+    Item,
+    Progress,
+    Stat,
+    Unparsed,
+    parse_line,
+    parse_output,
+)
+from mirrorkeeper.rsync.tally import StageTally
+from mirrorkeeper.demo.tree import DebianLikeTree
+
+
+def test_splitter_cuts_at_newline_and_carriage_return_across_chunks() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b">f+++++++++ a\n\r   10  1%") == [">f+++++++++ a"]
+    assert splitter.feed(b" 0.00kB/s 0:00:00\r   20") == ["   10  1% 0.00kB/s 0:00:00"]
+    assert splitter.feed(b"  2%\nlast") == ["   20  2%"]
+    assert splitter.close() == ["last"]
+    assert splitter.close() == []
+
+
+def test_splitter_bounds_a_line_without_end() -> None:
+    splitter = LineSplitter(max_line=100)
+    out = splitter.feed(b"x" * 350)
+    assert [len(x) for x in out] == [100, 100, 100]
+    assert splitter.close() == ["x" * 50]
+
+
+def test_undecodable_names_stay_visible() -> None:
+    assert LineSplitter().feed(b">f+++++++++ caf\xe9.deb\n") == [">f+++++++++ caf\\xe9.deb"]
+
+
+def test_progress_lines() -> None:
+    line = "    698510   3%  166.54MB/s    0:00:00 (xfr#10, to-chk=12/4609)"
+    event = parse_line(line)
+    assert event == Progress(bytes_done=698510, percent=3, rate_bps=166.54 * 1024**2,
+                             transferred=10, to_check=12, total_known=4609, incremental=False)
+    inc = parse_line("  1,234 50%  1.00kB/s 0:01:00 (xfr#1, ir-chk=1000/2000)")
+    assert isinstance(inc, Progress) and inc.incremental and inc.bytes_done == 1234
+    assert parse_line("              0   0%    0.00kB/s    0:00:00  ") == Progress(
+        0, 0, 0.0, None, None, None, False)
+
+
+def test_progress_glued_to_the_next_message_is_split() -> None:
+    events = parse_output("   698510   3%  166.54MB/s    0:00:00 (xfr#10, to-chk=0/4609)"
+                          "*deleting   pool/contrib/p/pkg00013/pkg00013_1_amd64.deb")
+    assert isinstance(events[0], Progress)
+    assert events[1] == Item("*deleting", "pool/contrib/p/pkg00013/pkg00013_1_amd64.deb",
+                             "deleted", False)
+
+
+def test_itemized_lines() -> None:
+    assert parse_line(">f+++++++++ pool/a/f1.deb") == Item(">f+++++++++", "pool/a/f1.deb",
+                                                           "file", True)
+    assert parse_line(".d..t...... pool/a/") == Item(".d..t......", "pool/a/", "dir", False)
+    link = parse_line("cL+++++++++ dists/R2 -> Release")
+    assert isinstance(link, Item) and link.kind == "symlink" and not link.transferred
+    assert parse_line(">f.st...... pool/a/f4.deb") == Item(">f.st......", "pool/a/f4.deb",
+                                                           "file", True)
+    hard = parse_line("hf+++++++++ pool/b => pool/a")
+    assert isinstance(hard, Item) and hard.kind == "hardlink"
+
+
+def test_stats_block() -> None:
+    block = """Number of files: 36 (reg: 31, dir: 4, link: 1)
+Number of created files: 35 (reg: 31, dir: 3, link: 1)
+Number of deleted files: 3 (reg: 3)
+Number of regular files transferred: 31
+Total file size: 465009 bytes
+Total transferred file size: 465002 bytes
+Literal data: 465002 bytes
+Matched data: 0 bytes
+File list size: 687
+File list generation time: 0.001 seconds
+File list transfer time: 0.000 seconds
+Total bytes sent: 632
+Total bytes received: 467088
+sent 632 bytes  received 467088 bytes  935440.00 bytes/sec
+total size is 465009  speedup is 0.99""".splitlines()
+    events = [parse_line(x) for x in block]
+    assert all(isinstance(e, Stat) for e in events), events
+    stats = {e.name: e.value for e in events if isinstance(e, Stat)}
+    assert stats["files_total"] == 36 and stats["files_deleted"] == 3
+    assert stats["files_transferred"] == 31 and stats["size_bytes"] == 465009
+    assert stats["bytes_sent"] == 632 and stats["bytes_received"] == 467088
+    assert stats["file_list_generation_seconds"] == 0.001
+    assert parse_line("Number of files: 1,234,567 (reg: 1,000)") == Stat("files_total", 1234567)
+
+
+def test_error_lines_are_classified() -> None:
+    denied = parse_line('rsync: [sender] send_files failed to open "pool/a/f5.deb" (in u): '
+                        "Permission denied (13)")
+    assert denied == Error("permission_denied",
+                           'send_files failed to open "pool/a/f5.deb" (in u): Permission denied '
+                           "(13)", path="pool/a/f5.deb", errno=13, role="sender")
+    refused = parse_line("rsync: [Receiver] failed to connect to 127.0.0.1 (127.0.0.1): "
+                         "Connection refused (111)")
+    assert isinstance(refused, Error) and refused.kind == "connection_refused"
+    assert parse_line("@ERROR: Unknown module 'nope'") == Error("module_missing",
+                                                               "Unknown module 'nope'")
+    assert isinstance(parse_line("@ERROR: auth failed on module m"), Error)
+    assert parse_line("@ERROR: auth failed on module m").kind == "auth"  # type: ignore[union-attr]
+    vanished = parse_line('file has vanished: "/pool/a/x.deb" (in debian)')
+    assert vanished == Error("vanished", 'file has vanished: "/pool/a/x.deb" (in debian)',
+                             path="/pool/a/x.deb")
+    full = parse_line('rsync: [receiver] write failed on "/srv/m/pool/x": No space left on '
+                      "device (28)")
+    assert isinstance(full, Error) and full.kind == "no_space" and full.errno == 28
+    timeout = parse_line("rsync: [receiver] io timeout after 30 seconds -- exiting")
+    assert isinstance(timeout, Error) and timeout.kind == "timeout"
+    maxdel = parse_line("Deletions stopped due to --max-delete limit (8 skipped)")
+    assert isinstance(maxdel, Error) and maxdel.kind == "max_delete"
+    assert parse_line("rsync error: some files/attrs were not transferred (see previous errors)"
+                      " (code 23) at main.c(1874) [generator=3.2.7]") == ExitLine(
+        23, "some files/attrs were not transferred (see previous errors)")
+    assert parse_line("rsync warning: some files vanished before they could be transferred "
+                      "(code 24) at main.c(1874) [generator=3.2.7]").code == 24  # type: ignore
+
+
+def test_known_chatter_is_info_and_anything_else_is_unparsed() -> None:
+    assert isinstance(parse_line("receiving incremental file list"), Info)
+    assert isinstance(parse_line("something rsync never said"), Unparsed)
+
+
+def test_tally_memory_does_not_grow_with_the_number_of_files() -> None:
+    def peak(files: int) -> int:
+        tally = StageTally()
+        tracemalloc.start()
+        for i in range(files):
+            for event in parse_output(f">f+++++++++ pool/main/p/pkg{i}/pkg{i}_1_amd64.deb"):
+                tally.add(event)
+            if i % 7 == 0:
+                for event in parse_output(f'rsync: [sender] send_files failed to open "p{i}" '
+                                          "(in m): Permission denied (13)"):
+                    tally.add(event)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert tally.items["file"] == files
+        assert tally.files_failed == len(range(0, files, 7))
+        assert len(tally.error_samples) == tally.sample_limit
+        return top
+
+    small, large = peak(2_000), peak(40_000)
+    assert large < small * 1.5 + 64 * 1024, (small, large)
+
+
+def test_parser_on_live_output(tmp_path: Path, served: str, upstream: DebianLikeTree) -> None:
+    """Record real output from the test daemon; every line must be understood."""
+    dest = tmp_path / "copy"
+    proc = subprocess.run(["rsync", *COMMON_OPTIONS, served, f"{dest}/"], env=RSYNC_ENV,
+                          capture_output=True, check=True)
+    splitter = LineSplitter()
+    lines = splitter.feed(proc.stdout + proc.stderr) + splitter.close()
+    tally = StageTally()
+    for line in lines:
+        for event in parse_output(line):
+            tally.add(event)
+    regular = [p for p in upstream.root.rglob("*") if p.is_file()]
+    assert tally.unparsed == 0, [x for x in lines if isinstance(parse_line(x), Unparsed)]
+    assert tally.stat("files_transferred") == len(regular) == tally.items_received
+    assert tally.stat("size_bytes") == sum(p.stat().st_size for p in regular)
+    dirs = [p for p in upstream.root.rglob("*") if p.is_dir()]
+    assert tally.stat("files_total") == len(regular) + len(dirs) + 1  # "." counts too
+    assert tally.last_progress is not None and tally.last_progress.to_check == 0
