@@ -11,6 +11,7 @@ import subprocess
 import tracemalloc
 from pathlib import Path
 
+from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
 from mirrorkeeper.rsync.lines import LineSplitter
 from mirrorkeeper.rsync.parse import (
@@ -25,7 +26,6 @@ from mirrorkeeper.rsync.parse import (
     parse_output,
 )
 from mirrorkeeper.rsync.tally import StageTally
-from mirrorkeeper.demo.tree import DebianLikeTree
 
 
 def test_splitter_cuts_at_newline_and_carriage_return_across_chunks() -> None:

@@ -14,7 +14,7 @@ import pytest
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
-from mirrorkeeper.record import RunRecord
+from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
 
@@ -27,11 +27,13 @@ RUN_FIELDS = {"mirror", "run_id", "started_at", "finished_at", "duration_seconds
 
 
 def sync_once(config_path: Path, name: str = "deb",
-              on_line: Callable[[str, str, str], None] | None = None) -> RunRecord:
+              on_line: Callable[[str, str, str], None] | None = None,
+              on_stage: Callable[[StageResult], None] | None = None) -> RunRecord:
     config = load_config(config_path)
     store = Store.open(config.settings.state_dir)
     try:
-        return sync_mirror(config, config.mirrors[name], store, on_line=on_line)
+        return sync_mirror(config, config.mirrors[name], store, on_line=on_line,
+                           on_stage=on_stage)
     finally:
         store.close()
 
@@ -97,28 +99,34 @@ def test_two_stage_order(tmp_path: Path, mirror_config: Path, upstream: DebianLi
     seen: dict[str, int] = {"checks": 0}
     violations: list[str] = []
 
+    indexes = [mirror / f"dists/stable/{c}/binary-{a}/Packages"
+               for c in ("main", "contrib") for a in ("amd64", "arm64")]
+
     def listed_files_present() -> None:
-        for packages in (mirror / "dists").rglob("Packages"):
+        for packages in indexes:  # --delay-updates renames each into place atomically
             for line in packages.read_text().splitlines():
                 if line.startswith("Filename: ") and not (mirror / line[10:]).exists():
                     violations.append(f"{packages} lists missing {line[10:]}")
 
     def on_line(stage: str, _stream: str, line: str) -> None:
         seen["checks"] += 1
-        if seen["checks"] % 25 == 0:
+        if seen["checks"] % 25 == 0:  # rsync waits while we look (the pipe fills up)
             listed_files_present()
-        if stage == "stage2" and "stage2" not in seen:
-            seen["stage2"] = 1
-            # Stage 1 is over: new pool files are in, indexes and removals untouched.
-            assert all((mirror / rel).exists() for rel in change.added)
-            assert all((mirror / rel).exists() for rel in change.removed)
-            assert (mirror / "dists/stable/Release").read_bytes() == old_release
         if line.startswith("*deleting"):
             assert stage == "stage2", line
 
-    record = sync_once(mirror_config, on_line=on_line)
+    def on_stage(result: StageResult) -> None:
+        if result.name == "stage1":
+            # Between the stages: new pool files are in, indexes and removals untouched.
+            seen["between"] = 1
+            assert all((mirror / rel).exists() for rel in change.added)
+            assert all((mirror / rel).exists() for rel in change.removed)
+            assert (mirror / "dists/stable/Release").read_bytes() == old_release
+            listed_files_present()
+
+    record = sync_once(mirror_config, on_line=on_line, on_stage=on_stage)
     listed_files_present()
-    assert "stage2" in seen and violations == []
+    assert "between" in seen and violations == []
     assert record.stages[0].files_deleted == 0
     assert record.stages[1].files_deleted == len(change.removed)
     assert record.stages[1].files_transferred == 8 + 2  # only the indexes were held back
@@ -166,7 +174,7 @@ def test_cli_sync_status_history_json(mirror_config: Path, mk: Callable[..., Cli
     synced = mk("-c", cfg, "sync", "deb", "--json")
     assert synced.code == 0, synced.err
     run = synced.json()
-    assert RUN_FIELDS <= set(run)
+    assert set(run) >= RUN_FIELDS
     assert run["outcome"] == "success" and run["stages"][1]["name"] == "stage2"
     status = mk("-c", cfg, "status", "--json").json()[0]
     assert RUN_FIELDS | {"state", "progress_percent", "last_success_at"} <= set(status)

@@ -30,6 +30,7 @@ from ..sync.run import lock_dir, sync_mirror
 from . import render
 from .progress import ProgressDisplay
 
+
 def _console(stderr: bool = False) -> Console:
     """Plain text that never wraps; off a terminal (cron mail, logs) tables get 160 columns."""
     stream = sys.stderr if stderr else sys.stdout

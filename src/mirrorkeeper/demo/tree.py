@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ class DebianLikeTree:
         self.root = Path(root)
         self.rng = random.Random(seed)
         self.serial = 0
+        # Each publish is stamped an hour after the previous one, as a real archive's would be:
+        # rsync's quick check compares size and mtime, and two publishes within one second at
+        # the same size would look unchanged.
+        self._epoch = int(time.time()) - 30 * 86400
+
+    @property
+    def publish_time(self) -> int:
+        return self._epoch + 3600 * self.serial
 
     def pool_files(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in (self.root / "pool").rglob("*.deb"))
@@ -46,9 +55,11 @@ class DebianLikeTree:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        os.utime(path, (self.publish_time, self.publish_time))
 
     def create(self, packages: int = 1000, min_size: int = 200, max_size: int = 12000) -> None:
-        """``packages`` source packages, one .deb per arch, .deb files, then the indexes."""
+        """``packages`` source packages, one .deb per arch, then the indexes (publish 1)."""
+        self.serial = 1
         for i in range(packages):
             component = COMPONENTS[i % len(COMPONENTS)]
             name = f"pkg{i:05d}"
@@ -59,14 +70,14 @@ class DebianLikeTree:
 
     def mutate(self, add: int = 50, change: int = 30, remove: int = 40) -> TreeChange:
         """New packages, new versions of some (old .deb replaced), and removals; new indexes."""
+        self.serial += 1  # this publish
         files = self.pool_files()
         picked = self.rng.sample(files, min(len(files), change + remove))
         changed, removed = picked[:change], picked[change:]
         for rel in removed:
             (self.root / rel).unlink()
         for rel in changed:
-            path = self.root / rel
-            path.write_bytes(_payload(self.rng, self.rng.randint(200, 12000)))
+            self._write(rel, _payload(self.rng, self.rng.randint(200, 12000)))
         added = []
         for i in range(add):
             name = f"new{self.serial:03d}x{i:04d}"  # unique per mutation
@@ -78,7 +89,6 @@ class DebianLikeTree:
 
     def write_indexes(self) -> None:
         """Packages (+ .gz) per component/arch, Release with their checksums, InRelease, trace."""
-        self.serial += 1
         dists = f"dists/{SUITE}"
         release_entries: list[tuple[str, str, int]] = []
         for component in COMPONENTS:

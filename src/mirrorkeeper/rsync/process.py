@@ -1,17 +1,20 @@
 """Run one rsync process (I/O): stream both pipes line by line, watchdog, clean stop.
 
-The child gets its own session so a terminal's Ctrl-C reaches only us and we decide how to stop
-it; on Linux it also gets ``PR_SET_PDEATHSIG`` so it dies if we are killed with SIGKILL.
+rsync runs under :mod:`.guard` in a session of its own, so a terminal's Ctrl-C reaches only us
+and we decide how to stop it, and so that the whole group dies with us even if we are killed.
+The guardian relies on ``PR_SET_PDEATHSIG``, which fires when the *thread* that started it
+ends: call :func:`run_process` from a thread that lives for the whole run.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,8 +23,7 @@ from dataclasses import dataclass
 from .lines import LineSplitter
 
 #: How long rsync gets to exit after SIGTERM before SIGKILL.
-TERM_GRACE_SECONDS = 10.0
-_PR_SET_PDEATHSIG = 1
+TERM_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,25 +33,10 @@ class ProcessResult:
     start_error: str | None = None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's whole process group (rsync forks), then SIGKILL after a grace."""
-    for sig, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the child's whole process group: rsync forks a receiver beside itself."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def run_process(
@@ -64,12 +51,14 @@ def run_process(
     """Run ``argv``; call ``on_line(stream, line)`` for each stdout/stderr line as it arrives."""
     stop = stop or threading.Event()
     child_env = {**os.environ, **(env or {})}
+    if shutil.which(argv[0], path=child_env.get("PATH")) is None:
+        why = "not executable" if os.path.exists(argv[0]) else "no such program"
+        return ProcessResult(None, None, start_error=f"cannot run {argv[0]}: {why}")
+    guarded = [sys.executable, "-m", "mirrorkeeper.rsync.guard", str(os.getpid()), *argv]
     try:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=child_env, start_new_session=True,
-            preexec_fn=_die_with_parent if os.uname().sysname == "Linux" else None,
-        )
+            guarded, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=child_env, start_new_session=True)
     except OSError as exc:
         return ProcessResult(None, None, start_error=f"cannot run {argv[0]}: {exc.strerror}")
     assert proc.stdout is not None and proc.stderr is not None
@@ -80,9 +69,18 @@ def run_process(
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ)
     stopped_by: str | None = None
+    kill_at: float | None = None  # when SIGTERM's grace runs out
     last_output = time.monotonic()
+
+    def begin_stop(reason: str) -> None:
+        nonlocal stopped_by, kill_at
+        stopped_by = reason
+        kill_at = time.monotonic() + TERM_GRACE_SECONDS
+        _signal_group(proc, signal.SIGTERM)
+
     try:
         while streams:
+            # Keep draining both pipes while rsync stops: a full pipe would block its exit.
             for key, _ in selector.select(timeout=poll_seconds):
                 fd = int(key.fd)
                 name, splitter = streams[fd]
@@ -99,18 +97,29 @@ def run_process(
                         on_line(name, line)
                     selector.unregister(fd)
                     del streams[fd]
+            now = time.monotonic()
             if stopped_by is None and stop.is_set():
-                stopped_by = "signal"
-                _stop(proc)
-            elif stopped_by is None and time.monotonic() - last_output > no_output_timeout:
-                stopped_by = "watchdog"
+                begin_stop("signal")
+            elif stopped_by is None and now - last_output > no_output_timeout:
                 on_line("err", f"mirrorkeeper: no output from rsync for {no_output_timeout:.0f}s;"
                                " stopping it")
-                _stop(proc)
+                begin_stop("watchdog")
+            elif kill_at is not None and now > kill_at:
+                on_line("err", f"mirrorkeeper: rsync still running {TERM_GRACE_SECONDS:.0f}s "
+                               "after SIGTERM; sending SIGKILL")
+                _signal_group(proc, signal.SIGKILL)
+                kill_at = None
     finally:
         selector.close()
         proc.stdout.close()
         proc.stderr.close()
         if proc.poll() is None:
-            _stop(proc)
+            # Pipes closed but rsync lives on (or we are unwinding an exception): end it.
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=TERM_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+        if stopped_by is not None:
+            _signal_group(proc, signal.SIGKILL)  # any straggler of the group
     return ProcessResult(proc.wait(), stopped_by)

@@ -37,6 +37,7 @@ from .lock import MirrorLock
 
 ProgressCallback = Callable[[LiveProgress], None]
 LineCallback = Callable[[str, str, str], None]  # stage, stream, line
+StageCallback = Callable[[StageResult], None]  # after a stage ends, before the next starts
 
 
 def lock_dir(config: Config) -> Path:
@@ -94,6 +95,7 @@ def sync_mirror(
     stop: threading.Event | None = None,
     on_progress: ProgressCallback | None = None,
     on_line: LineCallback | None = None,
+    on_stage: StageCallback | None = None,
     live_interval: float = 2.0,
 ) -> RunRecord:
     """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running."""
@@ -101,14 +103,20 @@ def sync_mirror(
     setup_event_log(config.settings.log_dir)
     with MirrorLock(lock_dir(config), mirror.name):
         abandoned = store.mark_abandoned(mirror.name)
-        return _run_locked(config, mirror, store, stop, on_progress, on_line, live_interval,
-                           abandoned)
+        hooks = _Hooks(on_progress, on_line, on_stage)
+        return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned)
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    on_progress: ProgressCallback | None = None
+    on_line: LineCallback | None = None
+    on_stage: StageCallback | None = None
 
 
 def _run_locked(
-    config: Config, mirror: MirrorSpec, store: Store, stop: threading.Event,
-    on_progress: ProgressCallback | None, on_line: LineCallback | None, live_interval: float,
-    abandoned: int,
+    config: Config, mirror: MirrorSpec, store: Store, stop: threading.Event, hooks: _Hooks,
+    live_interval: float, abandoned: int,
 ) -> RunRecord:
     settings = config.settings
     last_ok = store.last_run(mirror.name, outcome="success")
@@ -143,8 +151,8 @@ def _run_locked(
                                       start_error=dest_problem))
             skipped = [s.name for s in plan.stages[1:]]
         else:
-            context = _RunContext(mirror, run_id, store, runlog, stop, on_progress, on_line,
-                                  live_interval, last_total, weights)
+            context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
+                                  last_total, weights)
             stages, skipped = _run_stages(plan.stages, plan.no_output_timeout, context)
         record = RunRecord(run_id=run_id, mirror=mirror.name, upstream=upstream,
                            started_at=started, finished_at=time.time(),
@@ -182,8 +190,8 @@ class _LiveStage:
         live = estimate(progress, stage=self.stage.name, stage_index=self.index,
                         stage_count=self.count, elapsed_seconds=now - self.started,
                         last_files_total=run.last_total, weights=run.weights)
-        if run.on_progress:
-            run.on_progress(live)
+        if run.hooks.on_progress:
+            run.hooks.on_progress(live)
         if force or now - self._published >= run.live_interval:
             self._published = now
             run.store.update_live(run.mirror.name, run.run_id, live, now)
@@ -194,8 +202,8 @@ class _LiveStage:
             self.tally.add(parsed)
             if isinstance(parsed, Progress):
                 self.publish(parsed)
-        if self.run.on_line:
-            self.run.on_line(self.stage.name, stream, line)
+        if self.run.hooks.on_line:
+            self.run.hooks.on_line(self.stage.name, stream, line)
 
 
 @dataclass
@@ -205,8 +213,7 @@ class _RunContext:
     store: Store
     runlog: RunLog
     stop: threading.Event
-    on_progress: ProgressCallback | None
-    on_line: LineCallback | None
+    hooks: _Hooks
     live_interval: float
     last_total: int | None
     weights: tuple[float, ...]
@@ -236,6 +243,8 @@ def _run_stages(stage_plans: tuple[StagePlan, ...], no_output_timeout: float,
               files_transferred=result.files_transferred, files_deleted=result.files_deleted,
               files_failed=result.files_failed, errors=result.errors)
         current_stage.reset(stage_token)
+        if run.hooks.on_stage:
+            run.hooks.on_stage(result)
         if result.exit_code not in COMPLETE or result.stopped_by or result.start_error:
             rest = [s.name for s in stage_plans[index + 1:]]
             if rest:

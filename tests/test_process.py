@@ -1,0 +1,192 @@
+"""Processes and signals: the lock, SIGTERM, SIGKILL, the watchdog, live progress.
+
+These start ``mirrorkeeper sync`` as a real subprocess against a bandwidth-limited daemon, so a
+sync lasts long enough to be watched, locked and interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.rsync.process import run_process
+from mirrorkeeper.sync.lock import MirrorLock, MirrorLocked, is_locked
+
+from .conftest import CliResult, python_cli, write_config
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (to prove no rsync was left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def slow_config(tmp_path: Path, served: str) -> Callable[[int | None], Path]:
+    """A config whose sync is throttled to ``bwlimit`` KiB/s (the tree is ~3.7 MB)."""
+
+    def make(bwlimit: int | None) -> Path:
+        limit = {"bwlimit": bwlimit} if bwlimit else {}
+        return write_config(tmp_path / "mk.toml", {"deb": {
+            "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served],
+            **limit}})
+
+    return make
+
+
+def start_sync(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*python_cli(), "-c", str(config), "sync", "deb", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not met in {timeout}s: {what or condition}")
+
+
+def test_lock_file_semantics(tmp_path: Path) -> None:
+    with MirrorLock(tmp_path, "deb"):
+        assert is_locked(tmp_path, "deb")
+        with pytest.raises(MirrorLocked) as info:
+            MirrorLock(tmp_path, "deb").acquire()
+        assert info.value.holder == str(os.getpid())
+    assert not is_locked(tmp_path, "deb")
+    assert (tmp_path / "deb.lock").exists()  # kept: unlinking lock files races
+
+
+def test_second_sync_exits_75_without_disturbing_the_first(
+        slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
+        tmp_path: Path) -> None:
+    config = slow_config(1500)
+    first = start_sync(config)
+    try:
+        wait_for(lambda: is_locked(tmp_path / "state" / "locks", "deb"))
+        second = mk("-c", str(config), "sync", "deb")
+        assert second.code == 75
+        assert "mirror `deb` is already being synced (by pid" in second.err
+        status = mk("-c", str(config), "status", "--json").json()[0]
+        assert status["state"] == "running"
+    finally:
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert '"outcome": "success"' in out
+
+
+def test_status_shows_live_progress(slow_config: Callable[[int | None], Path],
+                                    mk: Callable[..., CliResult]) -> None:
+    config = slow_config(700)
+    proc = start_sync(config)
+    seen: list[float] = []
+    try:
+        def progressed() -> bool:
+            row = mk("-c", str(config), "status", "--json").json()[0]
+            if row["state"] == "running" and row["progress_percent"]:
+                seen.append(row["progress_percent"])
+                assert row["stage"] == "stage1" and row["bytes_done"] >= 0
+            return len(seen) >= 2 and seen[-1] > seen[0]
+        wait_for(progressed, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert 0 < seen[0] < seen[-1] < 100
+
+
+def test_sigterm_stops_rsync_and_records_interrupted(
+        slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
+        tmp_path: Path) -> None:
+    config = slow_config(200)
+    proc = start_sync(config)
+    dest = str(tmp_path / "mirror")
+    wait_for(lambda: bool(processes_mentioning(dest)) and
+             any(p != proc.pid for p in processes_mentioning(dest)))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    wait_for(lambda: processes_mentioning(dest) == [], timeout=5)
+    history = mk("-c", str(config), "history", "deb", "--json").json()
+    assert history[0]["outcome"] == "interrupted"
+    assert history[0]["stages"][0]["stopped_by"] == "signal"
+    assert history[0]["skipped_stages"] == ["stage2"]
+    status = mk("-c", str(config), "status", "--json").json()[0]
+    assert status["state"] == "idle" and status["outcome"] == "interrupted"
+
+
+def test_sigkill_of_mirrorkeeper_takes_rsync_down_and_is_noticed(
+        slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
+        tmp_path: Path) -> None:
+    config = slow_config(200)
+    proc = start_sync(config)
+    dest = str(tmp_path / "mirror")
+    wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)))
+    proc.kill()
+    proc.communicate(timeout=10)
+    wait_for(lambda: processes_mentioning(dest) == [], timeout=5,
+             what=f"rsync gone after SIGKILL: {processes_mentioning(dest)}")
+    status = mk("-c", str(config), "status", "--json").json()[0]
+    assert status["state"] == "crashed"
+    fast = slow_config(None)  # the same mirror, unthrottled
+    assert mk("-c", str(fast), "sync", "deb", "--quiet").code == 0
+    outcomes = [h["outcome"] for h in mk("-c", str(fast), "history", "deb", "--json").json()]
+    assert outcomes == ["success", "interrupted"]
+
+
+def test_watchdog_stops_a_silent_process() -> None:
+    lines: list[str] = []
+    started = time.monotonic()
+    result = run_process(["sh", "-c", "echo hello; sleep 60"], lambda _s, x: lines.append(x),
+                         no_output_timeout=1.0, poll_seconds=0.1)
+    assert time.monotonic() - started < 15
+    assert result.stopped_by == "watchdog" and result.exit_code == -signal.SIGTERM
+    assert lines[0] == "hello" and "no output from rsync for 1s" in lines[-1]
+
+
+def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
+    marker = f"sleep 3{os.getpid() % 1000}"  # a unique command line to look for
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    result = run_process(["sh", "-c", f"{marker} & {marker}; wait"], lambda _s, _x: None,
+                         stop=stop, poll_seconds=0.1)
+    assert result.stopped_by == "signal"
+    wait_for(lambda: processes_mentioning(marker) == [], timeout=5)
+
+
+def test_cannot_start_is_a_value_not_an_exception(tmp_path: Path) -> None:
+    result = run_process([str(tmp_path / "missing")], lambda _s, _x: None)
+    assert result.exit_code is None and result.start_error is not None
+
+
+def test_upstream_daemon_unit(tmp_path: Path) -> None:
+    """The daemon helper used by the demo and the tests serves a module and stops cleanly."""
+    tree = DebianLikeTree(tmp_path / "up", seed=1)
+    tree.create(packages=10)
+    with RsyncDaemon(tmp_path / "d", [Module("m", tree.root)]) as daemon:
+        listing = subprocess.run(["rsync", daemon.url("m")], capture_output=True, text=True,
+                                 check=True).stdout
+        assert "pool" in listing and "dists" in listing
+        port = daemon.port
+    refused = subprocess.run(["rsync", f"rsync://127.0.0.1:{port}/m/"], capture_output=True)
+    assert refused.returncode == 10
