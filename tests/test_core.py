@@ -127,3 +127,17 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
     assert mode == "wal"
     store.close()
     Store.open(tmp_path).close()  # opening a migrated store again changes nothing
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from importlib import resources
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from mirrorkeeper.store.store import HEAD_REVISION
+
+    cfg = Config()
+    cfg.set_main_option("script_location",
+                        str(resources.files("mirrorkeeper.store") / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION

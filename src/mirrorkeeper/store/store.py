@@ -12,33 +12,36 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from ..record import RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, runs
 
 DB_NAME = "mirrorkeeper.db"
+#: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
+#: here lets every command skip importing Alembic (~170 ms) when the schema is current.
+HEAD_REVISION = "0001"
 
 
-def _alembic_config(connection: sa.Connection) -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location",
-                        str(resources.files("mirrorkeeper.store") / "migrations"))
-    cfg.attributes["connection"] = connection
-    return cfg
+def schema_revision(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision (cheap when it already is)."""
+    """Bring the schema to the newest revision (a single query when it already is)."""
     with engine.begin() as conn:
-        cfg = _alembic_config(conn)
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        if MigrationContext.configure(conn).get_current_revision() != head:
-            command.upgrade(cfg, "head")
+        if schema_revision(conn) == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location",
+                            str(resources.files("mirrorkeeper.store") / "migrations"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
