@@ -106,6 +106,8 @@ def test_status_shows_live_progress(slow_config: Callable[[int | None], Path],
             if row["state"] == "running" and row["progress_percent"]:
                 seen.append(row["progress_percent"])
                 assert row["stage"] == "stage1" and row["bytes_done"] >= 0
+                # The figures are the last *finished* run's: there is none yet.
+                assert row["outcome"] is None and isinstance(row["current_run_id"], int)
             return len(seen) >= 2 and seen[-1] > seen[0]
         wait_for(progressed, timeout=30)
     finally:

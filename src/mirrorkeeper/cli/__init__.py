@@ -128,20 +128,20 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
     rows = []
     for mirror in config.mirrors.values():
-        last = store.last_run(mirror.name)
+        recent = store.history(mirror.name, limit=2)
         last_ok = store.last_run(mirror.name, outcome="success")
         running = is_locked(lock_dir(config), mirror.name)
         live = store.live(mirror.name) if running else None
-        last_done = last
-        if last and last.outcome == "running":
-            # A run row still 'running' with no lock held: its process died without finishing.
-            history = store.history(mirror.name, limit=2)
-            last_done = history[1] if running and len(history) > 1 else last
+        # A row still 'running' is the current run, or, with no lock held, one whose process
+        # died; the figures shown are those of the last run that finished.
+        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
+        last_done = next((r for r in recent if r.outcome != "running"), None)
         row: dict[str, Any] = render.run_json(last_done) if last_done else {
             "mirror": mirror.name, "run_id": None, "outcome": None}
+        row["current_run_id"] = unfinished.run_id if unfinished and running else None
         state = "running" if running else (
-            "never synced" if last is None else
-            "crashed" if last.outcome == "running" else
+            "crashed" if unfinished else
+            "never synced" if last_done is None else
             "idle" if mirror.enabled else "disabled")
         row.update({
             "mirror": mirror.name,
