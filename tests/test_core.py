@@ -15,7 +15,6 @@ from mirrorkeeper.record.progress import estimate, stage_weights
 from mirrorkeeper.rsync.parse import Progress
 from mirrorkeeper.store import Store
 from mirrorkeeper.store.schema import metadata
-from mirrorkeeper.sync.run import outcome_of
 
 SETTINGS = SyncSettings(upstreams=("rsync://up.example.org/debian",),
                         stage1_include=("by-hash/",), stage2=("Packages*", "Release*"),
@@ -88,22 +87,6 @@ def test_stage_weights_follow_the_last_run() -> None:
     assert stage_weights(2, None) == (0.85, 0.15000000000000002)
     w = stage_weights(2, (90.0, 10.0))
     assert round(w[0], 2) == 0.9 and round(sum(w), 6) == 1
-
-
-def stage(code: int | None, stopped_by: str | None = None, start_error: str | None = None
-          ) -> StageResult:
-    return StageResult("s", ("rsync",), 0.0, 1.0, code, stopped_by=stopped_by,
-                       start_error=start_error)
-
-
-def test_outcomes() -> None:
-    assert outcome_of([stage(0), stage(24)]) == "success"
-    assert outcome_of([stage(23)]) == "partial"
-    assert outcome_of([stage(0), stage(25)]) == "failed"
-    assert outcome_of([stage(-15, stopped_by="signal")]) == "interrupted"
-    assert outcome_of([stage(-15, stopped_by="watchdog")]) == "failed"
-    assert outcome_of([stage(None, start_error="no rsync")]) == "failed"
-    assert outcome_of([]) == "failed"
 
 
 def test_run_record_totals() -> None:

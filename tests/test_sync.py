@@ -145,8 +145,9 @@ def test_single_stage_profile(tmp_path: Path, served: str, upstream: DebianLikeT
 def test_every_rsync_line_is_in_the_run_log(mirror_config: Path, tmp_path: Path) -> None:
     record = sync_once(mirror_config)
     log = Path(record.log_path).read_text().splitlines()
-    assert log[0].endswith(f"# mirrorkeeper run {record.run_id} of deb from "
-                           f"{record.upstream} (profile debian, max-delete 1000)")
+    assert log[0].endswith(f"# mirrorkeeper run {record.run_id} of deb (profile debian), "
+                           f"upstreams in order: {record.upstream}")
+    assert any(x.endswith(f"# attempt 1 from {record.upstream} (max-delete 1000)") for x in log)
     received = [x for x in log if re.match(r"^\S+ out >f", x)]
     assert len(received) == record.files_transferred
     assert any(" out Number of files: " in x for x in log)
@@ -191,12 +192,15 @@ def test_cli_sync_status_history_json(mirror_config: Path, mk: Callable[..., Cli
 
 def test_unreachable_upstream_fails_and_skips_stage2(tmp_path: Path) -> None:
     path = write_config(tmp_path / "mk.toml", {"deb": {
-        "profile": "debian", "dest": str(tmp_path / "mirror"),
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "retry_backoff": "0.2s",
         "upstreams": ["rsync://127.0.0.1:9/debian/"]}})
     record = sync_once(path)
     assert record.outcome == "failed" and record.exit_code == 10
-    assert record.errors.get("connection_refused") == 1
-    assert [s.name for s in record.stages] == ["stage1"] and record.skipped == ("stage2",)
+    # The update-signal probe already fails; it is retried once, then the run gives up.
+    assert [(a.stage, a.category, a.code) for a in record.attempts] == [
+        ("preflight", "transient", "upstream.unreachable")] * 2
+    assert record.stages == () and record.skipped == ("stage1", "stage2")
+    assert not (tmp_path / "mirror" / "pool").exists()
 
 
 def test_unusable_destination_is_reported(tmp_path: Path, served: str) -> None:
@@ -217,8 +221,10 @@ def test_missing_rsync_binary(tmp_path: Path, served: str, mk: Callable[..., Cli
         global_={"rsync": str(tmp_path / "no-rsync")})
     result = mk("-c", str(path), "sync", "deb", "--json")
     assert result.code == 1
-    stage = result.json()["stages"][0]
-    assert stage["start_error"].startswith(f"cannot run {tmp_path / 'no-rsync'}")
+    attempt = result.json()["attempts"][0]
+    assert attempt["code"] == "local.rsync_missing" and attempt["category"] == "local"
+    assert attempt["reason"].startswith(f"cannot run {tmp_path / 'no-rsync'}")
+    assert len(result.json()["attempts"]) == 1  # a local problem is not retried
 
 
 @pytest.mark.slow

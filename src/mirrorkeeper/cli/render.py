@@ -71,11 +71,21 @@ def run_json(record: RunRecord) -> dict[str, Any]:
                 "error_samples": list(s.error_samples),
                 "stopped_by": s.stopped_by,
                 "start_error": s.start_error,
+                "attempt": s.attempt,
+                "upstream": s.upstream,
                 "argv": list(s.argv),
             }
             for s in record.stages
         ],
         "skipped_stages": list(record.skipped),
+        "upstreams_tried": list(record.upstreams_tried),
+        "attempts": [
+            {"number": a.number, "upstream": a.upstream, "category": a.category,
+             "code": a.code, "reason": a.reason, "stage": a.stage, "exit_code": a.exit_code,
+             "started_at": iso(a.started_at), "duration_seconds": round(a.duration_seconds, 3),
+             "failure_ratio": round(a.failure_ratio, 6)}
+            for a in record.attempts
+        ],
         "log_path": record.log_path,
     }
 
@@ -100,11 +110,16 @@ def run_summary(record: RunRecord) -> Table:
     ]
     for stage in record.stages:
         detail = stage.start_error or meaning(stage.exit_code)
-        rows.append((stage.name, f"exit {stage.exit_code} ({detail}) in "
+        label = stage.name if len(record.attempts) < 2 else f"{stage.name} #{stage.attempt}"
+        rows.append((label, f"exit {stage.exit_code} ({detail}) in "
                      f"{stage.duration_seconds:.2f} s, {stage.files_transferred} files, "
                      f"{stage.files_deleted} deleted"))
     for name in record.skipped:
         rows.append((name, "not run"))
+    if len(record.attempts) > 1 or (record.attempts and record.attempts[-1].category != "ok"):
+        for a in record.attempts:
+            rows.append((f"attempt {a.number}", f"{a.upstream}: {a.category}"
+                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"))
     rows.append(("log", record.log_path))
     for field_name, value in rows:
         table.add_row(field_name, value)

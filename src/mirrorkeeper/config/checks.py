@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .schedule import parse_schedule
-from .spec import SyncSettings
+from .spec import UPSTREAM_STRATEGIES, SyncSettings
 
 _RSYNC_URL = re.compile(r"^rsync://(?:[^@/]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d+)?/[^/\s]+(?:/\S*)?$")
 _DAEMON = re.compile(r"^(?:[^@/:\s]+@)?[A-Za-z0-9.\-]+::[^/\s]+(?:/\S*)?$")
@@ -76,6 +76,18 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
     for key in ("timeout", "contimeout", "no_output_timeout", "stale_after"):
         if getattr(s, key) <= 0:
             found.append((key, "must be longer than zero", ""))
+    if s.upstream_strategy not in UPSTREAM_STRATEGIES:
+        found.append(("upstream_strategy", f"`{s.upstream_strategy}` is not a strategy",
+                      "use one of " + ", ".join(UPSTREAM_STRATEGIES)))
+    if s.attempts_per_upstream < 1:
+        found.append(("attempts_per_upstream", "must be at least 1", ""))
+    ratios = (s.failure_ratio_info, s.failure_ratio_warning, s.failure_ratio_error)
+    if not all(0 <= r <= 1 for r in ratios) or list(ratios) != sorted(ratios):
+        found.append(("failure_ratio_info", "failure_ratio_info <= failure_ratio_warning <= "
+                      "failure_ratio_error, each between 0 and 1", ""))
+    for key in ("retry_backoff", "run_budget", "upstream_cooldown"):
+        if getattr(s, key) < 0:
+            found.append((key, "cannot be negative", ""))
     if s.bwlimit is not None and s.bwlimit <= 0:
         found.append(("bwlimit", "must be a positive number of KiB/s", "remove it for no limit"))
     if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: Settings a profile defines and a mirror may override, one per field of :class:`SyncSettings`.
-DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout"})
+DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
+                           "retry_backoff", "run_budget", "upstream_cooldown"})
+UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,21 @@ class SyncSettings:
     max_delete_fraction: float = 0.10
     #: ... but never fewer than this many files (small trees, first runs).
     max_delete_min: int = 1000
+    #: Attempts per upstream for transient network failures before moving to the next one.
+    attempts_per_upstream: int = 2
+    #: Wait before a retry; doubles with each further retry of the same upstream.
+    retry_backoff: float = 30.0
+    #: No new attempt starts once a run has taken this long.
+    run_budget: float = 6 * 3600.0
+    #: ordered (primary first), round-robin (rotate per run), fastest (probe each first).
+    upstream_strategy: str = "ordered"
+    #: An upstream that failed is tried last for this long.
+    upstream_cooldown: float = 3600.0
+    #: Failure ratio (files failed / files in the tree) at or below which a partial transfer is
+    #: only info, warning, error; above the last it is critical.
+    failure_ratio_info: float = 0.001
+    failure_ratio_warning: float = 0.01
+    failure_ratio_error: float = 0.1
 
 
 @dataclass(frozen=True)

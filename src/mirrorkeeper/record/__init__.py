@@ -1,5 +1,5 @@
 """The run record: every figure of one run, as plain values (pure)."""
 
-from .run import OUTCOMES, RunRecord, StageResult, merge_counts
+from .run import OUTCOMES, Attempt, RunRecord, StageResult, merge_counts
 
-__all__ = ["OUTCOMES", "RunRecord", "StageResult", "merge_counts"]
+__all__ = ["OUTCOMES", "Attempt", "RunRecord", "StageResult", "merge_counts"]

@@ -41,6 +41,9 @@ class StageResult:
     stopped_by: str | None = None
     #: Why the stage could not start (e.g. rsync missing), if it could not.
     start_error: str | None = None
+    #: Which attempt of the run (1, 2, ...) and from which upstream.
+    attempt: int = 1
+    upstream: str = ""
 
     @property
     def duration_seconds(self) -> float:
@@ -50,6 +53,26 @@ class StageResult:
     def bytes_transferred(self) -> int:
         """Bytes on the wire in both directions, as rsync's ``sent ... received ...`` line."""
         return self.bytes_sent + self.bytes_received
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one upstream: the pre-flight check and the stages it ran."""
+
+    number: int
+    upstream: str
+    category: str  # ok, transient, upstream, local, guard, interrupted, internal
+    code: str | None  # the finding code of the judgement, if any
+    reason: str
+    stage: str  # the last stage it reached ("preflight" if none ran)
+    exit_code: int | None
+    started_at: float
+    finished_at: float
+    failure_ratio: float = 0.0
+
+    @property
+    def duration_seconds(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,19 @@ class RunRecord:
     log_path: str = ""
     #: A stage that was planned but not run, and why (e.g. stage 2 after a failed stage 1).
     skipped: tuple[str, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def upstreams_tried(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.upstream for a in self.attempts))
+
+    @property
+    def final_stages(self) -> tuple[StageResult, ...]:
+        """The stages of the last attempt: what the mirror is left with."""
+        if not self.stages:
+            return ()
+        last = self.stages[-1].attempt
+        return tuple(s for s in self.stages if s.attempt == last)
 
     @property
     def duration_seconds(self) -> float:
@@ -72,11 +108,14 @@ class RunRecord:
 
     @property
     def exit_code(self) -> int | None:
-        """The first exit status that was not clean, else the last stage's."""
-        for stage in self.stages:
+        """The final attempt's first exit status that was not clean, else its last stage's."""
+        final = self.final_stages
+        if self.attempts and (not final or final[-1].attempt != self.attempts[-1].number):
+            return self.attempts[-1].exit_code  # the last attempt ended before any stage
+        for stage in final:
             if stage.exit_code != 0:
                 return stage.exit_code
-        return self.stages[-1].exit_code if self.stages else None
+        return final[-1].exit_code if final else None
 
     @property
     def bytes_transferred(self) -> int:
@@ -107,8 +146,10 @@ class RunRecord:
 
     @property
     def files_failed(self) -> int:
-        return sum(s.files_failed for s in self.stages)
+        """Files that still failed at the end (the final attempt's)."""
+        return sum(s.files_failed for s in self.final_stages)
 
     @property
     def errors(self) -> dict[str, int]:
-        return merge_counts(s.errors for s in self.stages)
+        """Error kinds of the final attempt; earlier attempts are in ``attempts``."""
+        return merge_counts(s.errors for s in self.final_stages)

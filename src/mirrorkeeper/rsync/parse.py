@@ -171,6 +171,31 @@ def _daemon_error(msg: str) -> str:
     return "daemon"
 
 
+@dataclass(frozen=True)
+class ListEntry:
+    """One line of ``rsync --list-only`` (with --no-human-readable, TZ=UTC)."""
+
+    mode: str
+    size: int
+    mtime: float  # UTC epoch seconds
+    name: str
+
+
+_LIST = re.compile(r"^(?P<mode>[-dlcbps][rwxsStT-]{9})\s+(?P<size>[\d,]+)\s+"
+                   r"(?P<date>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)\s+(?P<name>.+)$")
+
+
+def parse_list_line(line: str) -> ListEntry | None:
+    import calendar
+    import time
+
+    m = _LIST.match(line)
+    if not m:
+        return None
+    stamp = calendar.timegm(time.strptime(m.group("date"), "%Y/%m/%d %H:%M:%S"))
+    return ListEntry(m.group("mode"), int(_num(m.group("size"))), float(stamp), m.group("name"))
+
+
 def parse_output(line: str) -> list[Event]:
     """Events of one output line. rsync ends a progress update with ``\\r`` or nothing, so the
     next message can arrive glued to it (``... to-chk=0/9)*deleting   a/b``): split those."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..record import RunRecord, StageResult
+from ..record import Attempt, RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, runs
 
@@ -116,7 +116,8 @@ class Store:
                 files_deleted=record.files_deleted, files_failed=record.files_failed,
                 errors=record.errors,
                 stages={"stages": [stage_to_json(s) for s in record.stages],
-                        "skipped": list(record.skipped)},
+                        "skipped": list(record.skipped),
+                        "attempts": [dataclasses.asdict(a) for a in record.attempts]},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
 
@@ -127,6 +128,7 @@ class Store:
             finished_at=row.finished_at, outcome=row.outcome, log_path=row.log_path,
             stages=tuple(stage_from_json(s) for s in stages_json.get("stages", [])),
             skipped=tuple(stages_json.get("skipped", [])),
+            attempts=tuple(Attempt(**a) for a in stages_json.get("attempts", [])),
         )
 
     def run(self, run_id: int) -> RunRecord | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..classify.judge import Verdict, judge_stage
 from ..config.spec import Config, MirrorSpec
 from ..logs import (
     RunLog,
@@ -25,15 +26,17 @@ from ..logs import (
     prune_run_logs,
     setup_event_log,
 )
-from ..plan.argv import RSYNC_ENV, StagePlan, build_plan
-from ..record import RunRecord, StageResult
+from ..plan.argv import RSYNC_ENV, StagePlan, SyncPlan, build_plan
+from ..plan.upstreams import order_upstreams, recent_failures
+from ..record import Attempt, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
-from ..rsync.exitcodes import COMPLETE, PARTIAL, meaning
+from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..store import Store
 from .lock import MirrorLock
+from .preflight import MTIME_SLACK_SECONDS, local_mtime, probe
 
 ProgressCallback = Callable[[LiveProgress], None]
 LineCallback = Callable[[str, str, str], None]  # stage, stream, line
@@ -44,24 +47,24 @@ def lock_dir(config: Config) -> Path:
     return Path(config.settings.state_dir) / "locks"
 
 
-def outcome_of(stages: list[StageResult]) -> str:
-    """The run's outcome from its stages (pure)."""
-    if not stages:
+def outcome_of(attempts: list[Attempt], stages: list[StageResult]) -> str:
+    """The run's outcome from its last attempt (pure)."""
+    if not attempts:
         return "failed"
-    last = stages[-1]
-    if last.stopped_by == "signal":
-        return "interrupted"
-    if last.start_error or last.stopped_by == "watchdog":
-        return "failed"
-    if all(s.exit_code in COMPLETE for s in stages):
+    last = attempts[-1]
+    if last.category == "ok":
         return "success"
-    if last.exit_code in PARTIAL:
+    if last.category == "interrupted":
+        return "interrupted"
+    final = [s for s in stages if s.attempt == last.number]
+    if final and final[-1].exit_code == 23:
         return "partial"
     return "failed"
 
 
 def _stage_result(name: str, argv: tuple[str, ...], started: float, finished: float,
-                  proc: ProcessResult, tally: StageTally) -> StageResult:
+                  proc: ProcessResult, tally: StageTally, attempt: int,
+                  upstream: str) -> StageResult:
     errors = dict(tally.errors)
     if proc.stopped_by == "watchdog":
         errors["stalled"] = errors.get("stalled", 0) + 1
@@ -73,6 +76,7 @@ def _stage_result(name: str, argv: tuple[str, ...], started: float, finished: fl
         files_deleted=tally.files_deleted, files_failed=tally.files_failed,
         errors=errors, error_samples=tuple(tally.error_samples),
         unparsed_lines=tally.unparsed, stopped_by=proc.stopped_by, start_error=proc.start_error,
+        attempt=attempt, upstream=upstream,
     )
 
 
@@ -118,51 +122,64 @@ def _run_locked(
     config: Config, mirror: MirrorSpec, store: Store, stop: threading.Event, hooks: _Hooks,
     live_interval: float, abandoned: int,
 ) -> RunRecord:
-    settings = config.settings
-    last_ok = store.last_run(mirror.name, outcome="success")
+    settings, s = config.settings, mirror.settings
+    history = store.history(mirror.name, limit=50)
+    last_ok = next((r for r in history if r.outcome == "success"), None)
     last_total = last_ok.files_total if last_ok else None
-    upstream = mirror.settings.upstreams[0]
-    plan = build_plan(mirror, upstream, rsync=settings.rsync, last_files_total=last_total)
-    last_durations = (tuple(s.duration_seconds for s in last_ok.stages)
-                      if last_ok and len(last_ok.stages) == len(plan.stages) else None)
-    weights = stage_weights(len(plan.stages), last_durations)
-
     started = time.time()
-    run_id = store.start_run(mirror.name, upstream, started)
+    latency = None
+    if s.upstream_strategy == "fastest" and s.update_signal:
+        latency = {u: (p.seconds if p.exit_code == 0 else None) for u in s.upstreams
+                   for p in [probe(settings.rsync, u, s.update_signal, s)]}
+    candidates = order_upstreams(s.upstreams, s.upstream_strategy, run_number=len(history),
+                                 failures=recent_failures(history), now=started,
+                                 cooldown=s.upstream_cooldown, latency=latency)
+    run_id = store.start_run(mirror.name, candidates[0], started)
     tokens = (current_mirror.set(mirror.name), current_run.set(run_id))
     runlog = RunLog(settings.log_dir, mirror.name, run_id, started).open()
     store.set_log_path(run_id, str(runlog.path))
     stages: list[StageResult] = []
+    attempts: list[Attempt] = []
     skipped: list[str] = []
     try:
         if abandoned:
             event("run.abandoned_found", count=abandoned)
-        event("run.start", upstream=upstream, stages=[s.name for s in plan.stages],
-              max_delete=plan.max_delete, log_path=str(runlog.path))
-        runlog.note(f"mirrorkeeper run {run_id} of {mirror.name} from {upstream} "
-                    f"(profile {mirror.profile}, max-delete {plan.max_delete})")
+        event("run.start", upstreams=candidates, strategy=s.upstream_strategy,
+              log_path=str(runlog.path))
+        runlog.note(f"mirrorkeeper run {run_id} of {mirror.name} (profile {mirror.profile}), "
+                    f"upstreams in order: {', '.join(candidates)}")
+        last_durations = (tuple(x.duration_seconds for x in last_ok.final_stages)
+                          if last_ok else None)
+        weights_for = {n: stage_weights(n, last_durations if last_durations and
+                                        len(last_durations) == n else None) for n in (1, 2)}
+        context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
+                              last_total, weights_for[2 if s.stage2 else 1])
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
             event("run.dest_unusable", reason=dest_problem)
             now = time.time()
-            stages.append(StageResult(name=plan.stages[0].name, argv=plan.stages[0].argv,
+            stages.append(StageResult(name="stage1" if s.stage2 else "single", argv=(),
                                       started_at=now, finished_at=now, exit_code=None,
-                                      start_error=dest_problem))
-            skipped = [s.name for s in plan.stages[1:]]
+                                      start_error=dest_problem, upstream=candidates[0]))
+            attempts.append(Attempt(1, candidates[0], "local", "local.not_writable",
+                                    dest_problem, "preflight", None, now, now))
         else:
-            context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
-                                  last_total, weights)
-            stages, skipped = _run_stages(plan.stages, plan.no_output_timeout, context)
-        record = RunRecord(run_id=run_id, mirror=mirror.name, upstream=upstream,
+            _attempt_all(config, mirror, candidates, context, started, last_total,
+                         stages, attempts, skipped)
+        final_upstream = attempts[-1].upstream if attempts else candidates[0]
+        record = RunRecord(run_id=run_id, mirror=mirror.name, upstream=final_upstream,
                            started_at=started, finished_at=time.time(),
-                           outcome=outcome_of(stages), stages=tuple(stages),
-                           log_path=str(runlog.path), skipped=tuple(skipped))
-        runlog.note(f"outcome {record.outcome}: {record.files_transferred} files transferred, "
-                    f"{record.files_deleted} deleted, {record.files_failed} failed, "
-                    f"{record.bytes_transferred} bytes in {record.duration_seconds:.1f}s")
+                           outcome=outcome_of(attempts, stages), stages=tuple(stages),
+                           log_path=str(runlog.path), skipped=tuple(skipped),
+                           attempts=tuple(attempts))
+        runlog.note(f"outcome {record.outcome} after {len(attempts)} attempt(s): "
+                    f"{record.files_transferred} files transferred, {record.files_deleted} "
+                    f"deleted, {record.files_failed} failed, {record.bytes_transferred} bytes "
+                    f"in {record.duration_seconds:.1f}s")
         store.finish_run(record)
         event("run.end", outcome=record.outcome, exit_code=record.exit_code,
+              upstream=record.upstream, attempts=len(attempts),
               duration_seconds=round(record.duration_seconds, 3),
               bytes_transferred=record.bytes_transferred, files_total=record.files_total,
               files_transferred=record.files_transferred, files_deleted=record.files_deleted,
@@ -173,6 +190,165 @@ def _run_locked(
         prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs)
         current_run.reset(tokens[1])
         current_mirror.reset(tokens[0])
+
+
+_STOP_CATEGORIES = frozenset({"local", "guard", "interrupted", "internal"})
+
+
+def _attempt_all(
+    config: Config, mirror: MirrorSpec, candidates: list[str], run: _RunContext,
+    started: float, last_total: int | None, stages: list[StageResult],
+    attempts: list[Attempt], skipped: list[str],
+) -> None:
+    """Try upstreams in order: transient failures retry the same one with backoff, upstream
+    failures move on, local and guard failures stop at once (retrying cannot help)."""
+    s = mirror.settings
+    number = 0
+    for upstream in candidates:
+        for retry in range(s.attempts_per_upstream):
+            if run.stop.is_set():
+                return
+            if time.time() - started > s.run_budget:
+                run.runlog.note("the run's time budget is spent; no further attempt")
+                now = time.time()
+                attempts.append(Attempt(number + 1, upstream, "internal", "run.budget",
+                                        "time budget spent", "preflight", None, now, now))
+                return
+            if retry:
+                wait = s.retry_backoff * 2 ** (retry - 1)
+                run.runlog.note(f"retrying {upstream} in {wait:.0f}s")
+                event("attempt.backoff", upstream=upstream, seconds=wait)
+                if run.stop.wait(wait):
+                    now = time.time()
+                    attempts.append(Attempt(number + 1, upstream, "interrupted",
+                                            "run.interrupted", "stopped during backoff",
+                                            "preflight", None, now, now))
+                    return
+            number += 1
+            attempt = _one_attempt(config, mirror, upstream, number, run, last_total, stages,
+                                   skipped)
+            attempts.append(attempt)
+            event("attempt.end", number=number, upstream=upstream, category=attempt.category,
+                  code=attempt.code, reason=attempt.reason, stage=attempt.stage,
+                  exit_code=attempt.exit_code)
+            run.runlog.note(f"attempt {number} from {upstream}: {attempt.category}"
+                            + (f" ({attempt.code})" if attempt.code else "")
+                            + f" — {attempt.reason}")
+            if attempt.category == "ok" or attempt.category in _STOP_CATEGORIES:
+                return
+            if attempt.category == "upstream":
+                break  # next upstream
+
+
+def _one_attempt(
+    config: Config, mirror: MirrorSpec, upstream: str, number: int, run: _RunContext,
+    last_total: int | None, stages: list[StageResult], skipped: list[str],
+) -> Attempt:
+    s = mirror.settings
+    begun = time.time()
+    skipped.clear()
+
+    def done(verdict: Verdict, stage: str, exit_code: int | None) -> Attempt:
+        return Attempt(number, upstream, verdict.category, verdict.code, verdict.reason, stage,
+                       exit_code, begun, time.time(), verdict.failure_ratio)
+
+    if s.update_signal:
+        refusal = _check_signal(config, mirror, upstream, run)
+        if refusal is not None:
+            skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
+            return done(refusal[0], "preflight", refusal[1])
+    plan = build_plan(mirror, upstream, rsync=config.settings.rsync,
+                      last_files_total=last_total)
+    run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
+    return _run_stages(plan, number, run, last_total, stages, skipped, done)
+
+
+def _check_signal(config: Config, mirror: MirrorSpec, upstream: str,
+                  run: _RunContext) -> tuple[Verdict, int | None] | None:
+    """None when the upstream may be synced from; else why not, with the probe's exit."""
+    s = mirror.settings
+    assert s.update_signal is not None
+    result = probe(config.settings.rsync, upstream, s.update_signal, s)
+    ours = local_mtime(mirror.dest, s.update_signal)
+    event("guard.signal", upstream=upstream, exists=result.exists, upstream_mtime=result.mtime,
+          local_mtime=ours, exit_code=result.exit_code, seconds=round(result.seconds, 3))
+    if result.exists:
+        assert result.mtime is not None
+        if ours is not None and result.mtime + MTIME_SLACK_SECONDS < ours:
+            reason = (f"its {s.update_signal} is older than ours "
+                      f"({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(result.mtime))} < "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(ours))} UTC); "
+                      "syncing would roll the mirror back")
+            run.runlog.note(f"guard: {upstream}: {reason}")
+            return Verdict("upstream", "upstream.stale", reason), result.exit_code
+        return None
+    if result.error_kind == "not_found":
+        reason = f"it has no {s.update_signal}: empty, incomplete or mid-update"
+        run.runlog.note(f"guard: {upstream}: {reason}")
+        return Verdict("upstream", "upstream.empty", reason), result.exit_code
+    run.runlog.note(f"probe of {upstream} failed: {result.message}")
+    if result.error_kind == "rsync_missing":
+        return Verdict("local", "local.rsync_missing", result.message), None
+    stage = StageResult("preflight", (), 0.0, 0.0, result.exit_code,
+                        errors={result.error_kind: 1} if result.error_kind else {},
+                        error_samples=(result.message,))
+    verdict = judge_stage(stage, s, None)
+    if verdict.category == "ok":
+        verdict = Verdict("internal", "internal.error", f"probe failed: {result.message}")
+    return verdict, result.exit_code
+
+
+def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int | None,
+                stages: list[StageResult], skipped: list[str],
+                done: Callable[[Verdict, str, int | None], Attempt]) -> Attempt:
+    s = run.mirror.settings
+    count = len(plan.stages)
+    verdict = Verdict("ok", None, "complete")
+    last_stage, last_exit = "preflight", None
+    for index, stage in enumerate(plan.stages):
+        if run.stop.is_set():
+            skipped.extend(x.name for x in plan.stages[index:])
+            return done(Verdict("interrupted", "run.interrupted", "stopped"), last_stage,
+                        last_exit)
+        stage_token = current_stage.set(stage.name)
+        live = _LiveStage(stage, index, count, run)
+        run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
+        event("stage.start", argv=list(stage.argv), deletes=stage.deletes, attempt=number)
+        live.publish(None, force=True)
+        proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
+                           no_output_timeout=plan.no_output_timeout, stop=run.stop)
+        result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
+                               live.tally, number, plan.upstream)
+        stages.append(result)
+        last_stage, last_exit = stage.name, result.exit_code
+        verdict = judge_stage(result, s, last_total)
+        if verdict.category == "ok" and stage.name == "stage1" and last_total:
+            floor = last_total * (1 - s.max_delete_fraction)
+            if result.files_total < floor:
+                verdict = Verdict("upstream", "upstream.empty",
+                                  f"it lists {result.files_total} files where the mirror had "
+                                  f"{last_total}; stage 2 would delete the difference")
+        run.runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
+                        + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
+                        + (f": {result.start_error}" if result.start_error else "")
+                        + f" — {verdict.category}: {verdict.reason}")
+        event("stage.end", exit_code=result.exit_code, meaning=meaning(result.exit_code),
+              stopped_by=result.stopped_by, duration_seconds=round(result.duration_seconds, 3),
+              files_transferred=result.files_transferred, files_deleted=result.files_deleted,
+              files_failed=result.files_failed, errors=result.errors,
+              category=verdict.category, code=verdict.code)
+        current_stage.reset(stage_token)
+        if run.hooks.on_stage:
+            run.hooks.on_stage(result)
+        if verdict.category != "ok":
+            rest = [x.name for x in plan.stages[index + 1:]]
+            if rest:
+                run.runlog.note(f"not running {', '.join(rest)}: {stage.name} did not "
+                                "complete, and indexes must never point at files the mirror "
+                                "lacks")
+            skipped.extend(rest)
+            return done(verdict, stage.name, result.exit_code)
+    return done(verdict, last_stage, last_exit)
 
 
 class _LiveStage:
@@ -219,36 +395,3 @@ class _RunContext:
     weights: tuple[float, ...]
 
 
-def _run_stages(stage_plans: tuple[StagePlan, ...], no_output_timeout: float,
-                run: _RunContext) -> tuple[list[StageResult], list[str]]:
-    stages: list[StageResult] = []
-    for index, stage in enumerate(stage_plans):
-        if run.stop.is_set():
-            return stages, [s.name for s in stage_plans[index:]]
-        stage_token = current_stage.set(stage.name)
-        live = _LiveStage(stage, index, len(stage_plans), run)
-        run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
-        event("stage.start", argv=list(stage.argv), deletes=stage.deletes)
-        live.publish(None, force=True)
-        proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
-                           no_output_timeout=no_output_timeout, stop=run.stop)
-        result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
-                               live.tally)
-        stages.append(result)
-        run.runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
-                        + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
-                        + (f": {result.start_error}" if result.start_error else ""))
-        event("stage.end", exit_code=result.exit_code, meaning=meaning(result.exit_code),
-              stopped_by=result.stopped_by, duration_seconds=round(result.duration_seconds, 3),
-              files_transferred=result.files_transferred, files_deleted=result.files_deleted,
-              files_failed=result.files_failed, errors=result.errors)
-        current_stage.reset(stage_token)
-        if run.hooks.on_stage:
-            run.hooks.on_stage(result)
-        if result.exit_code not in COMPLETE or result.stopped_by or result.start_error:
-            rest = [s.name for s in stage_plans[index + 1:]]
-            if rest:
-                run.runlog.note(f"not running {', '.join(rest)}: {stage.name} did not complete,"
-                                " and indexes must never point at files the mirror lacks")
-            return stages, rest
-    return stages, []

@@ -1,0 +1,67 @@
+"""Every finding code, its default severity and what it means — the one list to read.
+
+Codes are stable: alert plugins, rules and dashboards match on them. Add, never rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .findings import Severity as S
+
+
+@dataclass(frozen=True)
+class Code:
+    severity: S
+    meaning: str
+    #: Rules may not lower these: the staleness watchdog, a full disk, a tripped guard.
+    protected: bool = False
+
+
+CODES: dict[str, Code] = {
+    # The upstream side. ERROR when every upstream failed; WARNING when a fallback worked.
+    "upstream.unreachable": Code(S.ERROR, "connection refused, no route, or name not resolved"),
+    "upstream.timeout": Code(S.ERROR, "the upstream stopped sending (rsync timeout or our "
+                                      "no-output watchdog)"),
+    "upstream.module_missing": Code(S.ERROR, "the rsync daemon has no such module"),
+    "upstream.auth": Code(S.CRITICAL, "the rsync daemon refused our credentials"),
+    "upstream.protocol": Code(S.ERROR, "the connection broke or the protocol failed"),
+    "upstream.stale": Code(S.WARNING, "an upstream's update signal is older than ours; it was "
+                                      "skipped"),
+    "upstream.empty": Code(S.WARNING, "an upstream served far fewer files than the mirror has; "
+                                      "it was skipped"),
+    "upstream.fallback": Code(S.WARNING, "an upstream failed and another one worked"),
+    # The transfer.
+    "transfer.partial": Code(S.INFO, "a few files could not be transferred (failure ratio "
+                                     "within the info bound)"),
+    "transfer.failure_ratio": Code(S.ERROR, "a large share of the files could not be "
+                                            "transferred; severity grows with the ratio"),
+    "transfer.vanished": Code(S.INFO, "files vanished upstream during the transfer"),
+    # This machine.
+    "local.disk_full": Code(S.CRITICAL, "no space (or quota) left on the mirror's filesystem",
+                            protected=True),
+    "local.not_writable": Code(S.CRITICAL, "the destination cannot be created or written",
+                               protected=True),
+    "local.rsync_missing": Code(S.CRITICAL, "the rsync binary cannot be run", protected=True),
+    # Guards that kept the mirror intact.
+    "guard.mass_delete": Code(S.CRITICAL, "stage 2 would delete more than the bound allows; "
+                                          "deletions stopped", protected=True),
+    "guard.upstream_stale": Code(S.CRITICAL, "every usable upstream is older than the mirror; "
+                                             "syncing would roll it back", protected=True),
+    "guard.upstream_empty": Code(S.CRITICAL, "every usable upstream is empty or truncated; "
+                                             "stage 2 would wipe the mirror", protected=True),
+    # The mirror as a whole.
+    "mirror.stale": Code(S.CRITICAL, "no successful sync for longer than stale_after",
+                         protected=True),
+    # The run itself.
+    "run.interrupted": Code(S.INFO, "the run was stopped by a signal"),
+    "run.budget": Code(S.ERROR, "the run's time budget ran out before a sync succeeded"),
+    # Fail closed: what we do not understand is reported, never ignored.
+    "internal.error": Code(S.ERROR, "an exit status or situation Mirrorkeeper does not know"),
+    "internal.unparsed_output": Code(S.WARNING, "rsync printed lines Mirrorkeeper does not "
+                                                "understand"),
+}
+
+
+def default_severity(code: str) -> S:
+    return CODES[code].severity if code in CODES else S.ERROR

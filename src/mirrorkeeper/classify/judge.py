@@ -1,0 +1,170 @@
+"""Judging one attempt (for the retry loop) and one run (for alerts). Pure.
+
+An attempt's *category* decides what the runner does next:
+
+| category    | meaning                                   | next step                      |
+|-------------|-------------------------------------------|--------------------------------|
+| ok          | complete (exit 0, 24, or a tolerable 23)  | go on                          |
+| transient   | network trouble                           | retry the same upstream        |
+| upstream    | the upstream is broken for us             | next upstream                  |
+| local       | disk full, not writable, no rsync         | stop now: retrying cannot help |
+| guard       | a guard refused (mass delete, ...)        | stop now, mirror left intact   |
+| interrupted | stopped by a signal                       | stop now                       |
+| internal    | something we do not understand            | stop now (fail closed)         |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.spec import SyncSettings
+from ..record import RunRecord, StageResult
+from .codes import default_severity
+from .findings import Finding, Severity
+
+_TRANSIENT_EXITS = {10: "upstream.unreachable", 12: "upstream.protocol",
+                    30: "upstream.timeout", 35: "upstream.timeout"}
+_UPSTREAM_EXITS = {2: "upstream.protocol", 5: "upstream.protocol", 3: "upstream.protocol"}
+_LOCAL_KINDS = {"no_space": "local.disk_full", "read_only": "local.not_writable"}
+_LOCAL_ROLES = {"receiver", "generator", "Receiver"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    category: str
+    code: str | None  # the finding code, if any
+    reason: str
+    failure_ratio: float = 0.0
+
+
+def failure_ratio(failed: int, files_total: int, last_files_total: int | None) -> float:
+    tree = max(files_total, last_files_total or 0, 1)
+    return failed / tree
+
+
+def judge_stage(stage: StageResult, settings: SyncSettings,
+                last_files_total: int | None) -> Verdict:
+    """What one stage's result means, and what to do next."""
+    errors = stage.errors
+    if stage.start_error:
+        if stage.start_error.startswith("cannot run"):
+            return Verdict("local", "local.rsync_missing", stage.start_error)
+        return Verdict("local", "local.not_writable", stage.start_error)
+    if stage.stopped_by == "signal":
+        return Verdict("interrupted", "run.interrupted", "stopped by a signal")
+    for kind, local_code in _LOCAL_KINDS.items():
+        if errors.get(kind):
+            return Verdict("local", local_code, f"rsync reported {kind.replace('_', ' ')}")
+    if stage.stopped_by == "watchdog":
+        return Verdict("transient", "upstream.timeout", "no output from rsync; stopped it")
+    rc = stage.exit_code
+    if rc == 25 or errors.get("max_delete"):
+        return Verdict("guard", "guard.mass_delete", "the --max-delete bound stopped deletions")
+    if errors.get("auth"):
+        return Verdict("upstream", "upstream.auth", "the daemon refused our credentials")
+    if errors.get("module_missing"):
+        return Verdict("upstream", "upstream.module_missing", "the daemon has no such module")
+    if rc in (0, 24):
+        return Verdict("ok", "transfer.vanished" if rc == 24 else None, "complete")
+    if rc in _TRANSIENT_EXITS:
+        return Verdict("transient", _TRANSIENT_EXITS[rc], f"rsync exit {rc}")
+    if rc == 23:
+        ratio = failure_ratio(stage.files_failed, stage.files_total, last_files_total)
+        denied_here = any(s.startswith(tuple(f"[{r}]" for r in _LOCAL_ROLES))
+                          for s in stage.error_samples)
+        if denied_here or (stage.files_failed == 0 and errors.get("permission_denied")):
+            return Verdict("local", "local.not_writable", "rsync could not write here", ratio)
+        if ratio <= settings.failure_ratio_warning:
+            return Verdict("ok", "transfer.partial", f"{stage.files_failed} files failed",
+                           ratio)
+        return Verdict("upstream", "transfer.failure_ratio",
+                       f"{stage.files_failed} files failed ({ratio:.2%} of the tree)", ratio)
+    if rc in _UPSTREAM_EXITS:
+        return Verdict("upstream", _UPSTREAM_EXITS[rc], f"rsync exit {rc}")
+    return Verdict("internal", "internal.error", f"rsync exit {rc} is not understood")
+
+
+def ratio_severity(ratio: float, settings: SyncSettings) -> Severity:
+    if ratio <= settings.failure_ratio_info:
+        return Severity.INFO
+    if ratio <= settings.failure_ratio_warning:
+        return Severity.WARNING
+    if ratio <= settings.failure_ratio_error:
+        return Severity.ERROR
+    return Severity.CRITICAL
+
+
+def classify_run(record: RunRecord, settings: SyncSettings,
+                 last_files_total: int | None = None) -> list[Finding]:
+    """Findings of a finished run, before rules. Every failure yields at least one finding."""
+    findings: list[Finding] = []
+
+    def add(code: str, summary: str, severity: Severity | None = None,
+            upstream: str | None = None, **details: object) -> None:
+        findings.append(Finding(record.mirror, code, severity or default_severity(code),
+                                summary, dict(details), record.run_id, upstream))
+
+    final_ok = record.outcome == "success"
+    for attempt in record.attempts:
+        if attempt.category in ("ok",) or attempt.code is None:
+            continue
+        if attempt.category in ("transient", "upstream") and final_ok:
+            code = attempt.code if attempt.code.startswith("upstream.") else "upstream.fallback"
+            add(code, f"{attempt.upstream}: {attempt.reason} (another attempt succeeded)",
+                Severity.WARNING, attempt.upstream, stage=attempt.stage,
+                exit_code=attempt.exit_code)
+    if record.outcome == "interrupted":
+        add("run.interrupted", "the run was stopped by a signal")
+        return _dedup(findings)
+    final = record.attempts[-1] if record.attempts else None
+    if not final_ok and final is not None and final.code:
+        severity = None
+        if final.code == "transfer.failure_ratio":
+            severity = max(ratio_severity(final.failure_ratio, settings), Severity.ERROR)
+        add(final.code, f"{final.upstream or 'no upstream'}: {final.reason}", severity,
+            final.upstream, stage=final.stage, exit_code=final.exit_code,
+            upstreams_tried=list(record.upstreams_tried), failure_ratio=final.failure_ratio)
+    elif not final_ok:
+        add("internal.error", f"the run ended {record.outcome} without a known cause")
+    if final_ok:
+        stages = record.final_stages
+        failed = sum(s.files_failed for s in stages)
+        if failed:
+            ratio = failure_ratio(failed, record.files_total, last_files_total)
+            code = "transfer.partial" if ratio <= settings.failure_ratio_info else (
+                "transfer.failure_ratio")
+            add(code, f"{failed} of {record.files_total} files failed ({ratio:.3%})",
+                ratio_severity(ratio, settings), record.upstream, files_failed=failed,
+                files_total=record.files_total, failure_ratio=ratio,
+                errors=record.errors, samples=[x for s in stages for x in s.error_samples][:10])
+        vanished = record.errors.get("vanished", 0)
+        if vanished:
+            add("transfer.vanished", f"{vanished} files vanished upstream during the run",
+                files=vanished)
+    unparsed = sum(s.unparsed_lines for s in record.stages)
+    if unparsed:
+        add("internal.unparsed_output", f"rsync printed {unparsed} lines not understood",
+            samples=[x for s in record.stages for x in s.error_samples][:10])
+    return _dedup(findings)
+
+
+def _dedup(findings: list[Finding]) -> list[Finding]:
+    """One finding per code: the most severe."""
+    best: dict[str, Finding] = {}
+    for f in findings:
+        if f.code not in best or f.severity > best[f.code].severity:
+            best[f.code] = f
+    return list(best.values())
+
+
+def stale_finding(mirror: str, last_success_at: float | None, first_seen_at: float | None,
+                  now: float, stale_after: float) -> Finding | None:
+    """The staleness watchdog: outside the rules, critical whatever they say."""
+    since = last_success_at if last_success_at is not None else first_seen_at
+    if since is None or now - since <= stale_after:
+        return None
+    age = now - since
+    what = "last successful sync" if last_success_at is not None else "never synced; configured"
+    return Finding(mirror, "mirror.stale", Severity.CRITICAL,
+                   f"{what} {age / 3600:.1f} h ago (stale after {stale_after / 3600:.1f} h)",
+                   {"age_seconds": round(age), "stale_after_seconds": stale_after})
