@@ -84,7 +84,7 @@ class RunLog:
 
     def open(self) -> RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         return self
 
     def note(self, text: str) -> None:

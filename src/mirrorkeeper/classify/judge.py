@@ -117,6 +117,18 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         add("run.interrupted", "the run was stopped by a signal")
         return _dedup(findings)
     final = record.attempts[-1] if record.attempts else None
+    refused = {"upstream.stale": "guard.upstream_stale", "upstream.empty": "guard.upstream_empty"}
+    if (not final_ok and record.attempts
+            and all(a.code in refused for a in record.attempts if a.category != "transient")
+            and any(a.code in refused for a in record.attempts)):
+        # Every upstream we could reach would have rolled back or wiped the mirror.
+        why = "; ".join(f"{a.upstream}: {a.reason}" for a in record.attempts
+                        if a.code in refused)
+        worst = next(a for a in reversed(record.attempts) if a.code in refused)
+        assert worst.code is not None
+        add(refused[worst.code], f"mirror left as it was — {why}",
+            upstreams_tried=list(record.upstreams_tried))
+        return _dedup(findings)
     if not final_ok and final is not None and final.code:
         severity = None
         if final.code == "transfer.failure_ratio":
@@ -128,7 +140,7 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         add("internal.error", f"the run ended {record.outcome} without a known cause")
     if final_ok:
         stages = record.final_stages
-        failed = sum(s.files_failed for s in stages)
+        failed = record.files_failed
         if failed:
             ratio = failure_ratio(failed, record.files_total, last_files_total)
             code = "transfer.partial" if ratio <= settings.failure_ratio_info else (

@@ -19,7 +19,7 @@ RESERVED_OPTIONS = (
     "--itemize-changes", "-i", "--human-readable", "-h", "--progress", "-P", "--stats",
     "--dry-run", "-n", "--list-only", "--files-from", "--include-from", "--exclude-from",
     "--filter", "-f", "--include", "--exclude", "--timeout", "--contimeout", "--bwlimit",
-    "--log-file", "--daemon", "--server", "--rsh", "-e",
+    "--log-file", "--daemon", "--server", "--rsh", "-e", "--password-file",
 )
 
 

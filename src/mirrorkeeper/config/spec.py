@@ -43,6 +43,9 @@ class SyncSettings:
     no_output_timeout: float = 1800.0
     #: KiB/s, as rsync's ``--bwlimit``.
     bwlimit: int | None = None
+    #: For daemons that require a login: the file holding the password (mode 0600), as
+    #: rsync's ``--password-file``; the user goes in the URL (``rsync://USER@HOST/MODULE/``).
+    password_file: str | None = None
     #: Stage 2 may delete at most this share of the last run's file count ...
     max_delete_fraction: float = 0.10
     #: ... but never fewer than this many files (small trees, first runs).

@@ -75,6 +75,8 @@ def _shared(settings: SyncSettings, upstream: str) -> list[str]:
     args.append(f"--timeout={math.ceil(settings.timeout)}")
     if _is_daemon(upstream):
         args.append(f"--contimeout={math.ceil(settings.contimeout)}")
+        if settings.password_file:
+            args.append(f"--password-file={settings.password_file}")
     if settings.bwlimit:
         args.append(f"--bwlimit={settings.bwlimit}")
     args.extend(settings.rsync_options)

@@ -146,8 +146,10 @@ class RunRecord:
 
     @property
     def files_failed(self) -> int:
-        """Files that still failed at the end (the final attempt's)."""
-        return sum(s.files_failed for s in self.final_stages)
+        """Files that still failed at the end: the final attempt's last stage (stage 2 tries
+        again whatever stage 1 could not transfer)."""
+        final = self.final_stages
+        return final[-1].files_failed if final else 0
 
     @property
     def errors(self) -> dict[str, int]:

@@ -108,7 +108,7 @@ _KNOWN_INFO = re.compile(
     r"^(?:receiving|sending) (?:incremental )?file list$|^building file list|^done$|"
     r"^created directory |^delta-transmission |^total: matches=|^Number of files: 0$|"
     r"^(?:\s*)$|^skipping non-regular file |^ignoring unsafe symlink |"
-    r"^opening connection |^[Ss]ending daemon args"
+    r"^opening connection |^[Ss]ending daemon args|^mirrorkeeper: "
 )
 
 _STAT_NAMES = {

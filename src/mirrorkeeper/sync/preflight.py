@@ -38,6 +38,8 @@ def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe
             f"--timeout={int(settings.timeout)}"]
     if upstream.startswith("rsync://") or "::" in upstream:
         argv.append(f"--contimeout={int(settings.contimeout)}")
+        if settings.password_file:
+            argv.append(f"--password-file={settings.password_file}")
     argv.append(source)
     started = time.monotonic()
     try:
