@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +16,10 @@ import pytest
 from mirrorkeeper.cli import main
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
+
+# The shipped alert plugins are console scripts beside this interpreter, as they would be on an
+# installed system's PATH.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 if shutil.which("rsync") is None:  # pragma: no cover - the bootstrap installs it
     raise pytest.UsageError("rsync is not installed: run `sh scripts/bootstrap.sh` first")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from .. import __version__
 from ..config.edit import append_mirror
 from ..config.load import find_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
-from ..config.spec import Config
+from ..config.spec import Config, MirrorSpec
 from ..exitcodes import Exit
 from ..logs import event, iso, setup_event_log
 from ..profiles import load_catalogue
@@ -109,6 +110,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
                 event("run.locked", mirror=mirror.name, holder=exc.holder)
                 continue
             results.append(record)
+            _alert_after(config, mirror, store, record)
             if as_json:
                 click.echo(json.dumps(render.run_json(record), indent=2))
             else:
@@ -122,6 +124,19 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     if any(r.outcome != "success" for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
+
+
+def _alert_after(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord) -> None:
+    """Alerting must never break a sync: any failure here is logged and reported, not raised."""
+    from ..alerts.dispatch import process_run
+
+    try:
+        for notice in process_run(config, mirror, store, record):
+            err_console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
+                              f"({notice.severity})", markup=False)
+    except Exception as exc:  # noqa: BLE001 - the sync itself is done and recorded
+        event("alert.failure", level=logging.ERROR, error=repr(exc))
+        err_console.print(f"mirrorkeeper: alerting failed: {exc!r}", markup=False)
 
 
 # -- status / history -------------------------------------------------------------------------
@@ -289,6 +304,163 @@ def demo(workdir: Path, packages: int) -> int:
     from ..demo.run import run_demo
 
     return run_demo(workdir.resolve(), packages, console)
+
+
+# -- alerts -------------------------------------------------------------------------------------
+@cli.group("alerts")
+def alerts_group() -> None:
+    """Alerts: list, acknowledge, judge, test plugins, replay rules."""
+
+
+def _alert_row(a: dict[str, Any]) -> dict[str, Any]:
+    return {"id": a["id"], "mirror": a["mirror"], "code": a["code"], "severity": a["severity"],
+            "summary": a["summary"], "first_seen": iso(a["first_seen"]),
+            "last_seen": iso(a["last_seen"]), "occurrences": a["occurrences"],
+            "resolved_at": iso(a["resolved_at"]), "acked_at": iso(a["acked_at"]),
+            "marked_true": a["marked_true"], "rule": a["rule"], "run_id": a["run_id"]}
+
+
+@alerts_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Resolved alerts too.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_list(ctx: click.Context, show_all: bool, as_json: bool) -> int:
+    """Open alerts (or, with --all, recent ones too)."""
+    from ..store.alerts import AlertStore
+
+    config = _load(ctx)
+    store = Store.open(config.settings.state_dir)
+    try:
+        rows = [_alert_row(a) for a in AlertStore(store.engine).recent(200, show_all)]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return Exit.OK
+    for r in rows:
+        state = "resolved" if r["resolved_at"] else "acked" if r["acked_at"] else "open"
+        console.print(f"#{r['id']} {r['severity']:8} {state:8} {r['mirror']} {r['code']} — "
+                      f"{r['summary']} (x{r['occurrences']}, last {r['last_seen']})",
+                      markup=False)
+    if not rows:
+        console.print("no alerts")
+    return Exit.OK
+
+
+def _set_alert(ctx: click.Context, alert_id: int, **values: Any) -> int:
+    from ..store.alerts import AlertStore
+
+    config = _load(ctx)
+    store = Store.open(config.settings.state_dir)
+    try:
+        astore = AlertStore(store.engine)
+        if astore.get(alert_id) is None:
+            raise UsageProblem(f"no alert #{alert_id}; see `mirrorkeeper alerts list --all`")
+        astore.update(alert_id, **values)
+        event("alert.updated", alert_id=alert_id, **values)
+    finally:
+        store.close()
+    return Exit.OK
+
+
+@alerts_group.command("ack")
+@click.argument("alert_id", type=int)
+@click.pass_context
+def alerts_ack(ctx: click.Context, alert_id: int) -> int:
+    """Acknowledge an alert: no re-notifications while it stays the same."""
+    return _set_alert(ctx, alert_id, acked_at=time.time())
+
+
+@alerts_group.command("mark")
+@click.argument("alert_id", type=int)
+@click.option("--true", "verdict", flag_value=True, help="It was a real problem.")
+@click.option("--false", "verdict", flag_value=False, help="A false positive.")
+@click.pass_context
+def alerts_mark(ctx: click.Context, alert_id: int, verdict: bool | None) -> int:
+    """Record whether an alert was a real problem (replay keeps true ones loud)."""
+    if verdict is None:
+        raise UsageProblem("say --true or --false")
+    return _set_alert(ctx, alert_id, marked_true=verdict)
+
+
+@alerts_group.command("test")
+@click.pass_context
+def alerts_test(ctx: click.Context) -> int:
+    """Send a test alert through every configured plugin; exit 1 if any failed."""
+    from ..alerts.payload import payload
+    from ..alerts.plugins import run_plugin
+
+    config = _load(ctx)
+    now = time.time()
+    data = payload({"mirror": "test", "severity": "critical", "code": "internal.test",
+                    "summary": "a test alert from `mirrorkeeper alerts test`", "details": {},
+                    "id": None, "first_seen": now, "last_seen": now},
+                   host=config.settings.hostname, test=True)
+    failed = 0
+    for plugin in config.alerts.plugins:
+        error = run_plugin(plugin, data)
+        failed += error is not None
+        console.print(f"{plugin.name}: {'delivered' if error is None else error}", markup=False)
+    if not config.alerts.plugins:
+        console.print("no plugins configured ([[alerts.plugins]])")
+    return Exit.SYNC_FAILED if failed else Exit.OK
+
+
+@alerts_group.command("watchdog")
+@click.pass_context
+def alerts_watchdog(ctx: click.Context) -> int:
+    """Check every enabled mirror's age now (for cron, e.g. every 10 minutes)."""
+    from ..alerts.dispatch import watchdog
+
+    config = _load(ctx)
+    store = Store.open(config.settings.state_dir)
+    try:
+        for notice in watchdog(config, store):
+            console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
+                          f"({notice.severity})", markup=False)
+    finally:
+        store.close()
+    return Exit.OK
+
+
+@alerts_group.command("replay")
+@click.option("--rules", "rules_path", required=True, type=click.Path(dir_okay=False),
+              help="A TOML file with the new [alerts] table ([[alerts.rules]] ...).")
+@click.option("--limit", default=1000, show_default=True, help="Runs per mirror.")
+@click.pass_context
+def alerts_replay(ctx: click.Context, rules_path: str, limit: int) -> int:
+    """Re-classify stored runs under new rules; exit 1 if a true alert would be silenced."""
+    from ..alerts.replay import replay, silenced
+    from ..config.load import load_alerts, read_toml
+    from ..store.alerts import AlertStore
+
+    config = _load(ctx)
+    problems: list[Problem] = []
+    new = load_alerts(read_toml(Path(rules_path)).get("alerts", {}), rules_path, problems)
+    if problems:
+        raise ConfigError(problems)
+    store = Store.open(config.settings.state_dir)
+    try:
+        changes = [c for m in config.mirrors.values()
+                   for c in replay(m, store.history(m.name, limit), config.alerts, new)]
+        true_alerts = [a for a in AlertStore(store.engine).recent(10_000)
+                       if a["marked_true"]]
+    finally:
+        store.close()
+    for c in changes:
+        what = ("appears" if c.before is None else "vanishes" if c.after is None
+                else "changes")
+        console.print(f"run {c.run_id} {c.mirror} {c.code}: {what} "
+                      f"({c.before or '-'} → {c.after or '-'})", markup=False)
+    broken = [a for a in true_alerts for c in changes
+              if (c.mirror, c.run_id, c.code) == (a["mirror"], a["run_id"], a["code"])
+              and silenced(c.before, c.after)]
+    for a in broken:
+        err_console.print(f"REFUSED: alert #{a['id']} ({a['mirror']} {a['code']}, run "
+                          f"{a['run_id']}) was marked a real problem and would be silenced",
+                          markup=False)
+    console.print(f"{len(changes)} change(s); {len(broken)} true alert(s) silenced")
+    return Exit.SYNC_FAILED if broken else Exit.OK
 
 
 def _print_problems(problems: list[Problem]) -> None:

@@ -12,12 +12,20 @@ from typing import Any
 from ..profiles import SETTING_KEYS, Catalogue, load_catalogue
 from .checks import check_settings
 from .problems import ConfigError, Problem, did_you_mean
-from .spec import Config, GlobalSettings, MirrorSpec, SyncSettings
+from .spec import (
+    AlertRule,
+    AlertSettings,
+    Config,
+    GlobalSettings,
+    MirrorSpec,
+    PluginSpec,
+    SyncSettings,
+)
 from .validate import field_names, validate_table
 
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
 ENV_VAR = "MIRRORKEEPER_CONFIG"
-TOP_KEYS = ("global", "mirrors")
+TOP_KEYS = ("global", "mirrors", "alerts")
 MIRROR_KEYS = frozenset({"profile", "dest", "enabled"})
 MIRROR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -117,6 +125,59 @@ def _load_mirror(
                       enabled=bool(enabled), settings=settings), []
 
 
+SEVERITIES = ("info", "warning", "error", "critical")
+
+
+def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
+    if raw is None:
+        return AlertSettings()
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "alerts", "should be a table ([alerts])"))
+        return AlertSettings()
+    lists: dict[str, tuple[Any, ...]] = {}
+    for key, cls in (("rules", AlertRule), ("plugins", PluginSpec)):
+        items = raw.get(key, [])
+        if not isinstance(items, list):
+            problems.append(Problem(file, f"alerts.{key}", f"should be [[alerts.{key}]] tables"))
+            continue
+        parsed = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                problems.append(Problem(file, f"alerts.{key}.{i}", "should be a table"))
+                continue
+            value, found = validate_table(cls, item, file, f"alerts.{key}.{i}.")
+            problems.extend(found)
+            if value is not None:
+                parsed.append(value)
+        lists[key] = tuple(parsed)
+    top = {k: v for k, v in raw.items() if k not in ("rules", "plugins")}
+    settings, found = validate_table(AlertSettings, top, file, "alerts.")
+    problems.extend(found)
+    settings = settings or AlertSettings()
+    for i, rule in enumerate(lists.get("rules", ())):
+        where = f"alerts.rules.{i}."
+        if rule.set_severity is None and rule.suppress_for is None:
+            problems.append(Problem(file, where + "set_severity", "a rule needs an action",
+                                    "set_severity = \"info\" or suppress_for = \"1d\""))
+        if rule.set_severity is not None and rule.set_severity not in SEVERITIES:
+            problems.append(Problem(file, where + "set_severity",
+                                    f"`{rule.set_severity}` is not a severity",
+                                    did_you_mean(rule.set_severity, SEVERITIES)))
+    for i, plugin in enumerate(lists.get("plugins", ())):
+        if not plugin.command:
+            problems.append(Problem(file, f"alerts.plugins.{i}.command", "is empty",
+                                    "the plugin's argv, e.g. [\"mirrorkeeper-alert-jsonl\", "
+                                    "\"/var/log/mirrorkeeper/alerts.jsonl\"]"))
+        if plugin.min_severity not in SEVERITIES:
+            problems.append(Problem(file, f"alerts.plugins.{i}.min_severity",
+                                    f"`{plugin.min_severity}` is not a severity",
+                                    did_you_mean(plugin.min_severity, SEVERITIES)))
+    return AlertSettings(**{**{k: getattr(settings, k) for k in
+                               ("renotify_critical", "renotify_error", "renotify_warning",
+                                "renotify_info", "escalate_after_runs")},
+                            "rules": lists.get("rules", ()), "plugins": lists.get("plugins", ())})
+
+
 def load_config(path: Path | str) -> Config:
     """Read and validate the whole config; raise :class:`ConfigError` listing every problem."""
     path = Path(path)
@@ -157,9 +218,10 @@ def load_config(path: Path | str) -> Config:
                 problems.append(Problem(file, f"mirrors.{mirror.name}.dest",
                                         f"contains {state}; stage 2 would delete it",
                                         "keep state and logs outside mirrored trees"))
+    alerts = load_alerts(data.get("alerts"), file, problems)
     if problems:
         raise ConfigError(problems)
-    return Config(path=file, settings=settings, mirrors=mirrors)
+    return Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts)
 
 
 __all__ = ["field_names", "find_config", "load_config", "read_toml"]

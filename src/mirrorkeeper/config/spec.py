@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 #: Settings a profile defines and a mirror may override, one per field of :class:`SyncSettings`.
 DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
-                           "retry_backoff", "run_budget", "upstream_cooldown"})
+                           "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
+                           "renotify_critical", "renotify_error", "renotify_warning",
+                           "renotify_info"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 
 
@@ -112,10 +114,61 @@ class GlobalSettings:
 
 
 @dataclass(frozen=True)
+class AlertRule:
+    """Match a finding precisely, then change its severity or silence it for a while.
+
+    Every match key that is set must match; unset keys match anything. A rule never touches a
+    protected code (the staleness watchdog, a full disk, a tripped guard, ...).
+    """
+
+    name: str
+    #: A code, or a family with a trailing ``*`` ("transfer.*").
+    code: str
+    mirror: str = "*"  # a glob
+    upstream: str = "*"  # a glob
+    exit_code: int | None = None
+    failure_ratio_min: float | None = None
+    failure_ratio_max: float | None = None
+    #: Bounds on the finding's count: files failed, files vanished, ...
+    count_min: int | None = None
+    count_max: int | None = None
+    #: Only once the same code has come this many runs in a row.
+    consecutive_min: int | None = None
+    set_severity: str | None = None
+    suppress_for: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """An alert plugin: any executable, given one alert as JSON on stdin."""
+
+    name: str
+    command: tuple[str, ...]
+    min_severity: str = "warning"
+    timeout: float = 30.0
+    #: Send ``resolved`` notices too.
+    resolved: bool = True
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    #: Re-notify an open alert after this long, per severity (0: never again).
+    renotify_critical: float = 3600.0
+    renotify_error: float = 6 * 3600.0
+    renotify_warning: float = 86400.0
+    renotify_info: float = 0.0
+    #: An error seen in this many runs in a row becomes critical.
+    escalate_after_runs: int = 3
+    rules: tuple[AlertRule, ...] = ()
+    plugins: tuple[PluginSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     settings: GlobalSettings
     mirrors: dict[str, MirrorSpec] = field(default_factory=dict)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]

@@ -29,6 +29,7 @@ runs = sa.Table(
     sa.Column("errors", sa.JSON, nullable=True),
     sa.Column("stages", sa.JSON, nullable=True),
     sa.Column("log_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("findings", sa.JSON, nullable=True),
     sa.Index("ix_runs_mirror_started", "mirror", "started_at"),
 )
 
@@ -47,4 +48,41 @@ live = sa.Table(
     sa.Column("files_checked", sa.BigInteger, nullable=True),
     sa.Column("files_expected", sa.BigInteger, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mirror", sa.String(200), nullable=False),
+    sa.Column("code", sa.String(100), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("upstream", sa.Text, nullable=True),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    sa.Column("rule", sa.Text, nullable=True),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("occurrences", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("notified_at", sa.Float, nullable=True),
+    sa.Column("notified_severity", sa.String(20), nullable=True),
+    sa.Column("suppressed_until", sa.Float, nullable=True),
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    sa.Column("acked_at", sa.Float, nullable=True),
+    #: Was it a real problem? True, False, or not judged (NULL). Replay keeps true ones loud.
+    sa.Column("marked_true", sa.Boolean, nullable=True),
+    sa.Index("ix_alerts_open", "mirror", "code", "resolved_at"),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.Integer, nullable=False),
+    sa.Column("plugin", sa.String(200), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_deliveries_pending", "delivered_at"),
 )

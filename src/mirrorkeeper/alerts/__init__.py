@@ -1,0 +1,1 @@
+"""Alerts (I/O): findings → stored alerts → external plugins. See docs/alerting.md."""

@@ -1,0 +1,258 @@
+"""Rules, alert life cycle and the shipped plugins, against real peers on this machine:
+an SMTP server on 127.0.0.1 (aiosmtpd), a UNIX datagram socket (syslog), a FIFO (Nagios)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mirrorkeeper.alerts.payload import payload
+from mirrorkeeper.alerts.plugins import run_plugin
+from mirrorkeeper.classify.findings import Finding, Severity
+from mirrorkeeper.classify.rules import apply_rules
+from mirrorkeeper.config.spec import AlertRule, AlertSettings, PluginSpec
+from mirrorkeeper.demo.rsyncd import free_port
+
+from .conftest import CliResult, write_config
+
+ALERT = {"id": 7, "mirror": "debian", "severity": "critical", "code": "local.disk_full",
+         "summary": "no space left", "details": {"upstreams_tried": ["rsync://a/debian/"]},
+         "run_id": 3, "upstream": "rsync://a/debian/", "first_seen": 1.0e9,
+         "last_seen": 1.0e9 + 60, "occurrences": 2, "rule": None}
+
+
+def finding(code: str, severity: Severity = Severity.ERROR, **details: Any) -> Finding:
+    return Finding("debian", code, severity, "s", details, 1, "rsync://up/debian/")
+
+
+# -- rules ---------------------------------------------------------------------------------------
+def test_rules_match_precisely_and_fail_closed() -> None:
+    rule = AlertRule(name="known perms", code="transfer.*", mirror="deb*", exit_code=23,
+                     failure_ratio_max=0.01, set_severity="info")
+    alerts = AlertSettings(rules=(rule,))
+    hit = finding("transfer.failure_ratio", Severity.WARNING, exit_code=23, failure_ratio=0.005)
+    miss_ratio = finding("transfer.failure_ratio", Severity.ERROR, exit_code=23,
+                         failure_ratio=0.2)
+    miss_code = finding("upstream.unreachable", exit_code=23, failure_ratio=0.001)
+    no_ratio = finding("transfer.partial", Severity.WARNING, exit_code=23)
+    out = apply_rules([hit, miss_ratio, miss_code, no_ratio], alerts, {})
+    assert [(r.finding.code, r.finding.severity) for r in out] == [
+        ("transfer.failure_ratio", Severity.INFO),
+        ("transfer.failure_ratio", Severity.ERROR),
+        ("upstream.unreachable", Severity.ERROR),
+        ("transfer.partial", Severity.WARNING)]  # a ratio bound never matches a missing ratio
+    assert out[0].finding.rule == "0:known perms" and out[1].finding.rule is None
+
+
+def test_protected_codes_ignore_rules_and_errors_escalate() -> None:
+    alerts = AlertSettings(escalate_after_runs=3, rules=(
+        AlertRule(name="hush", code="*", set_severity="info", suppress_for=86400.0),))
+    protected = [finding(c, Severity.CRITICAL) for c in
+                 ("mirror.stale", "local.disk_full", "guard.mass_delete", "guard.upstream_empty")]
+    out = apply_rules(protected, alerts, {})
+    assert all(r.finding.severity == Severity.CRITICAL and r.suppress_for is None for r in out)
+    plain = AlertSettings(escalate_after_runs=3)
+    err = finding("upstream.unreachable")
+    assert apply_rules([err], plain, {"upstream.unreachable": 2})[0].finding.severity == (
+        Severity.ERROR)
+    third = apply_rules([err], plain, {"upstream.unreachable": 3})[0]
+    assert third.finding.severity == Severity.CRITICAL
+    assert third.finding.details["escalated"] == "seen in 3 runs in a row"
+    once = AlertRule(name="blips", code="upstream.unreachable", consecutive_min=2,
+                     suppress_for=3600.0)
+    assert apply_rules([err], AlertSettings(rules=(once,)), {"upstream.unreachable": 1}
+                       )[0].suppress_for is None
+    assert apply_rules([err], AlertSettings(rules=(once,)), {"upstream.unreachable": 2}
+                       )[0].suppress_for == 3600.0
+
+
+# -- plugins against real peers -------------------------------------------------------------------
+def test_email_plugin_through_a_real_smtp_server() -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
+                                                "ops@example.org", "--smtp", f"127.0.0.1:{port}"))
+        assert run_plugin(spec, payload(ALERT, host="mirror1")) is None
+    finally:
+        controller.stop()
+    assert len(received) == 1 and received[0].rcpt_tos == ["ops@example.org"]
+    text = received[0].content.decode()
+    assert "Subject: [mirrorkeeper CRITICAL] debian: local.disk_full" in text
+    assert "upstreams tried: rsync://a/debian/" in text and "Auto-Submitted: auto-generated" in text
+
+
+def test_syslog_plugin_through_a_real_datagram_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(10)
+        spec = PluginSpec(name="syslog", command=("mirrorkeeper-alert-syslog", "--socket", path))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None
+        message = server.recv(9000).decode()
+        assert run_plugin(spec, payload(ALERT, host="h", resolved=True)) is None
+        resolved = server.recv(9000).decode()
+    assert message.startswith("<26>")  # daemon (3) * 8 + crit (2)
+    assert "mirrorkeeper[" in message and "local.disk_full" in message
+    assert resolved.startswith("<30>") and "RESOLVED" in resolved
+
+
+def test_nagios_plugin_writes_a_passive_result_to_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        spec = PluginSpec(name="nagios", command=(
+            "mirrorkeeper-alert-nagios", "--command-file", str(fifo), "--host", "mirror1"))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None
+        line = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+    assert line.endswith("\n") and ";PROCESS_SERVICE_CHECK_RESULT;mirror1;mirror debian;2;" in (
+        ";" + line.split("] ", 1)[1])
+    assert "MIRRORKEEPER CRITICAL - local.disk_full: no space left" in line
+    # Nobody reading the FIFO: the plugin fails at once instead of hanging.
+    error = run_plugin(spec, payload(ALERT, host="h"))
+    assert error is not None and error.startswith("exit 1")
+
+
+def test_a_hanging_plugin_times_out(tmp_path: Path) -> None:
+    spec = PluginSpec(name="slow", command=("sleep", "30"), timeout=0.5)
+    started = time.monotonic()
+    assert run_plugin(spec, payload(ALERT, host="h")) == "timed out after 0s"
+    assert time.monotonic() - started < 5
+
+
+# -- the life cycle through real syncs ------------------------------------------------------------
+def alerting_config(tmp_path: Path, upstreams: list[str], **extra: Any) -> Path:
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
+        "retry_backoff": "0.1s", "attempts_per_upstream": 1, **extra}})
+    text = path.read_text() + f"""
+[alerts]
+renotify_error = "1h"
+
+[[alerts.plugins]]
+name = "log"
+command = ["mirrorkeeper-alert-jsonl", "{tmp_path / 'alerts.jsonl'}"]
+min_severity = "warning"
+
+[[alerts.plugins]]
+name = "broken"
+command = ["false"]
+min_severity = "critical"
+"""
+    path.write_text(text)
+    return path
+
+
+def delivered(tmp_path: Path) -> list[dict[str, Any]]:
+    log = tmp_path / "alerts.jsonl"
+    return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_alert_life_cycle(tmp_path: Path, served: str, mk: Callable[..., CliResult]) -> None:
+    bad = str(alerting_config(tmp_path, ["rsync://127.0.0.1:9/debian/"]))
+    first = mk("-c", bad, "sync", "deb", "--quiet")
+    assert first.code == 1 and "alert new: deb upstream.unreachable (error)" in first.err
+    sent = delivered(tmp_path)
+    assert [(a["code"], a["severity"], a["resolved"]) for a in sent] == [
+        ("upstream.unreachable", "error", False)]
+    assert sent[0]["upstreams_tried"] == ["rsync://127.0.0.1:9/debian/"]
+    mk("-c", bad, "sync", "deb", "--quiet")  # same problem again: deduplicated, not re-sent
+    assert len(delivered(tmp_path)) == 1
+    listed = mk("-c", bad, "alerts", "list", "--json").json()
+    assert len(listed) == 1 and listed[0]["occurrences"] == 2
+    third = mk("-c", bad, "sync", "deb", "--quiet")  # third in a row: escalated to critical
+    assert "alert worse: deb upstream.unreachable (critical)" in third.err
+    assert delivered(tmp_path)[-1]["severity"] == "critical"
+    good = str(alerting_config(tmp_path, [served]))
+    fixed = mk("-c", good, "sync", "deb", "--quiet")
+    assert fixed.code == 0 and "alert resolved: deb upstream.unreachable" in fixed.err
+    assert delivered(tmp_path)[-1]["resolved"] is True
+    assert mk("-c", good, "alerts", "list", "--json").json() == []
+    every = mk("-c", good, "alerts", "list", "--all", "--json").json()
+    assert every[0]["resolved_at"] is not None
+    # The broken plugin (`false`) failed each time it was due; the syncs went on regardless,
+    # and its deliveries stay queued for a later try.
+    events = [json.loads(x) for x in (tmp_path / "logs" / "events.jsonl").read_text().splitlines()]
+    broken = [e for e in events if e["event"] == "alert.delivery" and e["plugin"] == "broken"]
+    assert broken and not any(e["ok"] for e in broken)
+
+
+def test_staleness_watchdog_stands_outside_the_rules(tmp_path: Path, served: str,
+                                                     mk: Callable[..., CliResult]) -> None:
+    path = alerting_config(tmp_path, [served], stale_after="1s")
+    path.write_text(path.read_text() + """
+[[alerts.rules]]
+name = "try to hide everything"
+code = "*"
+suppress_for = "1w"
+""")
+    assert mk("-c", str(path), "sync", "deb", "--quiet").code == 0
+    time.sleep(1.5)
+    watchdog = mk("-c", str(path), "alerts", "watchdog")
+    assert "alert new: deb mirror.stale (critical)" in watchdog.out
+    assert delivered(tmp_path)[-1]["code"] == "mirror.stale"
+
+
+def test_replay_refuses_rules_that_silence_a_true_alert(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    cfg = str(alerting_config(tmp_path, ["rsync://127.0.0.1:9/debian/"]))
+    mk("-c", cfg, "sync", "deb", "--quiet")
+    alert = mk("-c", cfg, "alerts", "list", "--json").json()[0]
+    assert mk("-c", cfg, "alerts", "mark", str(alert["id"]), "--true").code == 0
+    hush = tmp_path / "hush.toml"
+    hush.write_text('[[alerts.rules]]\nname = "hush"\ncode = "upstream.*"\n'
+                    'set_severity = "info"\n')
+    refused = mk("-c", cfg, "alerts", "replay", "--rules", str(hush))
+    assert refused.code == 1
+    assert f"REFUSED: alert #{alert['id']} (deb upstream.unreachable" in refused.err
+    assert "upstream.unreachable: changes (error → info)" in refused.out
+    harmless = tmp_path / "harmless.toml"
+    harmless.write_text('[[alerts.rules]]\nname = "quiet vanished"\ncode = "transfer.vanished"\n'
+                        'suppress_for = "1d"\n')
+    ok = mk("-c", cfg, "alerts", "replay", "--rules", str(harmless))
+    assert ok.code == 0 and "0 change(s); 0 true alert(s) silenced" in ok.out
+
+
+def test_alerts_test_and_ack(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    cfg = str(alerting_config(tmp_path, ["rsync://127.0.0.1:9/debian/"]))
+    result = mk("-c", cfg, "alerts", "test")
+    assert result.code == 1  # the `false` plugin fails, and says so
+    assert "log: delivered" in result.out and "broken: exit 1" in result.out
+    assert delivered(tmp_path)[0]["test"] is True
+    mk("-c", cfg, "sync", "deb", "--quiet")
+    alert = mk("-c", cfg, "alerts", "list", "--json").json()[0]
+    assert mk("-c", cfg, "alerts", "ack", str(alert["id"])).code == 0
+    assert mk("-c", cfg, "alerts", "list", "--json").json()[0]["acked_at"] is not None
+    assert mk("-c", cfg, "alerts", "ack", "999").code == 64
+
+
+def test_bad_alert_config_is_reported(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    path = write_config(tmp_path / "mk.toml", {})
+    path.write_text(path.read_text() + '[[alerts.rules]]\nname = "x"\ncode = "a"\n'
+                    'set_severity = "sev0"\n[[alerts.plugins]]\nname = "p"\ncommand = []\n'
+                    'min_severity = "warn"\n')
+    result = mk("-c", str(path), "config", "check")
+    assert result.code == 78
+    assert "alerts.rules.0.set_severity: `sev0` is not a severity" in result.err
+    assert "alerts.plugins.0.command: is empty" in result.err
+    assert "alerts.plugins.0.min_severity: `warn` is not a severity — did you mean `warning`?" in (
+        result.err)
+
