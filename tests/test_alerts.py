@@ -256,3 +256,93 @@ def test_bad_alert_config_is_reported(tmp_path: Path, mk: Callable[..., CliResul
     assert "alerts.plugins.0.min_severity: `warn` is not a severity — did you mean `warning`?" in (
         result.err)
 
+
+
+def test_email_digest_holds_lesser_alerts_and_sends_critical_at_once(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    from mirrorkeeper.alerts.dispatch import deliver_pending, update_alerts
+    from mirrorkeeper.classify.rules import Ruled
+    from mirrorkeeper.config.load import load_config
+    from mirrorkeeper.store import Store
+
+    received: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.content.decode())
+            return "250 OK"
+
+    port = free_port()
+    path = write_config(tmp_path / "mk.toml", {"deb": {"profile": "debian",
+                                                       "dest": str(tmp_path / "m")}})
+    path.write_text(path.read_text() + f"""
+[[alerts.plugins]]
+name = "mail"
+command = ["mirrorkeeper-alert-email", "--to", "ops@example.org", "--smtp", "127.0.0.1:{port}"]
+min_severity = "warning"
+digest = "1h"
+""")
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir)
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        t0 = time.time()
+        warn = Ruled(finding("upstream.unreachable", Severity.WARNING))
+        update_alerts(config, store, "debian", [warn], complete=True, now=t0)
+        assert received == []  # held for the digest
+        crit = Ruled(finding("local.disk_full", Severity.CRITICAL))
+        update_alerts(config, store, "debian", [warn, crit], complete=True, now=t0 + 1)
+        assert len(received) == 1 and "[mirrorkeeper CRITICAL] debian: local.disk_full" in (
+            received[0])
+        assert deliver_pending(config, store, now=t0 + 60) == 1  # not due yet
+        assert deliver_pending(config, store, now=t0 + 3601) == 0
+    finally:
+        controller.stop()
+        store.close()
+    assert len(received) == 2
+    assert "[mirrorkeeper digest] 1 notification(s) for debian (worst: warning)" in received[1]
+    assert "- WARNING debian upstream.unreachable" in received[1]
+
+
+def test_graphite_plugin_posts_an_event_to_a_real_http_server() -> None:
+    import http.server
+    import threading
+
+    bodies: list[dict[str, Any]] = []
+
+    class Events(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Events)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/events/"
+        spec = PluginSpec(name="g", command=("mirrorkeeper-alert-graphite", "--url", url))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies[0]["tags"] == ["mirrorkeeper", "debian", "local.disk_full", "critical"]
+    assert json.loads(bodies[0]["data"])["alert_id"] == 7
+
+
+def test_upstream_order_strategies_and_cooldown() -> None:
+    from mirrorkeeper.plan.upstreams import order_upstreams
+
+    ups = ("a", "b", "c")
+    assert order_upstreams(ups, "ordered") == ["a", "b", "c"]
+    assert order_upstreams(ups, "round-robin", run_number=4) == ["b", "c", "a"]
+    assert order_upstreams(ups, "fastest", latency={"a": 0.3, "b": None, "c": 0.1}) == [
+        "c", "a", "b"]
+    cooled = order_upstreams(ups, "ordered", failures={"a": 100.0, "c": 10.0}, now=200.0,
+                             cooldown=150.0)
+    assert cooled == ["b", "c", "a"]  # a failed 100 s ago: cooling; c's failure has expired

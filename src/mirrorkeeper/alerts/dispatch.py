@@ -144,17 +144,56 @@ def _queue(config: Config, astore: AlertStore, notices: list[Notice], now: float
                 continue
             if resolved and not plugin.resolved:
                 continue
-            astore.queue(notice.alert_id, plugin.name, data, now)
+            held = plugin.digest is not None and (
+                resolved or Severity.parse(notice.severity)
+                < Severity.parse(plugin.immediate_severity))
+            astore.queue(notice.alert_id, plugin.name + DIGEST if held else plugin.name,
+                         data, now)
         if not resolved:
             astore.update(notice.alert_id, notified_at=now, notified_severity=notice.severity)
 
 
+DIGEST = "#digest"
+
+
+def digest_payload(items: list[dict[str, Any]], host: str) -> dict[str, Any]:
+    worst = max((i["severity"] for i in items), key=Severity.parse)
+    mirrors = sorted({i["mirror"] for i in items})
+    return {"digest": True, "alerts": items, "mirror": ",".join(mirrors), "severity": worst,
+            "code": "digest", "summary": f"{len(items)} notification(s) for "
+            f"{', '.join(mirrors)}", "details": {}, "resolved": False, "test": False,
+            "host": host, "alert_id": None, "run_id": None, "upstream": None}
+
+
+def _deliver_digests(config: Config, astore: AlertStore, pending: list[dict[str, Any]],
+                     now: float) -> int:
+    left = 0
+    for plugin in config.alerts.plugins:
+        held = [d for d in pending if d["plugin"] == plugin.name + DIGEST]
+        if not held or plugin.digest is None:
+            continue
+        if now - min(d["created_at"] for d in held) < plugin.digest:
+            left += len(held)
+            continue
+        error = run_plugin(plugin, digest_payload([d["payload"] for d in held],
+                                                  config.settings.hostname))
+        for d in held:
+            astore.delivered(d["id"], None if error else now, error)
+        event("alert.digest", plugin=plugin.name, items=len(held), ok=error is None,
+              error=error)
+        left += len(held) if error else 0
+    return left
+
+
 def deliver_pending(config: Config, store: Store, now: float | None = None) -> int:
-    """Try every undelivered notification once; return how many are still pending."""
+    """Try every undelivered notification once (digests when due); return how many wait."""
     astore = AlertStore(store.engine)
     plugins = {p.name: p for p in config.alerts.plugins}
-    left = 0
-    for delivery in astore.pending():
+    pending = astore.pending()
+    left = _deliver_digests(config, astore, pending, now or time.time())
+    for delivery in pending:
+        if delivery["plugin"].endswith(DIGEST):
+            continue
         spec = plugins.get(delivery["plugin"])
         if spec is None:
             astore.delivered(delivery["id"], now or time.time(), "plugin no longer configured")

@@ -168,6 +168,10 @@ def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
             problems.append(Problem(file, f"alerts.plugins.{i}.command", "is empty",
                                     "the plugin's argv, e.g. [\"mirrorkeeper-alert-jsonl\", "
                                     "\"/var/log/mirrorkeeper/alerts.jsonl\"]"))
+        if plugin.immediate_severity not in SEVERITIES:
+            problems.append(Problem(file, f"alerts.plugins.{i}.immediate_severity",
+                                    f"`{plugin.immediate_severity}` is not a severity",
+                                    did_you_mean(plugin.immediate_severity, SEVERITIES)))
         if plugin.min_severity not in SEVERITIES:
             problems.append(Problem(file, f"alerts.plugins.{i}.min_severity",
                                     f"`{plugin.min_severity}` is not a severity",

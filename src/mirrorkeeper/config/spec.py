@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 #: Settings a profile defines and a mirror may override, one per field of :class:`SyncSettings`.
 DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
-                           "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
+                           "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for", "digest",
                            "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
@@ -148,6 +148,10 @@ class PluginSpec:
     timeout: float = 30.0
     #: Send ``resolved`` notices too.
     resolved: bool = True
+    #: Hold notifications below ``immediate_severity`` and send them together, as one digest,
+    #: once the oldest has waited this long (seconds; None: send each at once).
+    digest: float | None = None
+    immediate_severity: str = "critical"
 
 
 @dataclass(frozen=True)

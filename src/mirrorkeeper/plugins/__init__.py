@@ -16,6 +16,8 @@ def read_alert() -> dict[str, Any]:
 
 
 def subject(alert: dict[str, Any]) -> str:
+    if alert.get("digest"):
+        return f"[mirrorkeeper digest] {alert['summary']} (worst: {alert['severity']})"
     state = "RESOLVED" if alert.get("resolved") else str(alert["severity"]).upper()
     test = "[test] " if alert.get("test") else ""
     return f"{test}[mirrorkeeper {state}] {alert['mirror']}: {alert['code']} — {alert['summary']}"

@@ -38,6 +38,12 @@ def main() -> None:
             f"first seen: {alert.get('first_seen')}", f"last seen: {alert.get('last_seen')}",
             f"run: {alert.get('run_id')}", "", "details:",
             json.dumps(alert.get("details") or {}, indent=2, sort_keys=True)]
+    if alert.get("digest"):
+        body = [subject(alert), ""]
+        for item in alert["alerts"]:
+            state = "RESOLVED" if item.get("resolved") else str(item["severity"]).upper()
+            body.append(f"- {state} {item['mirror']} {item['code']}: {item['summary']} "
+                        f"(last seen {item.get('last_seen')})")
     msg.set_content("\n".join(body) + "\n")
     host, _, port = args.smtp.rpartition(":")
     context = ssl.create_default_context()
