@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Settings a profile defines and a mirror may override, one per field of :class:`SyncSettings`.
+#: Keys whose values are durations ("6h") in the TOML and seconds in the dataclasses.
 DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
-                           "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for", "digest",
-                           "renotify_critical", "renotify_error", "renotify_warning",
+                           "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
+                           "digest", "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 
