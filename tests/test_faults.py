@@ -275,3 +275,20 @@ def test_stale_upstream_never_rolls_back(tmp_path: Path, upstream: DebianLikeTre
     record, findings = run(tmp_path, [behind, served], upstream_cooldown=0)
     assert record.outcome == "success"
     assert codes(findings) == {"upstream.stale": Severity.WARNING}
+
+
+def test_mass_delete_is_stopped_by_the_bound(tmp_path: Path, upstream: DebianLikeTree,
+                                             served: str) -> None:
+    """Single-stage profiles have no stage-1 count to compare: --max-delete is the guard."""
+    single = {"stage2": [], "max_delete_min": 5, "max_delete_fraction": 0.001}
+    first, _ = run(tmp_path, [served], **single)
+    assert first.outcome == "success"
+    removed = upstream.pool_files()[:40]
+    for rel in removed:
+        (upstream.root / rel).unlink()
+    record, findings = run(tmp_path, [served], **single)
+    assert record.exit_code == 25 and len(record.attempts) == 1  # no retry
+    assert record.files_deleted == 5
+    assert codes(findings) == {"guard.mass_delete": Severity.CRITICAL}
+    left = [rel for rel in removed if (tmp_path / "mirror" / rel).exists()]
+    assert len(left) == 35
