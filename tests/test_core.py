@@ -124,3 +124,32 @@ def test_head_revision_constant_matches_the_migrations() -> None:
     cfg.set_main_option("script_location",
                         str(resources.files("mirrorkeeper.store") / "migrations"))
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_judging_stages() -> None:
+    from mirrorkeeper.classify.judge import judge_stage
+
+    s = SyncSettings(failure_ratio_warning=0.01)
+
+    def verdict(code: int | None, **kw: object) -> tuple[str, str | None]:
+        stage = StageResult("stage1", (), 0.0, 1.0, code, **kw)  # type: ignore[arg-type]
+        v = judge_stage(stage, s, None)
+        return v.category, v.code
+
+    assert verdict(0) == ("ok", None) and verdict(24) == ("ok", "transfer.vanished")
+    assert verdict(23, files_failed=1, files_total=1000) == ("ok", "transfer.partial")
+    assert verdict(23, files_failed=50, files_total=1000) == ("upstream",
+                                                             "transfer.failure_ratio")
+    assert verdict(23, files_failed=3, files_total=1000, errors={"local_permission": 3}) == (
+        "local", "local.not_writable")
+    assert verdict(11, errors={"no_space": 1}) == ("local", "local.disk_full")
+    assert verdict(10) == ("transient", "upstream.unreachable")
+    assert verdict(30) == ("transient", "upstream.timeout")
+    assert verdict(5, errors={"module_missing": 1}) == ("upstream", "upstream.module_missing")
+    assert verdict(5, errors={"auth": 1}) == ("upstream", "upstream.auth")
+    assert verdict(25) == ("guard", "guard.mass_delete")
+    assert verdict(-15, stopped_by="signal") == ("interrupted", "run.interrupted")
+    assert verdict(-15, stopped_by="watchdog") == ("transient", "upstream.timeout")
+    assert verdict(None, start_error="cannot run rsync: no such program") == (
+        "local", "local.rsync_missing")
+    assert verdict(42) == ("internal", "internal.error")  # unknown: fail closed

@@ -111,6 +111,12 @@ def test_error_lines_are_classified() -> None:
     assert denied == Error("permission_denied",
                            'send_files failed to open "pool/a/f5.deb" (in u): Permission denied '
                            "(13)", path="pool/a/f5.deb", errno=13, role="sender")
+    ours = parse_line('rsync: [receiver] mkstemp "/srv/m/pool/.f.deb.Xa1" failed: Permission '
+                      "denied (13)")
+    assert isinstance(ours, Error) and ours.kind == "local_permission"
+    mkdir = parse_line('rsync: [generator] recv_generator: mkdir "/srv/m/pool/x" failed: '
+                       "Permission denied (13)")
+    assert isinstance(mkdir, Error) and mkdir.kind == "local_permission"
     refused = parse_line("rsync: [Receiver] failed to connect to 127.0.0.1 (127.0.0.1): "
                          "Connection refused (111)")
     assert isinstance(refused, Error) and refused.kind == "connection_refused"

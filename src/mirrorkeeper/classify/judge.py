@@ -25,8 +25,8 @@ from .findings import Finding, Severity
 _TRANSIENT_EXITS = {10: "upstream.unreachable", 12: "upstream.protocol",
                     30: "upstream.timeout", 35: "upstream.timeout"}
 _UPSTREAM_EXITS = {2: "upstream.protocol", 5: "upstream.protocol", 3: "upstream.protocol"}
-_LOCAL_KINDS = {"no_space": "local.disk_full", "read_only": "local.not_writable"}
-_LOCAL_ROLES = {"receiver", "generator", "Receiver"}
+_LOCAL_KINDS = {"no_space": "local.disk_full", "read_only": "local.not_writable",
+                "local_permission": "local.not_writable"}
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,6 @@ def judge_stage(stage: StageResult, settings: SyncSettings,
         return Verdict("transient", _TRANSIENT_EXITS[rc], f"rsync exit {rc}")
     if rc == 23:
         ratio = failure_ratio(stage.files_failed, stage.files_total, last_files_total)
-        denied_here = any(s.startswith(tuple(f"[{r}]" for r in _LOCAL_ROLES))
-                          for s in stage.error_samples)
-        if denied_here or (stage.files_failed == 0 and errors.get("permission_denied")):
-            return Verdict("local", "local.not_writable", "rsync could not write here", ratio)
         if ratio <= settings.failure_ratio_warning:
             return Verdict("ok", "transfer.partial", f"{stage.files_failed} files failed",
                            ratio)

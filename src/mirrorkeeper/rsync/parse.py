@@ -78,7 +78,7 @@ Event = Progress | Item | Error | ExitLine | Stat | Info | Unparsed
 
 #: Error kinds that concern one file; they count towards ``files_failed``.
 FILE_ERROR_KINDS = frozenset({
-    "permission_denied", "vanished", "not_found", "io", "no_space", "read_only",
+    "permission_denied", "local_permission", "vanished", "not_found", "io", "no_space", "read_only",
     "delete_failed", "file_error", "verification",
 })
 ERROR_KINDS = FILE_ERROR_KINDS | {
@@ -126,6 +126,7 @@ _STAT_NAMES = {
     "Total bytes sent": "bytes_sent",
     "Total bytes received": "bytes_received",
 }
+_LOCAL_ROLES = frozenset({"receiver", "generator", "Receiver"})
 _UNITS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _ITEM_KINDS = {"f": "file", "d": "dir", "L": "symlink", "D": "device", "S": "special"}
 _ERRNO_KINDS = {13: "permission_denied", 1: "permission_denied", 28: "no_space",
@@ -249,8 +250,11 @@ def parse_line(line: str) -> Event:
         errno_m = _ERRNO.search(msg)
         errno = int(errno_m.group("errno")) if errno_m else None
         path_m = _QUOTED.search(msg)
-        return Error(_classify_message(msg, errno), msg, path=path_m.group("path") if path_m
-                     else None, errno=errno, role=m.group("role"))
+        kind = _classify_message(msg, errno)
+        if kind == "permission_denied" and m.group("role") in _LOCAL_ROLES:
+            kind = "local_permission"  # we cannot write here; the upstream is not at fault
+        return Error(kind, msg, path=path_m.group("path") if path_m else None, errno=errno,
+                     role=m.group("role"))
     if line.startswith(("ERROR: ", "WARNING: ")):
         kind = "verification" if "failed verification" in line else "other"
         path_m = _QUOTED.search(line)
