@@ -306,6 +306,57 @@ def demo(workdir: Path, packages: int) -> int:
     return run_demo(workdir.resolve(), packages, console)
 
 
+# -- monitoring -------------------------------------------------------------------------------
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_mirrors", is_flag=True, help="Every enabled mirror, one line each.")
+@click.option("--warning", "-w", metavar="RANGE", help="Age range in seconds (default: twice "
+              "the schedule's interval).")
+@click.option("--critical", "-c", metavar="RANGE", help="Age range in seconds (default: "
+              "stale_after).")
+@click.option("--verbose", "-v", count=True)
+@click.pass_context
+def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning: str | None,
+          critical: str | None, verbose: int) -> int:
+    """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    from ..nagios import run_check
+
+    try:
+        config = load_config(find_config(ctx.obj["config"]))
+    except ConfigError as exc:
+        click.echo(f"MIRRORKEEPER UNKNOWN - configuration: {exc.problems[0]}")
+        return 3
+    unknown = [n for n in names if n not in config.mirrors]
+    if unknown or bool(names) == all_mirrors:
+        click.echo("MIRRORKEEPER UNKNOWN - " + (f"no mirror {', '.join(unknown)}" if unknown
+                                                  else "name a mirror or use --all"))
+        return 3
+    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+    try:
+        store = Store.open(config.settings.state_dir)
+    except Exception as exc:  # noqa: BLE001 - any unreadable state is UNKNOWN for Nagios
+        click.echo(f"MIRRORKEEPER UNKNOWN - cannot open the store: {exc}")
+        return 3
+    try:
+        run_check(config, store, mirrors, warning, critical, max(verbose, int(all_mirrors)))
+    finally:
+        store.close()
+    return 3  # run_check exits; reaching here is itself unknown
+
+
+@cli.command("nagios-config")
+@click.option("--host", default=None, help="Nagios host_name (default: this host's name).")
+@click.option("--command", "command", default="/usr/bin/mirrorkeeper", show_default=True)
+@click.pass_context
+def nagios_config_cmd(ctx: click.Context, host: str | None, command: str) -> int:
+    """Print Nagios/Icinga definitions: one service per enabled mirror."""
+    from ..nagios import nagios_config
+
+    config = _load(ctx)
+    click.echo(nagios_config(config, command, host or config.settings.hostname))
+    return Exit.OK
+
+
 # -- alerts -------------------------------------------------------------------------------------
 @cli.group("alerts")
 def alerts_group() -> None:

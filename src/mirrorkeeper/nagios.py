@@ -1,0 +1,233 @@
+"""``mirrorkeeper check``: a Monitoring Plugins-style check of one or every mirror (I/O).
+
+nagiosplugin does the plumbing (ranges, perfdata, exit status, UNKNOWN on any exception); this
+module says what is measured:
+
+- ``age``: seconds since the last successful sync — WARNING past twice the schedule's interval
+  (a day for cron schedules), CRITICAL past ``stale_after``; ``--warning/--critical`` override
+  both with Nagios ranges;
+- ``alert``: the worst open alert — ``critical`` is CRITICAL, ``error`` is WARNING (DESIGN §4);
+- ``running``: a sync running more than 3 times its usual duration (and over 10 min) is WARNING;
+- ``free``: free space on the mirror's filesystem, WARNING under 10 %, CRITICAL under 5 %;
+- perfdata also carries the last run's failure ratio, duration and bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nagiosplugin
+
+from .classify.findings import Severity
+from .config.durations import format_duration
+from .config.schedule import parse_schedule
+from .config.spec import Config, MirrorSpec
+from .store import Store
+from .store.alerts import AlertStore
+from .sync.lock import is_locked
+from .sync.run import lock_dir
+
+_ALERT_STATE = {Severity.CRITICAL: nagiosplugin.Critical, Severity.ERROR: nagiosplugin.Warn}
+
+
+@dataclass(frozen=True)
+class MirrorFacts:
+    name: str
+    age: float | None  # None: never synced
+    stale_after: float
+    warn_age: float
+    worst_alert: Severity | None
+    alert_text: str
+    running_for: float | None
+    usual_duration: float | None
+    free_ratio: float | None
+    free_bytes: int | None
+    failure_ratio: float
+    last_duration: float | None
+    last_bytes: int | None
+
+
+def gather(config: Config, store: Store, mirror: MirrorSpec, now: float) -> MirrorFacts:
+    last_ok = store.last_run(mirror.name, outcome="success")
+    history = [r for r in store.history(mirror.name, 11) if r.outcome != "running"]
+    schedule = parse_schedule(mirror.settings.schedule)
+    interval = schedule.interval_seconds or 86400.0
+    alerts = AlertStore(store.engine).open_alerts(mirror.name)
+    worst = max((Severity.parse(a["severity"]) for a in alerts), default=None)
+    text = "; ".join(f"{a['code']} ({a['severity']})" for a in alerts
+                     if Severity.parse(a["severity"]) >= Severity.ERROR)
+    running_for = None
+    if is_locked(lock_dir(config), mirror.name):
+        current = store.last_run(mirror.name, outcome="running")
+        running_for = now - current.started_at if current else None
+    durations = [r.duration_seconds for r in history if r.outcome == "success"]
+    free_ratio = free_bytes = None
+    try:
+        st = os.statvfs(mirror.dest)
+        free_bytes = st.f_bavail * st.f_frsize
+        free_ratio = st.f_bavail / st.f_blocks if st.f_blocks else None
+    except OSError:
+        pass
+    last = history[0] if history else None
+    return MirrorFacts(
+        name=mirror.name,
+        age=now - last_ok.finished_at if last_ok and last_ok.finished_at else None,
+        stale_after=mirror.settings.stale_after,
+        warn_age=min(2 * interval, mirror.settings.stale_after),
+        worst_alert=worst, alert_text=text, running_for=running_for,
+        usual_duration=statistics.median(durations) if durations else None,
+        free_ratio=free_ratio, free_bytes=free_bytes,
+        failure_ratio=(last.files_failed / last.files_total) if last and last.files_total else 0,
+        last_duration=last.duration_seconds if last else None,
+        last_bytes=last.bytes_transferred if last else None,
+    )
+
+
+class Mirrors(nagiosplugin.Resource):  # type: ignore[misc]
+    name = "MIRRORKEEPER"
+
+    def __init__(self, facts: list[MirrorFacts]) -> None:
+        self.facts = facts
+
+    def probe(self) -> list[nagiosplugin.Metric]:
+        metrics = []
+        for f in self.facts:
+            age = round(f.age) if f.age is not None else float("inf")
+            metrics.append(nagiosplugin.Metric(f"{f.name}_age", age, "s", min=0,
+                                               context=f"{f.name}_age"))
+            metrics.append(nagiosplugin.Metric(f"{f.name}_alert", int(f.worst_alert or 0),
+                                               context="alert"))
+            metrics.append(nagiosplugin.Metric(f"{f.name}_running", f.running_for or 0, "s",
+                                               min=0, context="running"))
+            if f.free_ratio is not None:
+                metrics.append(nagiosplugin.Metric(f"{f.name}_free", round(f.free_ratio * 100, 2),
+                                                   "%", min=0, max=100, context="free"))
+            metrics.append(nagiosplugin.Metric(f"{f.name}_failure_ratio",
+                                               round(f.failure_ratio, 6), min=0,
+                                               context="figure"))
+            if f.last_duration is not None:
+                metrics.append(nagiosplugin.Metric(f"{f.name}_duration",
+                                                   round(f.last_duration, 1), "s", min=0,
+                                                   context="figure"))
+            if f.last_bytes is not None:
+                metrics.append(nagiosplugin.Metric(f"{f.name}_bytes", f.last_bytes, "B",
+                                                   min=0, context="figure"))
+        return metrics
+
+
+class AlertContext(nagiosplugin.Context):  # type: ignore[misc]
+    def __init__(self, facts: dict[str, MirrorFacts]) -> None:
+        super().__init__("alert")
+        self.facts = facts
+
+    def evaluate(self, metric: Any, resource: Any) -> Any:
+        f = self.facts[metric.name.rsplit("_", 1)[0]]
+        state = _ALERT_STATE.get(Severity(metric.value) if metric.value else Severity.INFO,
+                                 nagiosplugin.Ok)
+        return self.result_cls(state, f"{f.name}: {f.alert_text}" if f.alert_text else None,
+                               metric)
+
+    def performance(self, metric: Any, resource: Any) -> None:
+        return None
+
+
+class RunningContext(nagiosplugin.Context):  # type: ignore[misc]
+    def __init__(self, facts: dict[str, MirrorFacts]) -> None:
+        super().__init__("running")
+        self.facts = facts
+
+    def evaluate(self, metric: Any, resource: Any) -> Any:
+        f = self.facts[metric.name.rsplit("_", 1)[0]]
+        if f.running_for and f.usual_duration and f.running_for > max(3 * f.usual_duration,
+                                                                      600):
+            return self.result_cls(nagiosplugin.Warn, f"{f.name}: running for "
+                                   f"{format_duration(f.running_for)}, usually "
+                                   f"{format_duration(f.usual_duration)}", metric)
+        return self.result_cls(nagiosplugin.Ok, None, metric)
+
+    def performance(self, metric: Any, resource: Any) -> None:
+        return None
+
+
+class AgeContext(nagiosplugin.ScalarContext):  # type: ignore[misc]
+    def __init__(self, f: MirrorFacts, warning: str | None, critical: str | None) -> None:
+        super().__init__(f"{f.name}_age", warning or f"{f.warn_age:.0f}",
+                         critical or f"{f.stale_after:.0f}")
+        self.facts = f
+
+    def describe(self, metric: Any) -> str:
+        f = self.facts
+        if f.age is None:
+            return f"{f.name} never synced"
+        return f"{f.name} synced {format_duration(f.age)} ago"
+
+    def performance(self, metric: Any, resource: Any) -> Any:
+        if metric.value == float("inf"):
+            return None  # never synced: no number to graph
+        return super().performance(metric, resource)
+
+
+def _say(result: Any) -> str:
+    """An age result reads "debian synced 3h ago (critical past 86400)"; others their hint."""
+    if isinstance(result.context, AgeContext):
+        described = result.context.describe(result.metric)
+        limit = result.hint.replace("outside range", "limit") if result.hint else ""
+        return f"{described} ({limit})" if limit else described
+    return str(result.hint or result)
+
+
+class Brief(nagiosplugin.Summary):  # type: ignore[misc]
+    def ok(self, results: Any) -> str:
+        return ", ".join(_say(r) for r in results if isinstance(r.context, AgeContext))
+
+    def problem(self, results: Any) -> str:
+        return "; ".join(_say(r) for r in results.most_significant)
+
+    def verbose(self, results: Any) -> list[str]:
+        lines = []
+        for r in results:
+            if isinstance(r.context, AgeContext) or r.state != nagiosplugin.Ok:
+                lines.append(f"{str(r.state).upper()}: {_say(r)}")
+        return lines
+
+
+def run_check(config: Config, store: Store, mirrors: list[MirrorSpec], warning: str | None,
+              critical: str | None, verbose: int) -> None:
+    """Print the status line (and perfdata) and exit 0/1/2/3, as a Nagios plugin does."""
+    now = time.time()
+    facts = [gather(config, store, m, now) for m in mirrors]
+    by_name = {f.name: f for f in facts}
+    contexts: list[Any] = [AgeContext(f, warning, critical) for f in facts]
+    contexts += [AlertContext(by_name), RunningContext(by_name),
+                 nagiosplugin.ScalarContext("free", "10:", "5:"),
+                 nagiosplugin.ScalarContext("figure")]
+    check = nagiosplugin.Check(Mirrors(facts), *contexts, Brief())
+    check.main(verbose=verbose)
+
+
+def nagios_config(config: Config, command: str, host: str) -> str:
+    """Nagios/Icinga object definitions: one command, one service per enabled mirror."""
+    lines = [
+        "# Generated by `mirrorkeeper nagios-config`; include it from nagios.cfg.",
+        "define command {",
+        "    command_name    check_mirrorkeeper",
+        f"    command_line    {command} -c {os.path.abspath(config.path)} check $ARG1$",
+        "}",
+        "",
+    ]
+    for m in config.enabled():
+        lines += [
+            "define service {",
+            "    use                     generic-service",
+            f"    host_name               {host}",
+            f"    service_description     mirror {m.name}",
+            f"    check_command           check_mirrorkeeper!{m.name}",
+            "    check_interval          5",
+            "}",
+            "",
+        ]
+    return "\n".join(lines)
