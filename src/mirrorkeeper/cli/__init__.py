@@ -25,6 +25,7 @@ from ..exitcodes import Exit
 from ..logs import event, iso, setup_event_log
 from ..profiles import load_catalogue
 from ..record import RunRecord
+from ..record.progress import LiveProgress
 from ..store import Store
 from ..sync.lock import MirrorLocked, is_locked
 from ..sync.run import lock_dir, sync_mirror
@@ -93,6 +94,11 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     store = Store.open(config.settings.state_dir)
+    sink = None
+    if config.metrics.enabled:
+        from ..metrics.sink import MetricsSink
+
+        sink = MetricsSink(config)
     results: list[RunRecord] = []
     locked = 0
     try:
@@ -100,16 +106,25 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             if stop.is_set():
                 break
             display = ProgressDisplay(mirror.name, console, enabled=not quiet and not as_json)
+
+            def on_progress(live: LiveProgress, name: str = mirror.name,
+                            shown: ProgressDisplay = display) -> None:
+                shown.update(live)
+                if sink is not None:
+                    sink.progress(name, live)
+
             try:
                 with display:
                     record = sync_mirror(config, mirror, store, stop=stop,
-                                         on_progress=display.update)
+                                         on_progress=on_progress)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")
                 event("run.locked", mirror=mirror.name, holder=exc.holder)
                 continue
             results.append(record)
+            if sink is not None:
+                sink.run(record, store)
             _alert_after(config, mirror, store, record)
             if as_json:
                 click.echo(json.dumps(render.run_json(record), indent=2))
@@ -118,6 +133,8 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if sink is not None:
+            sink.close()  # at most a couple of seconds, whatever the endpoints do
         store.close()
     if received:
         return 128 + received[0]
@@ -342,6 +359,44 @@ def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning
     finally:
         store.close()
     return 3  # run_check exits; reaching here is itself unknown
+
+
+@cli.command("collectd-exec")
+@click.option("--once", is_flag=True, help="Print one round and exit.")
+@click.pass_context
+def collectd_exec(ctx: click.Context, once: bool) -> int:
+    """For collectd's exec plugin: PUTVAL lines for every enabled mirror, every interval."""
+    from ..metrics import wire
+
+    config = _load(ctx)
+    interval = float(os.environ.get("COLLECTD_INTERVAL") or config.metrics.interval)
+    host = os.environ.get("COLLECTD_HOSTNAME") or config.settings.hostname
+    while True:
+        store = Store.open(config.settings.state_dir)
+        try:
+            now = time.time()
+            for mirror in config.enabled():
+                values: dict[str, float] = {}
+                last = next((r for r in store.history(mirror.name, 5)
+                             if r.outcome != "running"), None)
+                if last:
+                    values.update(wire.run_values(last))
+                last_ok = store.last_run(mirror.name, outcome="success")
+                if last_ok and last_ok.finished_at:
+                    values["age_seconds"] = round(now - last_ok.finished_at)
+                live = store.live(mirror.name) if is_locked(lock_dir(config), mirror.name) \
+                    else None
+                values["running"] = 1 if live else 0
+                if live and live["percent"] is not None:
+                    values["progress_percent"] = live["percent"]
+                for line in wire.collectd(host, mirror.name, values, int(now), interval):
+                    sys.stdout.write(line)
+            sys.stdout.flush()
+        finally:
+            store.close()
+        if once:
+            return Exit.OK
+        time.sleep(interval)
 
 
 @cli.command("nagios-config")

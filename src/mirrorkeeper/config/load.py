@@ -17,6 +17,7 @@ from .spec import (
     AlertSettings,
     Config,
     GlobalSettings,
+    MetricsSettings,
     MirrorSpec,
     PluginSpec,
     SyncSettings,
@@ -25,7 +26,7 @@ from .validate import field_names, validate_table
 
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
 ENV_VAR = "MIRRORKEEPER_CONFIG"
-TOP_KEYS = ("global", "mirrors", "alerts")
+TOP_KEYS = ("global", "mirrors", "alerts", "metrics")
 MIRROR_KEYS = frozenset({"profile", "dest", "enabled"})
 MIRROR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -223,9 +224,31 @@ def load_config(path: Path | str) -> Config:
                                         f"contains {state}; stage 2 would delete it",
                                         "keep state and logs outside mirrored trees"))
     alerts = load_alerts(data.get("alerts"), file, problems)
+    metrics = _load_metrics(data.get("metrics"), file, problems)
     if problems:
         raise ConfigError(problems)
-    return Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts)
+    return Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts,
+                  metrics=metrics)
+
+
+def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:
+    if raw is None:
+        return MetricsSettings()
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "metrics", "should be a table ([metrics])"))
+        return MetricsSettings()
+    metrics, found = validate_table(MetricsSettings, raw, file, "metrics.")
+    problems.extend(found)
+    if metrics is None:
+        return MetricsSettings()
+    for key, schemes in (("graphite", ("tcp", "udp")), ("statsd", ("udp",))):
+        url = getattr(metrics, key)
+        if url is not None and not re.match(rf"^({'|'.join(schemes)})://[^/:]+:\d+/?$", url):
+            problems.append(Problem(file, f"metrics.{key}", f"`{url}` is not an endpoint",
+                                    f"use {' or '.join(s + '://HOST:PORT' for s in schemes)}"))
+    if metrics.interval < 1:
+        problems.append(Problem(file, "metrics.interval", "must be at least 1s"))
+    return metrics
 
 
 __all__ = ["field_names", "find_config", "load_config", "read_toml"]

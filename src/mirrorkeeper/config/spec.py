@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
-                           "renotify_info"})
+                           "renotify_info", "interval"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 
 
@@ -168,11 +168,29 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    prefix: str = "mirrorkeeper"
+    #: tcp://HOST:2003 or udp://HOST:2003 (Graphite plaintext).
+    graphite: str | None = None
+    #: udp://HOST:8125
+    statsd: str | None = None
+    #: Path of collectd's unixsock plugin socket.
+    collectd_socket: str | None = None
+    #: Seconds between progress updates of a running sync.
+    interval: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.graphite or self.statsd or self.collectd_socket)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     settings: GlobalSettings
     mirrors: dict[str, MirrorSpec] = field(default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]

@@ -1,0 +1,1 @@
+"""Metrics (DESIGN §6): wire formats (``wire``, pure) and non-blocking emitters (``emit``)."""

@@ -1,0 +1,56 @@
+"""Where a run's numbers go (I/O): progress while it runs, totals at the end, ages."""
+
+from __future__ import annotations
+
+import time
+
+from ..config.spec import Config
+from ..record import RunRecord
+from ..record.progress import LiveProgress
+from ..store import Store
+from . import wire
+from .emit import Emitter
+
+
+class MetricsSink:
+    def __init__(self, config: Config) -> None:
+        m = config.metrics
+        self.settings = m
+        self.host = config.settings.hostname
+        self.graphite = Emitter("graphite", m.graphite) if m.graphite else None
+        self.statsd = Emitter("statsd", m.statsd) if m.statsd else None
+        self.collectd = (Emitter("collectd", f"unix://{m.collectd_socket}", expect_reply=True)
+                         if m.collectd_socket else None)
+        self._last_progress: dict[str, float] = {}
+
+    @property
+    def emitters(self) -> list[Emitter]:
+        return [e for e in (self.graphite, self.statsd, self.collectd) if e is not None]
+
+    def send(self, mirror: str, values: dict[str, float]) -> None:
+        now = int(time.time())
+        m = self.settings
+        if self.graphite:
+            self.graphite.send(wire.graphite(m.prefix, self.host, mirror, values, now))
+        if self.statsd:
+            self.statsd.send(wire.statsd(m.prefix, self.host, mirror, values))
+        if self.collectd:
+            self.collectd.send(wire.collectd(self.host, mirror, values, now, m.interval))
+
+    def progress(self, mirror: str, live: LiveProgress) -> None:
+        """Throttled to one update per ``interval`` per mirror."""
+        now = time.monotonic()
+        if now - self._last_progress.get(mirror, 0.0) >= self.settings.interval:
+            self._last_progress[mirror] = now
+            self.send(mirror, wire.progress_values(live))
+
+    def run(self, record: RunRecord, store: Store) -> None:
+        values = wire.run_values(record)
+        last_ok = store.last_run(record.mirror, outcome="success")
+        if last_ok and last_ok.finished_at:
+            values["age_seconds"] = round(time.time() - last_ok.finished_at)
+        self.send(record.mirror, values)
+
+    def close(self) -> None:
+        for emitter in self.emitters:
+            emitter.close(timeout=2.0)
