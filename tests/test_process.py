@@ -192,3 +192,19 @@ def test_upstream_daemon_unit(tmp_path: Path) -> None:
         port = daemon.port
     refused = subprocess.run(["rsync", f"rsync://127.0.0.1:{port}/m/"], capture_output=True)
     assert refused.returncode == 10
+
+
+def test_logs_follow_streams_until_the_run_ends(
+        slow_config: Callable[[int | None], Path], tmp_path: Path) -> None:
+    config = slow_config(1500)
+    proc = start_sync(config)
+    try:
+        wait_for(lambda: is_locked(tmp_path / "state" / "locks", "deb"))
+        time.sleep(0.5)
+        follow = subprocess.run([*python_cli(), "-c", str(config), "logs", "deb", "--follow"],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        proc.communicate(timeout=60)
+    assert follow.returncode == 0
+    assert "# stage1: rsync " in follow.stdout and "# stage2: rsync " in follow.stdout
+    assert "# outcome success" in follow.stdout  # it kept reading to the end of the run

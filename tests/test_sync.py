@@ -168,6 +168,22 @@ def test_run_logs_are_pruned(tmp_path: Path, served: str) -> None:
     assert [p.name for p in logs] == sorted(Path(r.log_path).name for r in records[1:])
 
 
+def test_old_run_logs_are_compressed_and_readable(tmp_path: Path, served: str,
+                                                  mk: Callable[..., CliResult]) -> None:
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served]}})
+    records = [sync_once(path) for _ in range(7)]
+    names = sorted(p.name for p in (tmp_path / "logs" / "runs" / "deb").iterdir())
+    assert sum(n.endswith(".log.gz") for n in names) == 2  # all but the newest five
+    oldest = mk("-c", str(path), "logs", "deb", "--run", str(records[0].run_id))
+    assert oldest.code == 0
+    assert f"# mirrorkeeper run {records[0].run_id} of deb" in oldest.out
+    assert " out Number of files: " in oldest.out
+    newest = mk("-c", str(path), "logs", "deb")
+    assert f"# mirrorkeeper run {records[-1].run_id} of deb" in newest.out
+    assert mk("-c", str(path), "logs", "deb", "--run", "999").code == 64
+
+
 def test_cli_sync_status_history_json(mirror_config: Path, mk: Callable[..., CliResult]) -> None:
     cfg = str(mirror_config)
     before = mk("-c", cfg, "status", "--json").json()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import gzip
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from types import TracebackType
@@ -109,13 +111,47 @@ class RunLog:
         self.close()
 
 
-def prune_run_logs(log_dir: str | Path, mirror: str, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` run logs of ``mirror``; return what was deleted."""
+#: The newest run logs of a mirror stay plain text; older ones are gzipped.
+KEEP_PLAIN = 5
+
+
+def prune_run_logs(log_dir: str | Path, mirror: str, keep: int, max_age_days: float = 0,
+                   now: float | None = None) -> list[Path]:
+    """Keep the newest ``keep`` run logs of ``mirror`` (and none older than ``max_age_days``,
+    if set); gzip all but the newest few. Return what was deleted."""
     directory = Path(log_dir) / "runs" / mirror
     if not directory.is_dir() or keep <= 0:
         return []
-    logs = sorted(directory.glob("*.log"), key=lambda p: (p.stat().st_mtime, p.name))
+    logs = sorted((p for p in directory.iterdir() if p.name.endswith((".log", ".log.gz"))),
+                  key=lambda p: (p.stat().st_mtime, p.name))
+    now = now or time.time()
     doomed = logs[: max(0, len(logs) - keep)]
+    if max_age_days > 0:
+        doomed += [p for p in logs[len(doomed):-1]
+                   if now - p.stat().st_mtime > max_age_days * 86400]
     for path in doomed:
         os.unlink(path)
+    kept = [p for p in logs if p not in doomed]
+    for path in kept[: max(0, len(kept) - KEEP_PLAIN)]:
+        if path.name.endswith(".log"):
+            _gzip(path)
     return doomed
+
+
+def _gzip(path: Path) -> None:
+    target = path.with_name(path.name + ".gz")
+    with open(path, "rb") as src, gzip.open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    stat = path.stat()
+    os.utime(target, (stat.st_atime, stat.st_mtime))  # keep its place in the order
+    os.unlink(path)
+
+
+def open_run_log(path: str | Path) -> TextIO:
+    """A run log, plain or already compressed."""
+    p = Path(path)
+    if not p.exists() and Path(str(p) + ".gz").exists():
+        p = Path(str(p) + ".gz")
+    if p.name.endswith(".gz"):
+        return gzip.open(p, "rt", encoding="utf-8", errors="replace")
+    return open(p, encoding="utf-8", errors="replace")

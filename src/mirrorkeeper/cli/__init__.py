@@ -236,6 +236,45 @@ def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
     return Exit.OK
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--run", "run_id", type=int, help="A run id (default: the newest run).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
+@click.pass_context
+def logs(ctx: click.Context, name: str, run_id: int | None, follow: bool) -> int:
+    """Print a run's log: every line rsync printed, with Mirrorkeeper's notes."""
+    from ..logs import open_run_log
+
+    config = _load(ctx)
+    if name not in config.mirrors:
+        raise UsageProblem(f"no mirror `{name}`. " + did_you_mean(name, config.mirrors))
+    store = Store.open(config.settings.state_dir)
+    try:
+        record = store.run(run_id) if run_id else store.last_run(name)
+        if record is None or record.mirror != name or not record.log_path:
+            raise UsageProblem(f"no such run of `{name}`; see `mirrorkeeper history {name}`")
+        with open_run_log(record.log_path) as handle:
+            while True:
+                line = handle.readline()
+                if line:
+                    sys.stdout.write(line)
+                    continue
+                if not follow:
+                    break
+                if not is_locked(lock_dir(config), name):
+                    # The run is over and its log complete: print what came since, then stop.
+                    sys.stdout.writelines(handle.readlines())
+                    break
+                sys.stdout.flush()
+                time.sleep(0.5)
+    except FileNotFoundError:
+        raise UsageProblem(f"the log of that run is gone (kept: {config.settings.keep_run_logs}"
+                           f" runs, {config.settings.keep_run_logs_days:g} days)") from None
+    finally:
+        store.close()
+    return Exit.OK
+
+
 # -- profiles / init / config -----------------------------------------------------------------
 def _admin_profiles_dir(ctx: click.Context) -> str | None:
     """The admin's profiles dir from the config if it loads, else the default."""

@@ -76,6 +76,7 @@ def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> Gl
         profiles_dir=_absolute(settings.profiles_dir, base),
         rsync=settings.rsync,
         keep_run_logs=settings.keep_run_logs,
+        keep_run_logs_days=settings.keep_run_logs_days,
     )
 
 

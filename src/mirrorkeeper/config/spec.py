@@ -109,8 +109,10 @@ class GlobalSettings:
     profiles_dir: str = "/etc/mirrorkeeper/profiles"
     #: The rsync binary.
     rsync: str = "rsync"
-    #: Per-run rsync logs kept per mirror.
+    #: Per-run rsync logs kept per mirror ...
     keep_run_logs: int = 200
+    #: ... and for at most this many days (0: no age limit).
+    keep_run_logs_days: float = 90.0
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,8 @@ def _run_locked(
         return record
     finally:
         runlog.close()
-        prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs)
+        prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs,
+                       settings.keep_run_logs_days)
         current_run.reset(tokens[1])
         current_mirror.reset(tokens[0])
 
