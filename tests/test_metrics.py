@@ -175,3 +175,25 @@ def test_bad_metrics_config(tmp_path: Path, mk: Callable[..., CliResult]) -> Non
     assert result.code == 78
     assert "metrics.graphite: `graphite:2003` is not an endpoint — use tcp://HOST:PORT or " \
            "udp://HOST:PORT" in result.err
+
+
+def test_prometheus_textfile(mirror_config: Path, tmp_path: Path,
+                             mk: Callable[..., CliResult]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = tmp_path / "textfile" / "mirrorkeeper.prom"
+    prom.parent.mkdir()
+    mirror_config.write_text(mirror_config.read_text()
+                             + f'[metrics]\nprometheus_textfile = "{prom}"\n')
+    run = mk("-c", str(mirror_config), "sync", "deb", "--json").json()
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    def value(name: str) -> float:
+        (sample,) = families[name].samples
+        assert sample.labels == {"mirror": "deb"}
+        return sample.value
+    assert value("mirrorkeeper_files_total") == run["files_total"]
+    assert value("mirrorkeeper_files_transferred") == run["files_transferred"]
+    assert value("mirrorkeeper_success") == 1
+    assert 0 <= value("mirrorkeeper_age_seconds") < 60
+    assert families["mirrorkeeper_age_seconds"].documentation == (
+        "Seconds since the last successful sync")

@@ -125,6 +125,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             results.append(record)
             if sink is not None:
                 sink.run(record, store)
+            _textfile_after(config, store)
             _alert_after(config, mirror, store, record)
             if as_json:
                 click.echo(json.dumps(render.run_json(record), indent=2))
@@ -141,6 +142,19 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     if any(r.outcome != "success" for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
+
+
+def _textfile_after(config: Config, store: Store) -> None:
+    path = config.metrics.prometheus_textfile
+    if not path:
+        return
+    from ..metrics.prometheus import write_textfile
+
+    try:
+        write_textfile(config, store, path)
+    except OSError as exc:  # a metrics file must never fail a sync
+        event("metrics.textfile_failed", level=logging.ERROR, path=path, error=str(exc))
+        err_console.print(f"mirrorkeeper: cannot write {path}: {exc.strerror}", markup=False)
 
 
 def _alert_after(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord) -> None:

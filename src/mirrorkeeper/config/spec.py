@@ -180,6 +180,8 @@ class MetricsSettings:
     collectd_socket: str | None = None
     #: Seconds between progress updates of a running sync.
     interval: float = 5.0
+    #: A ``.prom`` file for node_exporter's textfile collector, rewritten after every run.
+    prometheus_textfile: str | None = None
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,51 @@
+"""Prometheus text exposition of every mirror's last run and age (I/O at the edges only):
+a textfile for node_exporter now, the daemon's ``/metrics`` later."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from ..config.spec import Config
+from ..store import Store
+from . import wire
+
+HELP = {
+    "duration_seconds": "Duration of the last finished run",
+    "bytes_transferred": "Bytes on the wire in the last finished run",
+    "bitrate_bps": "Average bit rate of the last finished run",
+    "files_total": "Files in the tree at the last finished run",
+    "files_transferred": "Files transferred by the last finished run",
+    "files_deleted": "Files deleted by the last finished run",
+    "files_failed": "Files that still failed at the end of the last finished run",
+    "errors": "Error lines of the last finished run",
+    "exit_code": "rsync exit status of the last finished run (-1: none)",
+    "size_bytes": "Size of the tree at the last finished run",
+    "success": "1 if the last finished run succeeded",
+    "age_seconds": "Seconds since the last successful sync",
+    "last_success_timestamp_seconds": "When the last successful sync finished (Unix time)",
+}
+
+
+def registry_for(config: Config, store: Store, now: float | None = None) -> CollectorRegistry:
+    now = now or time.time()
+    registry = CollectorRegistry()
+    gauges = {name: Gauge(f"mirrorkeeper_{name}", text, ["mirror"], registry=registry)
+              for name, text in HELP.items()}
+    for mirror in config.enabled():
+        last = next((r for r in store.history(mirror.name, 5) if r.outcome != "running"), None)
+        values: dict[str, float] = wire.run_values(last) if last else {}
+        last_ok = store.last_run(mirror.name, outcome="success")
+        if last_ok and last_ok.finished_at:
+            values["age_seconds"] = round(now - last_ok.finished_at)
+            values["last_success_timestamp_seconds"] = last_ok.finished_at
+        for name, value in values.items():
+            if name in gauges:
+                gauges[name].labels(mirror=mirror.name).set(value)
+    return registry
+
+
+def write_textfile(config: Config, store: Store, path: str) -> None:
+    """Atomic (prometheus_client writes a temporary file and renames it)."""
+    write_to_textfile(path, registry_for(config, store))
