@@ -66,17 +66,24 @@ def _source(upstream: str) -> str:
     return upstream if upstream.endswith("/") else upstream + "/"
 
 
-def _is_daemon(upstream: str) -> bool:
+def is_daemon(upstream: str) -> bool:
     return upstream.startswith("rsync://") or "::" in upstream
+
+
+def connection_options(settings: SyncSettings, upstream: str) -> list[str]:
+    """Timeouts and credentials for talking to ``upstream``: every rsync we start (the stages
+    and the update-signal probe) passes the same ones."""
+    args = [f"--timeout={math.ceil(settings.timeout)}"]
+    if is_daemon(upstream):
+        args.append(f"--contimeout={math.ceil(settings.contimeout)}")
+        if settings.password_file:
+            args.append(f"--password-file={settings.password_file}")
+    return args
 
 
 def _shared(settings: SyncSettings, upstream: str) -> list[str]:
     args = list(COMMON_OPTIONS)
-    args.append(f"--timeout={math.ceil(settings.timeout)}")
-    if _is_daemon(upstream):
-        args.append(f"--contimeout={math.ceil(settings.contimeout)}")
-        if settings.password_file:
-            args.append(f"--password-file={settings.password_file}")
+    args.extend(connection_options(settings, upstream))
     if settings.bwlimit:
         args.append(f"--bwlimit={settings.bwlimit}")
     args.extend(settings.rsync_options)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.spec import SyncSettings
+from ..plan.argv import connection_options
 from ..rsync.parse import Error, parse_line, parse_list_line
 
 #: An upstream's signal may lag ours by this much (clock and filesystem granularity).
@@ -35,12 +36,7 @@ def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe
     """List ``path`` on ``upstream``; never raises for upstream trouble."""
     source = upstream.rstrip("/") + "/" + path.lstrip("/")
     argv = [rsync, "--list-only", "--no-motd", "--no-human-readable",
-            f"--timeout={int(settings.timeout)}"]
-    if upstream.startswith("rsync://") or "::" in upstream:
-        argv.append(f"--contimeout={int(settings.contimeout)}")
-        if settings.password_file:
-            argv.append(f"--password-file={settings.password_file}")
-    argv.append(source)
+            *connection_options(settings, upstream), source]
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
