@@ -420,6 +420,7 @@ def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning
 def collectd_exec(ctx: click.Context, once: bool) -> int:
     """For collectd's exec plugin: PUTVAL lines for every enabled mirror, every interval."""
     from ..metrics import wire
+    from ..metrics.sink import latest_values
 
     config = _load(ctx)
     interval = float(os.environ.get("COLLECTD_INTERVAL") or config.metrics.interval)
@@ -429,14 +430,7 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
         try:
             now = time.time()
             for mirror in config.enabled():
-                values: dict[str, float] = {}
-                last = next((r for r in store.history(mirror.name, 5)
-                             if r.outcome != "running"), None)
-                if last:
-                    values.update(wire.run_values(last))
-                last_ok = store.last_run(mirror.name, outcome="success")
-                if last_ok and last_ok.finished_at:
-                    values["age_seconds"] = round(now - last_ok.finished_at)
+                values = latest_values(store, mirror.name, now)
                 live = store.live(mirror.name) if is_locked(lock_dir(config), mirror.name) \
                     else None
                 values["running"] = 1 if live else 0

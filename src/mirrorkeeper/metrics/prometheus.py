@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from ..config.spec import Config
 from ..store import Store
-from . import wire
+from .sink import last_success_at, latest_values
 
 HELP = {
     "duration_seconds": "Duration of the last finished run",
@@ -34,12 +34,10 @@ def registry_for(config: Config, store: Store, now: float | None = None) -> Coll
     gauges = {name: Gauge(f"mirrorkeeper_{name}", text, ["mirror"], registry=registry)
               for name, text in HELP.items()}
     for mirror in config.enabled():
-        last = next((r for r in store.history(mirror.name, 5) if r.outcome != "running"), None)
-        values: dict[str, float] = wire.run_values(last) if last else {}
-        last_ok = store.last_run(mirror.name, outcome="success")
-        if last_ok and last_ok.finished_at:
-            values["age_seconds"] = round(now - last_ok.finished_at)
-            values["last_success_timestamp_seconds"] = last_ok.finished_at
+        values = latest_values(store, mirror.name, now)
+        success_at = last_success_at(store, mirror.name)
+        if success_at is not None:
+            values["last_success_timestamp_seconds"] = success_at
         for name, value in values.items():
             if name in gauges:
                 gauges[name].labels(mirror=mirror.name).set(value)

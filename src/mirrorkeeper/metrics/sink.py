@@ -12,6 +12,21 @@ from . import wire
 from .emit import Emitter
 
 
+def last_success_at(store: Store, mirror: str) -> float | None:
+    last_ok = store.last_run(mirror, outcome="success")
+    return last_ok.finished_at if last_ok else None
+
+
+def latest_values(store: Store, mirror: str, now: float) -> dict[str, float]:
+    """The last finished run's figures and the mirror's age: what every exporter reports."""
+    last = next((r for r in store.history(mirror, 5) if r.outcome != "running"), None)
+    values = wire.run_values(last) if last else {}
+    success_at = last_success_at(store, mirror)
+    if success_at is not None:
+        values["age_seconds"] = round(now - success_at)
+    return values
+
+
 class MetricsSink:
     def __init__(self, config: Config) -> None:
         m = config.metrics
@@ -46,9 +61,9 @@ class MetricsSink:
 
     def run(self, record: RunRecord, store: Store) -> None:
         values = wire.run_values(record)
-        last_ok = store.last_run(record.mirror, outcome="success")
-        if last_ok and last_ok.finished_at:
-            values["age_seconds"] = round(time.time() - last_ok.finished_at)
+        success_at = last_success_at(store, record.mirror)
+        if success_at is not None:
+            values["age_seconds"] = round(time.time() - success_at)
         self.send(record.mirror, values)
 
     def close(self) -> None:
