@@ -119,38 +119,44 @@ class Mirrors(nagiosplugin.Resource):  # type: ignore[misc]
         return metrics
 
 
-class AlertContext(nagiosplugin.Context):  # type: ignore[misc]
-    def __init__(self, facts: dict[str, MirrorFacts]) -> None:
-        super().__init__("alert")
+class _FactContext(nagiosplugin.Context):  # type: ignore[misc]
+    """Judges one mirror's facts; its metric is a state carrier, so it adds no perfdata."""
+
+    def __init__(self, name: str, facts: dict[str, MirrorFacts]) -> None:
+        super().__init__(name)
         self.facts = facts
 
-    def evaluate(self, metric: Any, resource: Any) -> Any:
-        f = self.facts[metric.name.rsplit("_", 1)[0]]
-        state = _ALERT_STATE.get(Severity(metric.value) if metric.value else Severity.INFO,
-                                 nagiosplugin.Ok)
-        return self.result_cls(state, f"{f.name}: {f.alert_text}" if f.alert_text else None,
-                               metric)
+    def facts_of(self, metric: Any) -> MirrorFacts:
+        return self.facts[metric.name.rsplit("_", 1)[0]]  # "<mirror>_<context>"
 
     def performance(self, metric: Any, resource: Any) -> None:
         return None
 
 
-class RunningContext(nagiosplugin.Context):  # type: ignore[misc]
+class AlertContext(_FactContext):
     def __init__(self, facts: dict[str, MirrorFacts]) -> None:
-        super().__init__("running")
-        self.facts = facts
+        super().__init__("alert", facts)
 
     def evaluate(self, metric: Any, resource: Any) -> Any:
-        f = self.facts[metric.name.rsplit("_", 1)[0]]
+        f = self.facts_of(metric)
+        state = _ALERT_STATE.get(Severity(metric.value) if metric.value else Severity.INFO,
+                                 nagiosplugin.Ok)
+        return self.result_cls(state, f"{f.name}: {f.alert_text}" if f.alert_text else None,
+                               metric)
+
+
+class RunningContext(_FactContext):
+    def __init__(self, facts: dict[str, MirrorFacts]) -> None:
+        super().__init__("running", facts)
+
+    def evaluate(self, metric: Any, resource: Any) -> Any:
+        f = self.facts_of(metric)
         if f.running_for and f.usual_duration and f.running_for > max(3 * f.usual_duration,
                                                                       600):
             return self.result_cls(nagiosplugin.Warn, f"{f.name}: running for "
                                    f"{format_duration(f.running_for)}, usually "
                                    f"{format_duration(f.usual_duration)}", metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
-
-    def performance(self, metric: Any, resource: Any) -> None:
-        return None
 
 
 class AgeContext(nagiosplugin.ScalarContext):  # type: ignore[misc]
