@@ -60,11 +60,19 @@ def _absolute(value: str, base: Path) -> str:
     return str((base / value).resolve()) if not os.path.isabs(value) else os.path.normpath(value)
 
 
-def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> GlobalSettings:
+def _section(raw: Any, name: str, file: str, problems: list[Problem]) -> dict[str, Any] | None:
+    """A top-level ``[name]`` table: empty when absent, None (with a problem) when not a table."""
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
-        problems.append(Problem(file, "global", "should be a table ([global])"))
+        problems.append(Problem(file, name, f"should be a table ([{name}])"))
+        return None
+    return raw
+
+
+def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> GlobalSettings:
+    raw = _section(raw, "global", file, problems)
+    if raw is None:
         return GlobalSettings()
     settings, found = validate_table(GlobalSettings, raw, file, "global.")
     problems.extend(found)
@@ -131,10 +139,8 @@ SEVERITIES = ("info", "warning", "error", "critical")
 
 
 def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
-    if raw is None:
-        return AlertSettings()
-    if not isinstance(raw, dict):
-        problems.append(Problem(file, "alerts", "should be a table ([alerts])"))
+    raw = _section(raw, "alerts", file, problems)
+    if not raw:
         return AlertSettings()
     lists: dict[str, tuple[Any, ...]] = {}
     for key, cls in (("rules", AlertRule), ("plugins", PluginSpec)):
@@ -233,10 +239,8 @@ def load_config(path: Path | str) -> Config:
 
 
 def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:
-    if raw is None:
-        return MetricsSettings()
-    if not isinstance(raw, dict):
-        problems.append(Problem(file, "metrics", "should be a table ([metrics])"))
+    raw = _section(raw, "metrics", file, problems)
+    if not raw:
         return MetricsSettings()
     metrics, found = validate_table(MetricsSettings, raw, file, "metrics.")
     problems.extend(found)
