@@ -58,6 +58,14 @@ def start_sync(config: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def sync_with_rsync_running(config: Path, dest: str) -> subprocess.Popen[str]:
+    """Start ``mirrorkeeper sync`` and return once its rsync processes are running."""
+    proc = start_sync(config)
+    wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)),
+             what="rsync started")
+    return proc
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,10 +128,8 @@ def test_sigterm_stops_rsync_and_records_interrupted(
         slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
         tmp_path: Path) -> None:
     config = slow_config(200)
-    proc = start_sync(config)
     dest = str(tmp_path / "mirror")
-    wait_for(lambda: bool(processes_mentioning(dest)) and
-             any(p != proc.pid for p in processes_mentioning(dest)))
+    proc = sync_with_rsync_running(config, dest)
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
@@ -141,9 +147,8 @@ def test_sigkill_of_mirrorkeeper_takes_rsync_down_and_is_noticed(
         slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
         tmp_path: Path) -> None:
     config = slow_config(200)
-    proc = start_sync(config)
     dest = str(tmp_path / "mirror")
-    wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)))
+    proc = sync_with_rsync_running(config, dest)
     proc.kill()
     proc.communicate(timeout=10)
     wait_for(lambda: processes_mentioning(dest) == [], timeout=5,
