@@ -292,3 +292,14 @@ def test_mass_delete_is_stopped_by_the_bound(tmp_path: Path, upstream: DebianLik
     assert codes(findings) == {"guard.mass_delete": Severity.CRITICAL}
     left = [rel for rel in removed if (tmp_path / "mirror" / rel).exists()]
     assert len(left) == 35
+
+
+def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
+        tmp_path: Path, upstream: DebianLikeTree, rsyncd: Daemons) -> None:
+    daemon = rsyncd([Module("debian", upstream.root)])
+    down = "rsync://127.0.0.1:9/debian/"
+    record, findings = run(tmp_path, [down, daemon.url("debian")], upstream_strategy="fastest")
+    assert record.outcome == "success" and findings == []
+    assert [(a.upstream, a.category) for a in record.attempts] == [(daemon.url("debian"), "ok")]
+    requests = daemon.log_path.read_text().count("] rsync on debian/")
+    assert requests == 3  # the ranking probe (reused by the guard), stage 1, stage 2

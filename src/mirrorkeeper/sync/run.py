@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..classify.judge import Verdict, judge_stage
@@ -36,7 +36,7 @@ from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..store import Store
 from .lock import MirrorLock
-from .preflight import MTIME_SLACK_SECONDS, local_mtime, probe
+from .preflight import MTIME_SLACK_SECONDS, Probe, local_mtime, probe
 
 ProgressCallback = Callable[[LiveProgress], None]
 LineCallback = Callable[[str, str, str], None]  # stage, stream, line
@@ -128,9 +128,10 @@ def _run_locked(
     last_total = last_ok.files_total if last_ok else None
     started = time.time()
     latency = None
+    probes: dict[str, Probe] = {}
     if s.upstream_strategy == "fastest" and s.update_signal:
-        latency = {u: (p.seconds if p.exit_code == 0 else None) for u in s.upstreams
-                   for p in [probe(settings.rsync, u, s.update_signal, s)]}
+        probes = {u: probe(settings.rsync, u, s.update_signal, s) for u in s.upstreams}
+        latency = {u: (p.seconds if p.exit_code == 0 else None) for u, p in probes.items()}
     candidates = order_upstreams(s.upstreams, s.upstream_strategy, run_number=len(history),
                                  failures=recent_failures(history), now=started,
                                  cooldown=s.upstream_cooldown, latency=latency)
@@ -153,7 +154,7 @@ def _run_locked(
         weights_for = {n: stage_weights(n, last_durations if last_durations and
                                         len(last_durations) == n else None) for n in (1, 2)}
         context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
-                              last_total, weights_for[2 if s.stage2 else 1])
+                              last_total, weights_for[2 if s.stage2 else 1], probes)
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -269,7 +270,8 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str,
     """None when the upstream may be synced from; else why not, with the probe's exit."""
     s = mirror.settings
     assert s.update_signal is not None
-    result = probe(config.settings.rsync, upstream, s.update_signal, s)
+    result = run.probes.pop(upstream, None) or probe(config.settings.rsync, upstream,
+                                                     s.update_signal, s)
     ours = local_mtime(mirror.dest, s.update_signal)
     event("guard.signal", upstream=upstream, exists=result.exists, upstream_mtime=result.mtime,
           local_mtime=ours, exit_code=result.exit_code, seconds=round(result.seconds, 3))
@@ -394,5 +396,7 @@ class _RunContext:
     live_interval: float
     last_total: int | None
     weights: tuple[float, ...]
+    #: Update-signal probes already made (to rank upstreams), used once by the first check.
+    probes: dict[str, Probe] = field(default_factory=dict)
 
 
