@@ -41,7 +41,8 @@ def write_config(path: Path, mirrors: dict[str, dict[str, Any]],
                  global_: dict[str, Any] | None = None) -> Path:
     base = path.parent
     settings = {"state_dir": str(base / "state"), "log_dir": str(base / "logs"),
-                "profiles_dir": str(base / "profiles"), **(global_ or {})}
+                "profiles_dir": str(base / "profiles"), "hostname": TEST_HOSTNAME,
+                **(global_ or {})}
     lines = ["[global]", *(f"{k} = {toml_value(v)}" for k, v in settings.items()), ""]
     for name, table in mirrors.items():
         lines.append(f"[mirrors.{name}]")
@@ -118,6 +119,12 @@ def python_cli() -> list[str]:
     return [sys.executable, "-m", "mirrorkeeper"]
 
 
+#: The hostname test configs give the mirror host; its trace file exists only on the mirror.
+TEST_HOSTNAME = "mirror.test"
+OWN_TRACE = f"project/trace/{TEST_HOSTNAME}"
+
+
 def tree_files(root: Path) -> dict[str, bytes]:
+    """Every regular file of a tree, but our own trace file, which only the mirror has."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
+            if p.is_file() and not p.is_symlink() and str(p.relative_to(root)) != OWN_TRACE}

@@ -18,7 +18,7 @@ from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import CliResult, tree_files, write_config
+from .conftest import OWN_TRACE, TEST_HOSTNAME, CliResult, tree_files, write_config
 
 RUN_FIELDS = {"mirror", "run_id", "started_at", "finished_at", "duration_seconds",
               "bytes_transferred", "size_bytes", "bitrate_bps", "files_total",
@@ -40,7 +40,8 @@ def sync_once(config_path: Path, name: str = "deb",
 
 def reference_stats(source: str, dest: Path) -> dict[str, int]:
     """What bare rsync reports for the same update, in one stage, on a copy of the mirror."""
-    out = subprocess.run(["rsync", *COMMON_OPTIONS, "--delete-after", source, f"{dest}/"],
+    out = subprocess.run(["rsync", *COMMON_OPTIONS, "--delete-after", f"--exclude=/{OWN_TRACE}",
+                          source, f"{dest}/"],
                          env=RSYNC_ENV, capture_output=True, text=True, check=True).stdout
     def grab(label: str) -> int:
         match = re.search(rf"^{label}: ([\d,]+)", out, re.MULTILINE)
@@ -250,3 +251,30 @@ def test_demo_command(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
     assert "FAIL" not in result.out
     refused = mk("demo", "--workdir", str(tmp_path))  # not made by the demo: never wiped
     assert refused.code != 0 and (tmp_path / "demo").exists()
+
+
+def test_trace_file_written_after_success_and_kept_by_later_syncs(
+        tmp_path: Path, mirror_config: Path, upstream: DebianLikeTree) -> None:
+    """ftpsync's trace: first line `date -u`, then fields; stage 2 must never delete it."""
+    first = sync_once(mirror_config)
+    trace = tmp_path / "mirror" / OWN_TRACE
+    lines = trace.read_text().splitlines()
+    assert re.match(r"^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d UTC \d{4}$", lines[0])
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    assert fields["Running on host"] == TEST_HOSTNAME
+    assert fields["Upstream-mirror"] == first.upstream
+    assert fields["Archive serial"] == "unknown"  # the demo's master trace carries no serial
+    assert int(fields["Total bytes received in rsync"]) > 0
+    upstream.mutate(add=3, change=0, remove=3)
+    second = sync_once(mirror_config)
+    assert second.outcome == "success" and second.files_deleted == 3
+    assert trace.exists() and trace.read_text() != "\n".join(lines) + "\n"
+
+
+def test_no_trace_after_a_failed_sync(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "mirrorkeeper.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"),
+        "upstreams": [str(tmp_path / "missing") + "/"], "attempts_per_upstream": 1}})
+    record = sync_once(config)
+    assert record.outcome == "failed"
+    assert not (tmp_path / "mirror" / OWN_TRACE).exists()

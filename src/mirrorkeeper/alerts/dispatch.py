@@ -219,8 +219,7 @@ def watchdog(config: Config, store: Store, now: float | None = None) -> list[Not
     notices: list[Notice] = []
     for mirror in config.enabled():
         last_ok = store.last_run(mirror.name, outcome="success")
-        history = store.history(mirror.name, limit=1000)
-        first = history[-1].started_at if history else None
+        first = store.first_started(mirror.name)
         stale = stale_finding(mirror.name, last_ok.finished_at if last_ok else None, first, now,
                               mirror.settings.stale_after)
         astore = AlertStore(store.engine)

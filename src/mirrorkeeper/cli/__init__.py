@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -20,15 +19,17 @@ from .. import __version__
 from ..config.edit import append_mirror
 from ..config.load import find_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
-from ..config.spec import Config, MirrorSpec
+from ..config.spec import Config
 from ..exitcodes import Exit
+from ..job import run_job
 from ..logs import event, iso, setup_event_log
+from ..overview import status_rows
 from ..profiles import load_catalogue
 from ..record import RunRecord
-from ..record.progress import LiveProgress
+from ..record.present import run_json
 from ..store import Store
 from ..sync.lock import MirrorLocked, is_locked
-from ..sync.run import lock_dir, sync_mirror
+from ..sync.run import lock_dir
 from . import render
 from .progress import ProgressDisplay
 
@@ -106,31 +107,24 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             if stop.is_set():
                 break
             display = ProgressDisplay(mirror.name, console, enabled=not quiet and not as_json)
-
-            def on_progress(live: LiveProgress, name: str = mirror.name,
-                            shown: ProgressDisplay = display) -> None:
-                shown.update(live)
-                if sink is not None:
-                    sink.progress(name, live)
-
             try:
                 with display:
-                    record = sync_mirror(config, mirror, store, stop=stop,
-                                         on_progress=on_progress)
+                    job = run_job(config, mirror, store, stop=stop, sink=sink,
+                                  on_progress=display.update)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")
                 event("run.locked", mirror=mirror.name, holder=exc.holder)
                 continue
-            results.append(record)
-            if sink is not None:
-                sink.run(record, store)
-            _textfile_after(config, store)
-            _alert_after(config, mirror, store, record)
+            results.append(job.record)
+            for line in job.notices:
+                err_console.print(line, markup=False)
+            for line in job.problems:
+                err_console.print(f"mirrorkeeper: {line}", markup=False)
             if as_json:
-                click.echo(json.dumps(render.run_json(record), indent=2))
+                click.echo(json.dumps(run_json(job.record), indent=2))
             else:
-                console.print(render.run_summary(record))
+                console.print(render.run_summary(job.record))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -144,70 +138,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     return Exit.LOCKED if locked else Exit.OK
 
 
-def _textfile_after(config: Config, store: Store) -> None:
-    path = config.metrics.prometheus_textfile
-    if not path:
-        return
-    from ..metrics.prometheus import write_textfile
-
-    try:
-        write_textfile(config, store, path)
-    except OSError as exc:  # a metrics file must never fail a sync
-        event("metrics.textfile_failed", level=logging.ERROR, path=path, error=str(exc))
-        err_console.print(f"mirrorkeeper: cannot write {path}: {exc.strerror}", markup=False)
-
-
-def _alert_after(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord) -> None:
-    """Alerting must never break a sync: any failure here is logged and reported, not raised."""
-    from ..alerts.dispatch import process_run
-
-    try:
-        for notice in process_run(config, mirror, store, record):
-            err_console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
-                              f"({notice.severity})", markup=False)
-    except Exception as exc:  # noqa: BLE001 - the sync itself is done and recorded
-        event("alert.failure", level=logging.ERROR, error=repr(exc))
-        err_console.print(f"mirrorkeeper: alerting failed: {exc!r}", markup=False)
-
-
 # -- status / history -------------------------------------------------------------------------
-def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
-    rows = []
-    for mirror in config.mirrors.values():
-        recent = store.history(mirror.name, limit=2)
-        last_ok = store.last_run(mirror.name, outcome="success")
-        running = is_locked(lock_dir(config), mirror.name)
-        live = store.live(mirror.name) if running else None
-        # A row still 'running' is the current run, or, with no lock held, one whose process
-        # died; the figures shown are those of the last run that finished.
-        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
-        last_done = next((r for r in recent if r.outcome != "running"), None)
-        row: dict[str, Any] = render.run_json(last_done) if last_done else {
-            "mirror": mirror.name, "run_id": None, "outcome": None}
-        row["current_run_id"] = unfinished.run_id if unfinished and running else None
-        state = "running" if running else (
-            "crashed" if unfinished else
-            "never synced" if last_done is None else
-            "idle" if mirror.enabled else "disabled")
-        row.update({
-            "mirror": mirror.name,
-            "state": state,
-            "enabled": mirror.enabled,
-            "progress_percent": live["percent"] if live else None,
-            "stage": live["stage"] if live else None,
-            "bytes_done": live["bytes_done"] if live else None,
-            "rate_bps": live["rate_bps"] if live else None,
-            "eta_seconds": live["eta_seconds"] if live else None,
-            "progress_updated_at": iso(live["updated_at"]) if live else None,
-            "last_success_at": iso(last_ok.finished_at) if last_ok else None,
-            "last_success_epoch": last_ok.finished_at if last_ok else None,
-            "age_seconds": round(time.time() - last_ok.finished_at, 1)
-            if last_ok and last_ok.finished_at else None,
-        })
-        rows.append(row)
-    return rows
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -244,7 +175,7 @@ def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps([render.run_json(r) for r in records], indent=2))
+        click.echo(json.dumps([run_json(r) for r in records], indent=2))
     else:
         console.print(render.history_table(name, records))
     return Exit.OK

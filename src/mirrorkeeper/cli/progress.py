@@ -15,8 +15,8 @@ from rich.progress import (
 )
 
 from ..config.durations import format_duration
+from ..record.present import human_bytes
 from ..record.progress import LiveProgress
-from .render import human_bytes
 
 PLAIN_INTERVAL = 10.0
 

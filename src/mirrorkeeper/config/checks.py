@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from .schedule import parse_schedule
-from .spec import UPSTREAM_STRATEGIES, SyncSettings
+from .spec import TRACE_STYLES, UPSTREAM_STRATEGIES, SyncSettings
 
 _RSYNC_URL = re.compile(r"^rsync://(?:[^@/]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d+)?/[^/\s]+(?:/\S*)?$")
 _DAEMON = re.compile(r"^(?:[^@/:\s]+@)?[A-Za-z0-9.\-]+::[^/\s]+(?:/\S*)?$")
@@ -65,7 +66,16 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
             found.append((f"rsync_options.{i}", f"`{option}` is not an option",
                           "sources and destinations come from `upstreams` and `dest`"))
     try:
-        parse_schedule(s.schedule)
+        schedule = parse_schedule(s.schedule)
+        if schedule.cron is not None:
+
+            from ..plan.cron import Cron
+
+            try:
+                Cron.parse(schedule.cron).next_after(0.0, UTC)
+            except ValueError:
+                found.append(("schedule", f"`{s.schedule}` names a day that never comes",
+                              "check the day-of-month and month fields"))
     except ValueError as exc:
         found.append(("schedule", str(exc), ""))
     if not 0 < s.max_delete_fraction <= 1:
@@ -93,4 +103,7 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):
         found.append(("update_signal", "must be a path relative to the upstream's root",
                       "e.g. \"project/trace/master\""))
+    if s.trace not in TRACE_STYLES:
+        found.append(("trace", f"`{s.trace}` is not a trace style",
+                      "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))
     return found

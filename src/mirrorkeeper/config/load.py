@@ -16,17 +16,19 @@ from .spec import (
     AlertRule,
     AlertSettings,
     Config,
+    DaemonSettings,
     GlobalSettings,
     MetricsSettings,
     MirrorSpec,
     PluginSpec,
     SyncSettings,
+    WebSettings,
 )
 from .validate import field_names, validate_table
 
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
 ENV_VAR = "MIRRORKEEPER_CONFIG"
-TOP_KEYS = ("global", "mirrors", "alerts", "metrics")
+TOP_KEYS = ("global", "mirrors", "alerts", "metrics", "daemon", "web")
 MIRROR_KEYS = frozenset({"profile", "dest", "enabled"})
 MIRROR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -232,10 +234,52 @@ def load_config(path: Path | str) -> Config:
                                         "keep state and logs outside mirrored trees"))
     alerts = load_alerts(data.get("alerts"), file, problems)
     metrics = _load_metrics(data.get("metrics"), file, problems)
+    daemon = _load_daemon(data.get("daemon"), file, problems)
+    web = _load_web(data.get("web"), file, base, problems)
     if problems:
         raise ConfigError(problems)
     return Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts,
-                  metrics=metrics)
+                  metrics=metrics, daemon=daemon, web=web)
+
+
+def _load_daemon(raw: Any, file: str, problems: list[Problem]) -> DaemonSettings:
+    raw = _section(raw, "daemon", file, problems)
+    if not raw:
+        return DaemonSettings()
+    daemon, found = validate_table(DaemonSettings, raw, file, "daemon.")
+    problems.extend(found)
+    if daemon is None:
+        return DaemonSettings()
+    if daemon.max_parallel < 1:
+        problems.append(Problem(file, "daemon.max_parallel", "must be at least 1"))
+    if daemon.tick < 1:
+        problems.append(Problem(file, "daemon.tick", "must be at least 1s"))
+    if daemon.poll_interval and daemon.poll_interval < 30:
+        problems.append(Problem(file, "daemon.poll_interval", "is shorter than 30s",
+                                "upstreams would see a poll as abuse; use 0 to turn polling off"))
+    if daemon.jitter < 0:
+        problems.append(Problem(file, "daemon.jitter", "cannot be negative"))
+    return daemon
+
+
+def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSettings:
+    raw = _section(raw, "web", file, problems)
+    if not raw:
+        return WebSettings()
+    web, found = validate_table(WebSettings, raw, file, "web.")
+    problems.extend(found)
+    if web is None:
+        return WebSettings()
+    host, _, port = web.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(Problem(file, "web.listen", f"`{web.listen}` is not HOST:PORT",
+                                "e.g. \"127.0.0.1:8118\""))
+    if web.site_url.endswith("/"):
+        problems.append(Problem(file, "web.site_url", "must not end with '/'",
+                                "MirrorZ appends mirror paths to it"))
+    token_file = _absolute(web.token_file, base) if web.token_file else None
+    return WebSettings(enabled=web.enabled, listen=web.listen, token_file=token_file,
+                       site_url=web.site_url, site_abbr=web.site_abbr, site_name=web.site_name)
 
 
 def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: Keys whose values are durations ("6h") in the TOML and seconds in the dataclasses.
-DURATION_KEYS = frozenset({"stale_after", "timeout", "contimeout", "no_output_timeout",
+DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
+                           "stale_after", "timeout", "contimeout", "no_output_timeout",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info", "interval"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
+TRACE_STYLES = ("", "debian", "arch")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class SyncSettings:
     failure_ratio_info: float = 0.001
     failure_ratio_warning: float = 0.01
     failure_ratio_error: float = 0.1
+    #: The mirror's own trace file, written after each successful sync: ``debian``
+    #: (``project/trace/<hostname>``, ftpsync's format), ``arch`` (``lastsync``: epoch seconds),
+    #: or empty for none.
+    trace: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,12 +195,44 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """``[daemon]``: how ``mirrorkeeper daemon`` (and ``sync --due``) schedules runs."""
+
+    #: At most this many syncs run at once.
+    max_parallel: int = 2
+    #: How often the planner looks at what is due.
+    tick: float = 60.0
+    #: How often each mirror's update-signal file is polled upstream (0: never).
+    poll_interval: float = 300.0
+    #: Scheduled starts are spread by up to this much (a fixed share per mirror and cycle), so
+    #: that mirrors do not all hit their upstreams on the hour.
+    jitter: float = 600.0
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """``[web]``: the dashboard and JSON API served by the daemon."""
+
+    enabled: bool = True
+    #: Where to listen; loopback by default (put a reverse proxy in front to publish it).
+    listen: str = "127.0.0.1:8118"
+    #: A file holding the token that actions (sync now, acknowledge) need. No file: read-only.
+    token_file: str | None = None
+    #: For ``mirrorz.json``: the public base URL of the mirror site and its short name.
+    site_url: str = ""
+    site_abbr: str = ""
+    site_name: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     settings: GlobalSettings
     mirrors: dict[str, MirrorSpec] = field(default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]

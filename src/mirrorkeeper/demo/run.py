@@ -44,13 +44,19 @@ def _mk(console: Console, config: Path, *args: str) -> subprocess.CompletedProce
         check=False, text=True, stdout=subprocess.PIPE if "--json" in args else None)
 
 
-def _trees_equal(a: Path, b: Path) -> bool:
+DEMO_HOST = "demo-mirror.example"
+#: The mirror's own trace (debian profile): the one file the mirror has and the upstream not.
+OWN_TRACE = f"project/trace/{DEMO_HOST}"
+
+
+def _trees_equal(a: Path, b: Path, here: str = "") -> bool:
     cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.funny_files:
+    right_only = [name for name in cmp.right_only if here + name != OWN_TRACE]
+    if cmp.left_only or right_only or cmp.funny_files:
         return False
     _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
     return not mismatch and not errors and all(
-        _trees_equal(a / d, b / d) for d in cmp.common_dirs)
+        _trees_equal(a / d, b / d, f"{here}{d}/") for d in cmp.common_dirs)
 
 
 def run_demo(workdir: Path, packages: int, console: Console) -> int:
@@ -69,6 +75,7 @@ def run_demo(workdir: Path, packages: int, console: Console) -> int:
                            f"state_dir = {toml_string(str(workdir / 'state'))}")
             .replace('# log_dir = "/var/log/mirrorkeeper"',
                      f"log_dir = {toml_string(str(workdir / 'logs'))}")
+            .replace('# hostname = "mirror.example.org"', f'hostname = "{DEMO_HOST}"')
             + mirror_table("debian-demo", "debian", str(dest))
             + f"upstreams = [{toml_string(daemon.url('debian'))}]\n")
         console.print(f"config written to {config} (the shipped `debian` profile, "
@@ -91,6 +98,7 @@ def run_demo(workdir: Path, packages: int, console: Console) -> int:
         ("second sync: mirror identical to upstream", second_ok),
         (f"second sync deleted {latest['files_deleted']} files; the update removed "
          f"{len(change.removed)}", latest["files_deleted"] == len(change.removed)),
+        (f"trace file {OWN_TRACE} written", (dest / OWN_TRACE).is_file()),
         ("deletions happened in stage 2 only",
          latest["stages"][0]["files_deleted"] == 0 if latest["stages"] else False),
         ("every command succeeded", all(code == 0 for code in codes)),

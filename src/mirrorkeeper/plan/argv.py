@@ -97,12 +97,19 @@ def build_plan(
     *,
     rsync: str = "rsync",
     last_files_total: int | None = None,
+    own_trace: str | None = None,
 ) -> SyncPlan:
-    """Plan one run of ``mirror`` from ``upstream``."""
+    """Plan one run of ``mirror`` from ``upstream``.
+
+    ``own_trace`` is the path (relative to the mirror root) of the trace file this host writes;
+    it exists only here, so it is excluded, which also keeps stage 2 from deleting it.
+    """
     s = mirror.settings
     source, dest = _source(upstream), mirror.dest.rstrip("/") + "/"
     bound = max_delete_bound(s, last_files_total)
     shared = _shared(s, upstream)
+    if own_trace:
+        shared.append(f"--exclude=/{own_trace}")
     deleting = ["--delete-after", "--delay-updates", f"--max-delete={bound}"]
     stages: tuple[StagePlan, ...]
     if s.stage2:

@@ -86,3 +86,20 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_deliveries_pending", "delivered_at"),
 )
+
+#: Each poll of a mirror's update-signal file upstream: what it saw and what it cost.
+polls = sa.Table(
+    "polls", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mirror", sa.String(200), nullable=False),
+    sa.Column("upstream", sa.Text, nullable=False),
+    sa.Column("polled_at", sa.Float, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("upstream_mtime", sa.Float, nullable=True),
+    sa.Column("local_mtime", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    #: Did this poll start a sync?
+    sa.Column("triggered", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_polls_mirror_time", "mirror", "polled_at"),
+)

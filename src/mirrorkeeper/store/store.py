@@ -15,12 +15,12 @@ import sqlalchemy as sa
 
 from ..record import Attempt, RunRecord, StageResult
 from ..record.progress import LiveProgress
-from .schema import live, runs
+from .schema import live, polls, runs
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -151,6 +151,13 @@ class Store:
             row = conn.execute(query).first()
         return self._record(row) if row else None
 
+    def first_started(self, mirror: str) -> float | None:
+        """When the mirror's first recorded run started (None: it never ran)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.min(runs.c.started_at)).where(
+                runs.c.mirror == mirror)).scalar()
+        return float(value) if value is not None else None
+
     def running_pid(self, run_id: int) -> int | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(runs.c.pid).where(runs.c.id == run_id)).scalar()
@@ -183,3 +190,75 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(live.select().where(live.c.mirror == mirror)).first()
         return dict(row._mapping) if row else None
+
+    # -- update-signal polls ------------------------------------------------------------------
+    def record_poll(self, mirror: str, upstream: str, polled_at: float, seconds: float,
+                    exit_code: int | None, upstream_mtime: float | None,
+                    local_mtime: float | None, error: str | None, triggered: bool) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(polls.insert().values(
+                mirror=mirror, upstream=upstream, polled_at=polled_at, seconds=seconds,
+                exit_code=exit_code, upstream_mtime=upstream_mtime, local_mtime=local_mtime,
+                error=error, triggered=triggered))
+
+    def last_poll(self, mirror: str) -> dict[str, Any] | None:
+        query = (polls.select().where(polls.c.mirror == mirror)
+                 .order_by(polls.c.polled_at.desc(), polls.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def signal_seen(self, mirror: str) -> tuple[float, float, float] | None:
+        """(upstream mtime, first seen, last seen) of the newest mtime any poll returned."""
+        newest = (sa.select(polls.c.upstream_mtime).where(
+            polls.c.mirror == mirror, polls.c.upstream_mtime.is_not(None))
+            .order_by(polls.c.polled_at.desc(), polls.c.id.desc()).limit(1).scalar_subquery())
+        query = sa.select(newest, sa.func.min(polls.c.polled_at),
+                          sa.func.max(polls.c.polled_at)).where(
+            polls.c.mirror == mirror, polls.c.upstream_mtime == newest)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[0] is None:
+            return None
+        return float(row[0]), float(row[1]), float(row[2])
+
+    def polls(self, mirror: str, limit: int = 50) -> list[dict[str, Any]]:
+        query = (polls.select().where(polls.c.mirror == mirror)
+                 .order_by(polls.c.polled_at.desc(), polls.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def prune_polls(self, older_than: float) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(polls.delete().where(
+                polls.c.polled_at < older_than)).rowcount)
+
+    # -- read models for the dashboard ----------------------------------------------------------
+    def series(self, mirror: str, since: float) -> list[dict[str, Any]]:
+        """The figures of every finished run since ``since``, oldest first (no stage JSON)."""
+        cols = (runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.outcome,
+                runs.c.duration_seconds, runs.c.bytes_transferred, runs.c.bitrate_bps,
+                runs.c.files_total, runs.c.files_transferred, runs.c.files_failed,
+                runs.c.size_bytes)
+        query = (sa.select(*cols).where(runs.c.mirror == mirror, runs.c.started_at >= since,
+                                        runs.c.outcome != "running")
+                 .order_by(runs.c.started_at))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def run_rows(self, mirror: str, limit: int = 50, before_id: int | None = None,
+                 ) -> list[dict[str, Any]]:
+        """The run list of a mirror, newest first, figures only (fast on long histories)."""
+        query = sa.select(runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.outcome,
+                          runs.c.exit_code, runs.c.upstream, runs.c.duration_seconds,
+                          runs.c.bytes_transferred, runs.c.files_transferred,
+                          runs.c.files_failed, runs.c.size_bytes).where(runs.c.mirror == mirror)
+        if before_id is not None:
+            query = query.where(runs.c.id < before_id)
+        query = query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def all_live(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {row.mirror: dict(row._mapping) for row in conn.execute(live.select())}

@@ -7,6 +7,7 @@ conditions (the lock) raise.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import threading
@@ -37,6 +38,7 @@ from ..rsync.tally import StageTally
 from ..store import Store
 from .lock import MirrorLock
 from .preflight import MTIME_SLACK_SECONDS, Probe, local_mtime, probe
+from .trace import trace_path, write_trace
 
 ProgressCallback = Callable[[LiveProgress], None]
 LineCallback = Callable[[str, str, str], None]  # stage, stream, line
@@ -178,6 +180,8 @@ def _run_locked(
                     f"{record.files_transferred} files transferred, {record.files_deleted} "
                     f"deleted, {record.files_failed} failed, {record.bytes_transferred} bytes "
                     f"in {record.duration_seconds:.1f}s")
+        if record.outcome == "success" and s.trace:
+            _write_trace(config, mirror, record, runlog)
         store.finish_run(record)
         event("run.end", outcome=record.outcome, exit_code=record.exit_code,
               upstream=record.upstream, attempts=len(attempts),
@@ -194,6 +198,18 @@ def _run_locked(
         current_mirror.reset(tokens[0])
 
 
+def _write_trace(config: Config, mirror: MirrorSpec, record: RunRecord, runlog: RunLog) -> None:
+    """A trace that cannot be written is logged loudly but does not undo a good sync."""
+    try:
+        path = write_trace(mirror.settings.trace, mirror.dest, config.settings.hostname, record)
+    except OSError as exc:
+        runlog.note(f"cannot write the trace file: {exc}")
+        event("trace.failed", level=logging.ERROR, error=str(exc))
+        return
+    runlog.note(f"trace written: {path}")
+    event("trace.written", path=str(path))
+
+
 _STOP_CATEGORIES = frozenset({"local", "guard", "interrupted", "internal"})
 
 
@@ -208,7 +224,11 @@ def _attempt_all(
     number = 0
     for upstream in candidates:
         for retry in range(s.attempts_per_upstream):
-            if run.stop.is_set():
+            if run.stop.is_set():  # a stop between attempts is an interruption, not a failure
+                now = time.time()
+                attempts.append(Attempt(number + 1, upstream, "interrupted", "run.interrupted",
+                                        "stopped before the attempt began", "preflight", None,
+                                        now, now))
                 return
             if time.time() - started > s.run_budget:
                 run.runlog.note("the run's time budget is spent; no further attempt")
@@ -260,7 +280,8 @@ def _one_attempt(
             skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
             return done(refusal[0], "preflight", refusal[1])
     plan = build_plan(mirror, upstream, rsync=config.settings.rsync,
-                      last_files_total=last_total)
+                      last_files_total=last_total,
+                      own_trace=trace_path(s.trace, config.settings.hostname))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
     return _run_stages(plan, number, run, last_total, stages, skipped, done)
 

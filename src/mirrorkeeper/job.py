@@ -1,0 +1,81 @@
+"""One sync and everything after it — the unit of work of ``sync``, ``trigger`` and the daemon.
+
+sync → metrics (stream + Prometheus textfile) → alerts. What happens after the sync must never
+undo it: a failure there is logged and reported, not raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from .config.spec import Config, MirrorSpec
+from .logs import event
+from .metrics.sink import MetricsSink
+from .record import RunRecord
+from .record.progress import LiveProgress
+from .store import Store
+from .sync.run import LineCallback, ProgressCallback, sync_mirror
+
+
+@dataclass
+class JobResult:
+    record: RunRecord
+    #: Alert notices raised by this run ("new critical upstream.stale", ...).
+    notices: list[str] = field(default_factory=list)
+    #: Things after the sync that went wrong (a metrics file that cannot be written, ...).
+    problems: list[str] = field(default_factory=list)
+
+
+def write_textfile(config: Config, store: Store) -> str | None:
+    """Rewrite the Prometheus textfile, if configured; return a problem or None."""
+    path = config.metrics.prometheus_textfile
+    if not path:
+        return None
+    from .metrics.prometheus import write_textfile as write
+
+    try:
+        write(config, store, path)
+    except OSError as exc:
+        event("metrics.textfile_failed", level=logging.ERROR, path=path, error=str(exc))
+        return f"cannot write {path}: {exc.strerror}"
+    return None
+
+
+def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord,
+              sink: MetricsSink | None, result: JobResult) -> None:
+    if sink is not None:
+        sink.run(record, store)
+    problem = write_textfile(config, store)
+    if problem:
+        result.problems.append(problem)
+    from .alerts.dispatch import process_run
+
+    try:
+        for notice in process_run(config, mirror, store, record):
+            result.notices.append(f"alert {notice.kind}: {notice.mirror} {notice.code} "
+                                  f"({notice.severity})")
+    except Exception as exc:  # noqa: BLE001 - the sync itself is done and recorded
+        event("alert.failure", level=logging.ERROR, error=repr(exc))
+        result.problems.append(f"alerting failed: {exc!r}")
+
+
+def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
+            sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
+            on_line: LineCallback | None = None) -> JobResult:
+    """Sync ``mirror`` once, then stream its figures and raise its alerts.
+
+    Raises :class:`~mirrorkeeper.sync.lock.MirrorLocked` when the mirror is already running.
+    """
+
+    def progress(live: LiveProgress) -> None:
+        if on_progress is not None:
+            on_progress(live)
+        if sink is not None:
+            sink.progress(mirror.name, live)
+
+    record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line)
+    result = JobResult(record)
+    after_run(config, mirror, store, record, sink, result)
+    return result

@@ -1,0 +1,50 @@
+"""Every mirror's state at a glance — one read model for ``status``, the web and the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .config.spec import Config
+from .logs import iso
+from .record.present import run_json
+from .store import Store
+from .sync.lock import is_locked
+from .sync.run import lock_dir
+
+
+def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
+    rows = []
+    for mirror in config.mirrors.values():
+        recent = store.history(mirror.name, limit=2)
+        last_ok = store.last_run(mirror.name, outcome="success")
+        running = is_locked(lock_dir(config), mirror.name)
+        live = store.live(mirror.name) if running else None
+        # A row still 'running' is the current run, or, with no lock held, one whose process
+        # died; the figures shown are those of the last run that finished.
+        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
+        last_done = next((r for r in recent if r.outcome != "running"), None)
+        row: dict[str, Any] = run_json(last_done) if last_done else {
+            "mirror": mirror.name, "run_id": None, "outcome": None}
+        row["current_run_id"] = unfinished.run_id if unfinished and running else None
+        state = "running" if running else (
+            "crashed" if unfinished else
+            "never synced" if last_done is None else
+            "idle" if mirror.enabled else "disabled")
+        row.update({
+            "mirror": mirror.name,
+            "state": state,
+            "enabled": mirror.enabled,
+            "progress_percent": live["percent"] if live else None,
+            "stage": live["stage"] if live else None,
+            "bytes_done": live["bytes_done"] if live else None,
+            "rate_bps": live["rate_bps"] if live else None,
+            "eta_seconds": live["eta_seconds"] if live else None,
+            "progress_updated_at": iso(live["updated_at"]) if live else None,
+            "last_success_at": iso(last_ok.finished_at) if last_ok else None,
+            "last_success_epoch": last_ok.finished_at if last_ok else None,
+            "age_seconds": round(time.time() - last_ok.finished_at, 1)
+            if last_ok and last_ok.finished_at else None,
+        })
+        rows.append(row)
+    return rows

@@ -1,0 +1,123 @@
+"""What is due now: the scheduler's whole decision as a pure function (DESIGN §8).
+
+The daemon's tick (and ``sync --due`` from a timer) gathers each mirror's facts — schedule, last
+run, whether it runs or waits in the queue, the latest poll of its update-signal file — and asks
+:func:`plan_tick` which mirrors to start, which signals to poll and when each mirror runs next.
+Nothing here reads a clock, a file or the store, so every rule is a unit test.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from ..config.schedule import Schedule
+from .cron import Cron
+
+#: An upstream's signal counts as newer than ours only beyond this (clocks, filesystems).
+SIGNAL_SLACK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SignalSeen:
+    """The latest successful poll of a mirror's update-signal file upstream."""
+
+    upstream_mtime: float
+    #: When this mtime was first seen (the earliest poll that returned it).
+    first_seen_at: float
+    polled_at: float
+
+
+@dataclass(frozen=True)
+class MirrorFacts:
+    name: str
+    schedule: Schedule
+    #: Start of the newest run, whatever its outcome (None: never ran).
+    last_started: float | None
+    running: bool = False
+    queued: bool = False
+    has_signal: bool = False
+    #: When the signal was last polled, successfully or not (None: never).
+    last_polled_at: float | None = None
+    signal: SignalSeen | None = None
+    #: mtime of our own copy of the signal file (None: we have none yet).
+    local_signal_mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class Due:
+    mirror: str
+    reason: str  #: "first run", "schedule" or "update signal"
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    due: tuple[Due, ...]
+    polls: tuple[str, ...]
+    #: Each mirror's next scheduled start (epoch seconds), for the dashboard and tunasync's
+    #: ``next_schedule``.
+    next_run: dict[str, float]
+
+
+def jitter_offset(name: str, anchor: float, jitter: float) -> float:
+    """A fixed share of ``jitter`` for this mirror and cycle: spread, yet reproducible."""
+    if jitter <= 0:
+        return 0.0
+    digest = zlib.crc32(f"{name}:{int(anchor)}".encode())
+    return jitter * (digest / 0xFFFFFFFF)
+
+
+def next_run(schedule: Schedule, last_started: float | None, name: str, jitter: float,
+             now: float, tz: tzinfo) -> float:
+    """When the mirror should next start. A mirror that never ran is due now.
+
+    An interval counts from the start of the last run (so a long run does not push every
+    later run back); jitter is capped at a quarter of the interval.
+    """
+    if last_started is None:
+        return now
+    if schedule.interval_seconds is not None:
+        base = last_started + schedule.interval_seconds
+        return base + jitter_offset(name, last_started, min(jitter,
+                                                            schedule.interval_seconds / 4))
+    assert schedule.cron is not None
+    base = Cron.parse(schedule.cron).next_after(last_started, tz)
+    return base + jitter_offset(name, base, jitter)
+
+
+def signal_changed(facts: MirrorFacts) -> bool:
+    """The upstream published since our copy, and no run has started since we noticed.
+
+    The second half keeps a failing mirror from being restarted on every poll: once a run has
+    started after the change was seen, retries belong to the run and the schedule.
+    """
+    seen = facts.signal
+    if seen is None:
+        return False
+    newer = (facts.local_signal_mtime is None
+             or seen.upstream_mtime > facts.local_signal_mtime + SIGNAL_SLACK_SECONDS)
+    return newer and (facts.last_started is None or facts.last_started < seen.first_seen_at)
+
+
+def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_interval: float,
+              tz: tzinfo) -> TickPlan:
+    """Decide one tick. Mirrors running or already queued are never started twice."""
+    due: list[Due] = []
+    polls: list[str] = []
+    upcoming: dict[str, float] = {}
+    for facts in mirrors:
+        when = next_run(facts.schedule, facts.last_started, facts.name, jitter, now, tz)
+        upcoming[facts.name] = when
+        if facts.running or facts.queued:
+            continue
+        if facts.last_started is None:
+            due.append(Due(facts.name, "first run"))
+        elif now >= when:
+            due.append(Due(facts.name, "schedule"))
+        elif facts.has_signal and signal_changed(facts):
+            due.append(Due(facts.name, "update signal"))
+        elif facts.has_signal and poll_interval > 0 and (
+                facts.last_polled_at is None or now - facts.last_polled_at >= poll_interval):
+            polls.append(facts.name)
+    return TickPlan(tuple(due), tuple(polls), upcoming)
