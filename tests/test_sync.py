@@ -263,12 +263,13 @@ def test_trace_file_written_after_success_and_kept_by_later_syncs(
     fields = dict(line.split(": ", 1) for line in lines[1:])
     assert fields["Running on host"] == TEST_HOSTNAME
     assert fields["Upstream-mirror"] == first.upstream
-    assert fields["Archive serial"] == "unknown"  # the demo's master trace carries no serial
+    assert fields["Archive serial"] == str(upstream.serial)  # copied from project/trace/master
     assert int(fields["Total bytes received in rsync"]) > 0
     upstream.mutate(add=3, change=0, remove=3)
     second = sync_once(mirror_config)
     assert second.outcome == "success" and second.files_deleted == 3
-    assert trace.exists() and trace.read_text() != "\n".join(lines) + "\n"
+    later = dict(line.split(": ", 1) for line in trace.read_text().splitlines()[1:])
+    assert later["Archive serial"] == str(upstream.serial) != fields["Archive serial"]
 
 
 def test_no_trace_after_a_failed_sync(tmp_path: Path) -> None:
