@@ -48,3 +48,12 @@ def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
         })
         rows.append(row)
     return rows
+
+
+def alert_row(a: dict[str, Any]) -> dict[str, Any]:
+    """An alert as JSON (``alerts list --json`` and the web API)."""
+    return {"id": a["id"], "mirror": a["mirror"], "code": a["code"], "severity": a["severity"],
+            "summary": a["summary"], "first_seen": iso(a["first_seen"]),
+            "last_seen": iso(a["last_seen"]), "occurrences": a["occurrences"],
+            "resolved_at": iso(a["resolved_at"]), "acked_at": iso(a["acked_at"]),
+            "marked_true": a["marked_true"], "rule": a["rule"], "run_id": a["run_id"]}

@@ -22,8 +22,8 @@ from ..config.problems import ConfigError, Problem, did_you_mean
 from ..config.spec import Config
 from ..exitcodes import Exit
 from ..job import run_job
-from ..logs import event, iso, setup_event_log
-from ..overview import status_rows
+from ..logs import event, setup_event_log
+from ..overview import alert_row, status_rows
 from ..profiles import load_catalogue
 from ..record import RunRecord
 from ..record.present import run_json
@@ -73,13 +73,28 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--all", "all_mirrors", is_flag=True, help="Sync every enabled mirror.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print each run record as JSON.")
+@click.option("--due", is_flag=True,
+              help="Only the enabled mirrors that are due now (by schedule or a changed update "
+                   "signal): for a systemd timer or cron instead of the daemon.")
 @click.pass_context
 def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: bool,
-         as_json: bool) -> int:
-    """Sync the named mirrors (or --all) once, one after the other."""
-    if bool(names) == all_mirrors:
-        raise UsageProblem("name one or more mirrors, or use --all")
+         as_json: bool, due: bool) -> int:
+    """Sync the named mirrors (or --all, or --due) once, one after the other."""
+    if (bool(names) + all_mirrors + due) != 1:
+        raise UsageProblem("name one or more mirrors, or use --all or --due")
     config = _load(ctx)
+    if due:
+        from ..daemon.service import plan_once
+
+        store = Store.open(config.settings.state_dir)
+        try:
+            names = tuple(d.mirror for d in plan_once(config, store))
+        finally:
+            store.close()
+        if not names:
+            if not quiet and not as_json:
+                console.print("nothing is due")
+            return Exit.OK
     for name in names:
         if name not in config.mirrors:
             raise UsageProblem(f"no mirror `{name}` in {config.path}. "
@@ -136,6 +151,58 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     if any(r.outcome != "success" for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
+
+
+# -- daemon / trigger ------------------------------------------------------------------------
+@cli.command()
+@click.pass_context
+def daemon(ctx: click.Context) -> int:
+    """Run every enabled mirror on its schedule, detect updates, serve the dashboard.
+
+    SIGTERM stops it cleanly (running syncs are stopped and recorded as interrupted);
+    SIGHUP reloads the config (a config with errors is refused and the old one kept).
+    """
+    from ..daemon.service import Daemon
+
+    config = _load(ctx)
+    try:
+        return Daemon(config).run()
+    except MirrorLocked:
+        err_console.print(f"mirrorkeeper: a daemon already runs for {config.settings.state_dir}")
+        return Exit.LOCKED
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def trigger(ctx: click.Context, name: str) -> int:
+    """Ask for a sync of NAME now: push mirroring's entry point.
+
+    Use it as an ssh forced command (``command="mirrorkeeper trigger debian"`` in
+    authorized_keys). With the daemon running the sync is queued ahead of scheduled ones and
+    this returns at once; without it, the sync runs here and now.
+    """
+    from ..daemon.queue import SyncQueue
+    from ..daemon.service import daemon_running
+
+    config = _load(ctx)
+    mirror = config.mirrors.get(name)
+    if mirror is None or not mirror.enabled:
+        raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
+    event("trigger", mirror=name, ssh_command=os.environ.get("SSH_ORIGINAL_COMMAND"),
+          ssh_client=os.environ.get("SSH_CONNECTION"))
+    if daemon_running(config.settings.state_dir):
+        queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
+        try:
+            queue.enqueue(name, "push", urgent=True)
+        finally:
+            queue.close()
+        click.echo(f"{name}: sync queued with the daemon")
+        return Exit.OK
+    click.echo(f"{name}: no daemon is running; syncing now")
+    code: int = ctx.invoke(sync, names=(name,), all_mirrors=False, quiet=True, as_json=False,
+                           due=False)
+    return code
 
 
 # -- status / history -------------------------------------------------------------------------
@@ -396,14 +463,6 @@ def alerts_group() -> None:
     """Alerts: list, acknowledge, judge, test plugins, replay rules."""
 
 
-def _alert_row(a: dict[str, Any]) -> dict[str, Any]:
-    return {"id": a["id"], "mirror": a["mirror"], "code": a["code"], "severity": a["severity"],
-            "summary": a["summary"], "first_seen": iso(a["first_seen"]),
-            "last_seen": iso(a["last_seen"]), "occurrences": a["occurrences"],
-            "resolved_at": iso(a["resolved_at"]), "acked_at": iso(a["acked_at"]),
-            "marked_true": a["marked_true"], "rule": a["rule"], "run_id": a["run_id"]}
-
-
 @alerts_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Resolved alerts too.")
 @click.option("--json", "as_json", is_flag=True)
@@ -415,7 +474,7 @@ def alerts_list(ctx: click.Context, show_all: bool, as_json: bool) -> int:
     config = _load(ctx)
     store = Store.open(config.settings.state_dir)
     try:
-        rows = [_alert_row(a) for a in AlertStore(store.engine).recent(200, show_all)]
+        rows = [alert_row(a) for a in AlertStore(store.engine).recent(200, show_all)]
     finally:
         store.close()
     if as_json:

@@ -151,6 +151,12 @@ class Store:
             row = conn.execute(query).first()
         return self._record(row) if row else None
 
+    def findings(self, run_id: int) -> list[dict[str, Any]]:
+        """The findings the classifier recorded for a run (empty before it judged it)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(runs.c.findings).where(runs.c.id == run_id)).scalar()
+        return list(value or [])
+
     def first_started(self, mirror: str) -> float | None:
         """When the mirror's first recorded run started (None: it never ran)."""
         with self.engine.connect() as conn:
@@ -200,6 +206,12 @@ class Store:
                 mirror=mirror, upstream=upstream, polled_at=polled_at, seconds=seconds,
                 exit_code=exit_code, upstream_mtime=upstream_mtime, local_mtime=local_mtime,
                 error=error, triggered=triggered))
+
+    def mark_last_poll_triggered(self, mirror: str) -> None:
+        newest = (sa.select(sa.func.max(polls.c.id)).where(polls.c.mirror == mirror)
+                  .scalar_subquery())
+        with self.engine.begin() as conn:
+            conn.execute(polls.update().where(polls.c.id == newest).values(triggered=True))
 
     def last_poll(self, mirror: str) -> dict[str, Any] | None:
         query = (polls.select().where(polls.c.mirror == mirror)

@@ -1,0 +1,1 @@
+"""``mirrorkeeper daemon``: schedules, update detection, push triggers, the dashboard."""

@@ -1,0 +1,58 @@
+"""The queue port: sync jobs waiting for a worker, behind one small class (Huey underneath).
+
+The queue is a SQLite file in the state directory (Huey's ``SqliteHuey``), so a job enqueued by
+another process — ``mirrorkeeper trigger`` run by sshd as a forced command — reaches the
+daemon's workers, and jobs survive a daemon restart. The daemon's thread workers are the
+parallel limit. Only this module knows Huey; replacing it means rewriting this file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from huey import SqliteHuey
+from huey.consumer import Consumer
+
+#: Push triggers and changed update signals go ahead of scheduled runs.
+PRIORITY_URGENT = 10
+PRIORITY_SCHEDULED = 0
+QUEUE_FILE = "queue.db"
+
+Handler = Callable[[str, str], None]  # mirror, reason
+
+
+class SyncQueue:
+    def __init__(self, state_dir: str | Path, host: str) -> None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        self.huey = SqliteHuey(name=f"mirrorkeeper.{host}",
+                               filename=str(Path(state_dir) / QUEUE_FILE), results=False,
+                               utc=True, timeout=30)
+        self.handler: Handler | None = None
+        self._sync = self.huey.task(name="sync")(self._execute)
+
+    def _execute(self, mirror: str, reason: str) -> None:
+        if self.handler is None:
+            logging.getLogger("mirrorkeeper").error("a sync job arrived with no handler")
+            return
+        self.handler(mirror, reason)
+
+    def enqueue(self, mirror: str, reason: str, *, urgent: bool = False,
+                delay: float | None = None) -> None:
+        self._sync(mirror, reason, priority=PRIORITY_URGENT if urgent else PRIORITY_SCHEDULED,
+                   delay=delay)
+
+    def pending(self) -> list[tuple[str, str]]:
+        """(mirror, reason) of every job waiting for a worker (not those scheduled later)."""
+        return [(task.args[0], task.args[1]) for task in self.huey.pending()]
+
+    def consumer(self, workers: int) -> Consumer:
+        """Thread workers that poll the queue at least once a second; no periodic tasks
+        (the daemon's own tick plans the schedule)."""
+        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                         initial_delay=0.1, backoff=1.15, max_delay=1.0,
+                                         check_worker_health=True)
+
+    def close(self) -> None:
+        self.huey.storage.close()

@@ -1,0 +1,307 @@
+"""The daemon: a tick that plans, a queue whose workers sync, a web server, and signals.
+
+Threads: the main thread owns signals and the tick loop; Huey's thread workers run syncs (their
+number is the parallel limit); a small pool polls update signals; uvicorn serves the dashboard.
+Every sync goes through the mirror's ``flock``, so a manual ``mirrorkeeper sync`` and the daemon
+never run one mirror twice. One failing mirror never stops the others: each job's errors are
+recorded and logged, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..config.load import load_config
+from ..config.problems import ConfigError
+from ..config.spec import Config
+from ..job import run_job, write_textfile
+from ..logs import event, setup_event_log
+from ..metrics.sink import MetricsSink, latest_values
+from ..plan.due import Due, TickPlan, plan_tick
+from ..store import Store
+from ..sync.lock import MirrorLock, MirrorLocked, is_locked
+from ..sync.run import lock_dir
+from .poller import gather_facts, poll_signal
+from .queue import SyncQueue
+
+log = logging.getLogger("mirrorkeeper")
+
+#: Reasons that come from outside and must not be lost when the mirror is busy.
+URGENT_REASONS = frozenset({"push", "update signal", "manual"})
+DAEMON_LOCK = "daemon"
+#: A job for a mirror that another process is syncing waits this long and tries again.
+BUSY_RETRY_SECONDS = 60.0
+POLL_WORKERS = 4
+POLL_KEEP_SECONDS = 30 * 86400.0
+
+
+def daemon_running(state_dir: str | Path) -> bool:
+    return is_locked(state_dir, DAEMON_LOCK)
+
+
+def plan_once(config: Config, store: Store, now: float | None = None) -> list[Due]:
+    """What is due now without a daemon (``sync --due`` from a timer): polls that are due run
+    here, one after another, before the plan is made."""
+    now = now or time.time()
+    running = {m.name for m in config.enabled() if is_locked(lock_dir(config), m.name)}
+    local_zone = datetime.now().astimezone().tzinfo
+    assert local_zone is not None
+    first = plan_tick(gather_facts(config, store, running, set()), now,
+                      jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
+                      tz=local_zone)
+    if not first.polls:
+        return list(first.due)
+    for name in first.polls:
+        poll_signal(config, config.mirrors[name], store)
+    plan = plan_tick(gather_facts(config, store, running, set()), time.time(),
+                     jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
+                     tz=local_zone)
+    for due in plan.due:
+        if due.reason == "update signal":
+            store.mark_last_poll_triggered(due.mirror)
+    return list(plan.due)
+
+
+class Daemon:
+    """Construct it, then :meth:`run` it on the main thread (or use it as the web backend)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.store = Store.open(config.settings.state_dir)
+        self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
+        self.queue.handler = self.execute
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self._reload = threading.Event()
+        self._lock = threading.Lock()
+        self.running: set[str] = set()
+        #: Jobs waiting in the queue, including those left by a previous daemon.
+        self.queued: set[str] = {mirror for mirror, _ in self.queue.pending()}
+        self._rerun: set[str] = set()
+        self._polling: set[str] = set()
+        self.last_plan = TickPlan((), (), {})
+        self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
+        self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
+        self._last_pruned = 0.0
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def enqueue(self, mirror: str, reason: str) -> bool:
+        """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread."""
+        spec = self.config.mirrors.get(mirror)
+        if spec is None or not spec.enabled:
+            return False
+        with self._lock:
+            self.queued.add(mirror)
+        self.queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+        event("job.queued", mirror=mirror, reason=reason)
+        return True
+
+    def execute(self, name: str, reason: str) -> None:
+        """A queue worker runs this for each job; it never raises."""
+        config = self.config
+        mirror = config.mirrors.get(name)
+        with self._lock:
+            self.queued.discard(name)
+            if mirror is None or not mirror.enabled:
+                event("job.dropped", level=logging.WARNING, mirror=name, reason=reason,
+                      why="not an enabled mirror in the current config")
+                return
+            if self.stop.is_set():
+                return
+            if name in self.running:  # coalesce: a push or new signal earns one more run
+                if reason in URGENT_REASONS:
+                    self._rerun.add(name)
+                event("job.coalesced", mirror=name, reason=reason)
+                return
+            self.running.add(name)
+        event("job.start", mirror=name, reason=reason)
+        try:
+            result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink)
+            event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
+                  outcome=result.record.outcome, notices=result.notices,
+                  problems=result.problems)
+        except MirrorLocked as exc:
+            event("job.busy", mirror=name, reason=reason, holder=exc.holder)
+            if reason in URGENT_REASONS and not self.stop.is_set():
+                self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
+        except Exception as exc:
+            log.exception("job failed")
+            event("job.crashed", level=logging.CRITICAL, mirror=name, reason=reason,
+                  error=repr(exc))
+        finally:
+            with self._lock:
+                self.running.discard(name)
+                again = name in self._rerun and not self.stop.is_set()
+                self._rerun.discard(name)
+            if again:
+                self.enqueue(name, "push")
+
+    # -- the tick -------------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> TickPlan:
+        now = now or time.time()
+        config = self.config
+        with self._lock:
+            running = set(self.running) | {m.name for m in config.enabled()
+                                           if is_locked(lock_dir(config), m.name)}
+            queued = set(self.queued)
+            polling = set(self._polling)
+        facts = gather_facts(config, self.store, running, queued)
+        local_zone = datetime.now().astimezone().tzinfo  # cron reads wall-clock time here
+        assert local_zone is not None
+        plan = plan_tick(facts, now, jitter=config.daemon.jitter,
+                         poll_interval=config.daemon.poll_interval, tz=local_zone)
+        self.last_plan = plan
+        for due in plan.due:
+            if due.reason == "update signal":
+                self.store.mark_last_poll_triggered(due.mirror)
+            self.enqueue(due.mirror, due.reason)
+        for name in plan.polls:
+            if name not in polling:
+                self._start_poll(name)
+        self._housekeeping(now)
+        return plan
+
+    def _start_poll(self, name: str) -> None:
+        with self._lock:
+            self._polling.add(name)
+        future = self._pollers.submit(poll_signal, self.config, self.config.mirrors[name],
+                                      self.store)
+        future.add_done_callback(partial(self._poll_done, name))
+
+    def _poll_done(self, name: str, future: Future[Any]) -> None:
+        with self._lock:
+            self._polling.discard(name)
+        if future.exception() is not None:
+            event("poll.crashed", level=logging.ERROR, mirror=name,
+                  error=repr(future.exception()))
+        self.wake.set()  # plan again now: the signal may have changed
+
+    def _housekeeping(self, now: float) -> None:
+        """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
+        from ..alerts.dispatch import deliver_pending, watchdog
+
+        config = self.config
+        try:
+            watchdog(config, self.store, now)
+            deliver_pending(config, self.store, now)
+        except Exception as exc:
+            log.exception("alert housekeeping failed")
+            event("alert.failure", level=logging.ERROR, error=repr(exc))
+        if self.sink is not None:
+            for mirror in config.enabled():
+                age = latest_values(self.store, mirror.name, now).get("age_seconds")
+                if age is not None:
+                    self.sink.send(mirror.name, {"age_seconds": age})
+        write_textfile(config, self.store)
+        if now - self._last_pruned > 3600:
+            self._last_pruned = now
+            self.store.prune_polls(now - POLL_KEEP_SECONDS)
+
+    # -- config reload ------------------------------------------------------------------------
+    def reload(self, path: str) -> bool:
+        """Swap in a new config; a bad one is refused with its errors and the old one kept."""
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            event("config.reload_refused", level=logging.ERROR,
+                  problems=[str(p) for p in exc.problems])
+            return False
+        old = self.config
+        if new.daemon.max_parallel != old.daemon.max_parallel:
+            event("config.restart_needed", level=logging.WARNING, key="daemon.max_parallel")
+        if new.metrics != old.metrics:
+            if self.sink is not None:
+                self.sink.close()
+            self.sink = MetricsSink(new) if new.metrics.enabled else None
+        self.config = new
+        event("config.reloaded", mirrors=sorted(new.mirrors))
+        self.wake.set()
+        return True
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Main thread only."""
+        config = self.config
+        setup_event_log(config.settings.log_dir)
+        with MirrorLock(config.settings.state_dir, DAEMON_LOCK):
+            consumer = self.queue.consumer(config.daemon.max_parallel)
+            consumer.start()
+            self._install_signals()
+            server = self._start_web()
+            event("daemon.start", pid=os.getpid(), mirrors=len(config.enabled()),
+                  max_parallel=config.daemon.max_parallel, tick=config.daemon.tick,
+                  pending=len(self.queue.pending()),
+                  web=config.web.listen if server else None)
+            try:
+                self._loop()
+            finally:
+                event("daemon.stopping", running=sorted(self.running))
+                self.stop.set()  # every running sync stops its rsync and records interrupted
+                consumer.stop(graceful=True)
+                self._pollers.shutdown(wait=True, cancel_futures=True)
+                if server is not None:
+                    server.should_exit = True
+                if self.sink is not None:
+                    self.sink.close()
+                self.queue.close()
+                self.store.close()
+                event("daemon.stop")
+        return 0
+
+    def _loop(self) -> None:
+        next_tick = 0.0
+        while not self.stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload(self.config.path)
+            now = time.time()
+            if now >= next_tick or self.wake.is_set():
+                self.wake.clear()
+                try:
+                    self.tick(now)
+                except Exception as exc:
+                    log.exception("tick failed")
+                    event("tick.failed", level=logging.ERROR, error=repr(exc))
+                next_tick = now + self.config.daemon.tick
+            self.wake.wait(min(1.0, max(0.0, next_tick - time.time())))
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            event("daemon.signal", signal=signal.Signals(signum).name)
+            self.stop.set()
+            self.wake.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _start_web(self) -> Any:
+        web = self.config.web
+        if not web.enabled:
+            return None
+        import uvicorn
+
+        from ..web.app import create_app
+
+        host, _, port = web.listen.rpartition(":")
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(self), host=host.strip("[]"), port=int(port), log_config=None,
+            access_log=False, lifespan="off", timeout_graceful_shutdown=2))
+        thread = threading.Thread(target=server.run, name="web", daemon=True)
+        thread.start()
+        return server

@@ -1,0 +1,278 @@
+"""The dashboard and JSON API (Starlette), served by the daemon in the same process (DESIGN §9).
+
+Read-only unless a token file is configured; every action (sync now, acknowledge) needs that
+token. Paths never come from a request: a run's log is found through its id in the store, and
+must lie inside the log directory. Pages are plain HTML tables and inline SVG; the script only
+adds the live progress (server-sent events) and the uPlot graphs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..config.durations import format_duration
+from ..logs import iso, open_run_log
+from ..metrics.prometheus import registry_for
+from ..overview import alert_row
+from ..record.present import human_bytes, human_rate, run_json
+from ..store.alerts import AlertStore
+from . import compat
+from .graphs import RANGES, downsample
+from .state import Backend, live_snapshot, mirror_states, overview
+
+#: The most log text one request returns; the rest is on disk (`mirrorkeeper logs`).
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
+MAX_POINTS = 1000
+
+
+def _package_dir(name: str) -> str:
+    return str(resources.files("mirrorkeeper.web") / name)
+
+
+def _ago(epoch: float | None) -> str:
+    if epoch is None:
+        return "never"
+    seconds = time.time() - epoch
+    return f"{format_duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
+
+
+def create_app(backend: Backend) -> Starlette:
+    templates = Jinja2Templates(directory=_package_dir("templates"))
+    templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
+                                 duration=lambda s: format_duration(s) if s is not None else "")
+
+    def config_mirror(name: str) -> Any:
+        mirror = backend.config.mirrors.get(name)
+        if mirror is None:
+            raise HTTPException(404, f"no mirror `{name}`")
+        return mirror
+
+    def token_ok(given: str | None) -> bool:
+        path = backend.config.web.token_file
+        if not path or not given:
+            return False
+        try:
+            expected = Path(path).read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+
+    async def require_token(request: Request) -> None:
+        if not backend.config.web.token_file:
+            raise HTTPException(403, "actions are off: set [web] token_file in the config")
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header.lower().startswith("bearer ") else None
+        if given is None and request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            form = await request.form()
+            value = form.get("token")
+            given = value if isinstance(value, str) else None
+        if not token_ok(given):
+            raise HTTPException(401, "a valid token is needed (Authorization: Bearer TOKEN)")
+
+    def run_or_404(run_id: int) -> Any:
+        record = backend.store.run(run_id)
+        if record is None or record.mirror not in backend.config.mirrors:
+            raise HTTPException(404, f"no run {run_id}")
+        return record
+
+    def run_detail(record: Any) -> dict[str, Any]:
+        data = run_json(record)
+        data["attempts"] = [{**a.__dict__, "started_at": iso(a.started_at),
+                             "finished_at": iso(a.finished_at)} for a in record.attempts]
+        data["findings"] = backend.store.findings(record.run_id)
+        return data
+
+    def log_text(record: Any) -> str:
+        log_dir = Path(backend.config.settings.log_dir).resolve()
+        path = Path(record.log_path)
+        if not record.log_path or not path.resolve().is_relative_to(log_dir):
+            raise HTTPException(404, "this run has no log in the log directory")
+        try:
+            with open_run_log(path) as handle:
+                text = handle.read(LOG_LIMIT_BYTES)
+        except OSError:
+            raise HTTPException(404, "the run's log is gone (pruned?)") from None
+        return text
+
+    # -- JSON API ---------------------------------------------------------------------------
+    async def api_status(request: Request) -> Response:
+        rows = await run_in_threadpool(overview, backend)
+        for row in rows:
+            row["next_run"] = iso(row.pop("next_run_epoch"))
+            row.pop("last_success_epoch", None)
+            row.pop("sparkline", None)
+        return JSONResponse(rows)
+
+    async def api_mirror(request: Request) -> Response:
+        mirror = config_mirror(request.path_params["name"])
+        rows = await run_in_threadpool(overview, backend)
+        row = next(r for r in rows if r["mirror"] == mirror.name)
+        row["next_run"] = iso(row.pop("next_run_epoch"))
+        row.pop("last_success_epoch", None)
+        row.pop("sparkline", None)
+        row["alerts"] = [alert_row(a) for a in await run_in_threadpool(
+            AlertStore(backend.store.engine).open_alerts, mirror.name)]
+        row["polls"] = [{**p, "polled_at": iso(p["polled_at"])} for p in
+                        await run_in_threadpool(backend.store.polls, mirror.name, 10)]
+        return JSONResponse(row)
+
+    async def api_runs(request: Request) -> Response:
+        mirror = config_mirror(request.path_params["name"])
+        limit = min(int(request.query_params.get("limit", "50")), 500)
+        before = request.query_params.get("before")
+        rows = await run_in_threadpool(backend.store.run_rows, mirror.name, limit,
+                                       int(before) if before else None)
+        for row in rows:
+            row["started_at"], row["finished_at"] = iso(row["started_at"]), iso(
+                row["finished_at"])
+        return JSONResponse(rows)
+
+    async def api_series(request: Request) -> Response:
+        mirror = config_mirror(request.path_params["name"])
+        span = RANGES.get(request.query_params.get("range", "week"))
+        if span is None:
+            raise HTTPException(400, f"range is one of {', '.join(RANGES)}")
+        points = max(10, min(int(request.query_params.get("points", "300")), MAX_POINTS))
+        end = time.time()
+        rows = await run_in_threadpool(backend.store.series, mirror.name, end - span)
+        return JSONResponse({"mirror": mirror.name, "start": end - span, "end": end,
+                             "runs": len(rows), **downsample(rows, end - span, end, points)})
+
+    async def api_run(request: Request) -> Response:
+        record = await run_in_threadpool(run_or_404, request.path_params["run_id"])
+        return JSONResponse(await run_in_threadpool(run_detail, record))
+
+    async def api_run_log(request: Request) -> Response:
+        record = await run_in_threadpool(run_or_404, request.path_params["run_id"])
+        return PlainTextResponse(await run_in_threadpool(log_text, record))
+
+    async def api_alerts(request: Request) -> Response:
+        show_all = request.query_params.get("all") in ("1", "true")
+        rows = await run_in_threadpool(AlertStore(backend.store.engine).recent, 200, show_all)
+        return JSONResponse([alert_row(a) for a in rows])
+
+    async def api_ack(request: Request) -> Response:
+        await require_token(request)
+        alert_id = request.path_params["alert_id"]
+        astore = AlertStore(backend.store.engine)
+        if await run_in_threadpool(astore.get, alert_id) is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        await run_in_threadpool(astore.update, alert_id, acked_at=time.time())
+        if "application/json" not in request.headers.get("accept", "") and \
+                request.headers.get("content-type", "").startswith("application/x-www-form"):
+            return RedirectResponse("/alerts", status_code=303)
+        return JSONResponse({"id": alert_id, "acked": True})
+
+    async def api_sync(request: Request) -> Response:
+        await require_token(request)
+        mirror = config_mirror(request.path_params["name"])
+        if not mirror.enabled:
+            raise HTTPException(409, f"mirror `{mirror.name}` is disabled")
+        backend.enqueue(mirror.name, "push")
+        if request.headers.get("content-type", "").startswith("application/x-www-form"):
+            return RedirectResponse(f"/mirrors/{mirror.name}", status_code=303)
+        return JSONResponse({"mirror": mirror.name, "queued": True}, status_code=202)
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            yield "retry: 2000\n\n"
+            while not backend.stop.is_set() and not await request.is_disconnected():
+                snapshot = await run_in_threadpool(live_snapshot, backend)
+                yield f"data: {json.dumps(snapshot)}\n\n"
+                await asyncio.sleep(1.0)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def tunasync_jobs(request: Request) -> Response:
+        states = await run_in_threadpool(mirror_states, backend)
+        return JSONResponse([compat.tunasync_job(s) for s in states])
+
+    async def mirrorz_json(request: Request) -> Response:
+        states = await run_in_threadpool(mirror_states, backend)
+        web = backend.config.web
+        site = {"url": web.site_url, "abbr": web.site_abbr, "name": web.site_name}
+        return JSONResponse(compat.mirrorz(states, site, time.time()),
+                            headers={"Access-Control-Allow-Origin": "*"})
+
+    async def metrics(request: Request) -> Response:
+        registry = await run_in_threadpool(registry_for, backend.config, backend.store)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- pages --------------------------------------------------------------------------------
+    def page(request: Request, name: str, **context: Any) -> Response:
+        context.update(site=backend.config.web.site_name or backend.config.settings.hostname,
+                       actions=bool(backend.config.web.token_file))
+        return templates.TemplateResponse(request, name, context)
+
+    async def overview_page(request: Request) -> Response:
+        return page(request, "overview.html", rows=await run_in_threadpool(overview, backend))
+
+    async def mirror_page(request: Request) -> Response:
+        mirror = config_mirror(request.path_params["name"])
+        rows = await run_in_threadpool(overview, backend)
+        row = next(r for r in rows if r["mirror"] == mirror.name)
+        runs = await run_in_threadpool(backend.store.run_rows, mirror.name, 50)
+        alerts = await run_in_threadpool(AlertStore(backend.store.engine).open_alerts,
+                                         mirror.name)
+        return page(request, "mirror.html", row=row, mirror=mirror, runs=runs, alerts=alerts,
+                    ranges=list(RANGES))
+
+    async def run_page(request: Request) -> Response:
+        record = await run_in_threadpool(run_or_404, request.path_params["run_id"])
+        detail = await run_in_threadpool(run_detail, record)
+        try:
+            text = await run_in_threadpool(log_text, record)
+        except HTTPException as exc:
+            text = f"({exc.detail})"
+        return page(request, "run.html", run=detail, log=text)
+
+    async def alerts_page(request: Request) -> Response:
+        rows = await run_in_threadpool(AlertStore(backend.store.engine).recent, 200, True)
+        return page(request, "alerts.html", alerts=[alert_row(a) for a in rows])
+
+    routes = [
+        Route("/", overview_page),
+        Route("/mirrors/{name}", mirror_page),
+        Route("/runs/{run_id:int}", run_page),
+        Route("/alerts", alerts_page),
+        Route("/api/status", api_status),
+        Route("/api/mirrors/{name}", api_mirror),
+        Route("/api/mirrors/{name}/runs", api_runs),
+        Route("/api/mirrors/{name}/series", api_series),
+        Route("/api/mirrors/{name}/sync", api_sync, methods=["POST"]),
+        Route("/api/runs/{run_id:int}", api_run),
+        Route("/api/runs/{run_id:int}/log", api_run_log),
+        Route("/api/alerts", api_alerts),
+        Route("/api/alerts/{alert_id:int}/ack", api_ack, methods=["POST"]),
+        Route("/api/events", events),
+        Route("/jobs", tunasync_jobs),
+        Route("/mirrorz.json", mirrorz_json),
+        Route("/metrics", metrics),
+        Mount("/static", StaticFiles(directory=_package_dir("static")), name="static"),
+    ]
+    return Starlette(routes=routes)
