@@ -1,9 +1,14 @@
 #!/bin/sh
 # Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
-# Python's venv module. Installs nothing that is already there; needs root only to install.
+# Python's venv module; with --test also Chromium and ChromeDriver, for the dashboard's browser
+# tests. Installs nothing that is already there; needs root only to install.
 set -eu
 
 need=""
+if [ "${1:-}" = "--test" ]; then
+    command -v chromium >/dev/null 2>&1 || need="$need chromium"
+    command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"
 if ! command -v python3 >/dev/null 2>&1; then

@@ -66,6 +66,34 @@ def setup_event_log(log_dir: str | Path) -> None:
     logger.propagate = False
 
 
+class LineFormatter(logging.Formatter):
+    """One readable line per event, for a terminal or journald: ``event mirror=… key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [record.levelname.lower(), getattr(record, "event", record.getMessage())]
+        context = (("mirror", current_mirror.get()), ("run", current_run.get()))
+        fields = {**{k: v for k, v in context if v is not None},
+                  **getattr(record, "fields", {})}
+        parts += [f"{key}={json.dumps(value, default=str)}" for key, value in fields.items()
+                  if value is not None]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def log_to_stderr() -> None:
+    """The daemon's events (and its libraries' warnings) on stderr, where systemd collects
+    them; the JSON event log stays the complete record."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter())
+    logger.addHandler(handler)
+    for name in ("huey", "uvicorn.error"):
+        library = logging.getLogger(name)
+        library.addHandler(handler)
+        library.setLevel(logging.WARNING)
+
+
 class _EventFileHandler(logging.FileHandler):
     """Marks the handler this module owns."""
 

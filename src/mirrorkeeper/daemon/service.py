@@ -25,7 +25,7 @@ from ..config.load import load_config
 from ..config.problems import ConfigError
 from ..config.spec import Config
 from ..job import run_job, write_textfile
-from ..logs import event, setup_event_log
+from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, latest_values
 from ..plan.due import Due, TickPlan, plan_tick
 from ..store import Store
@@ -234,6 +234,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Main thread only."""
         config = self.config
         setup_event_log(config.settings.log_dir)
+        log_to_stderr()
         with MirrorLock(config.settings.state_dir, DAEMON_LOCK):
             consumer = self.queue.consumer(config.daemon.max_parallel)
             consumer.start()
