@@ -4,7 +4,7 @@ parts: tunasync/MirrorZ formats, downsampling, sparklines."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from mirrorkeeper.web.graphs import downsample, sparkline
 
 from .conftest import write_config
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 11, 25, 8, 30, tzinfo=UTC).timestamp()
 HOUR = 3600.0
 
@@ -28,7 +28,7 @@ def at(*fields: int) -> float:
     return datetime(*fields, tzinfo=UTC).timestamp()  # type: ignore[misc]
 
 
-# -- cron ----------------------------------------------------------------------------------------
+# -- cron ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("expr", "expected"), [
     ("15 */6 * * *", at(2026, 11, 25, 12, 15)),
     ("*/20 * * * *", at(2026, 11, 25, 8, 40)),
@@ -84,7 +84,7 @@ def test_cron_schedule_adds_jitter_after_the_firing() -> None:
     assert at(2026, 11, 25, 12, 0) <= when <= at(2026, 11, 25, 12, 5)
 
 
-# -- the tick ----------------------------------------------------------------------------------------
+# -- the tick --------------------------------------------------------------------------------------
 def facts(name: str = "m", **kw: object) -> MirrorFacts:
     base: dict[str, object] = dict(name=name, schedule=parse_schedule("every 6h"),
                                    last_started=NOW - HOUR, has_signal=True,
@@ -150,7 +150,7 @@ def test_next_run_is_reported_for_every_mirror() -> None:
     assert plan.next_run == {"a": NOW - HOUR + 6 * HOUR, "b": NOW - HOUR + 6 * HOUR}
 
 
-# -- tunasync and MirrorZ ------------------------------------------------------------------------------
+# -- tunasync and MirrorZ --------------------------------------------------------------------------
 def state(**kw: object) -> compat.MirrorState:
     base: dict[str, object] = dict(
         name="debian", enabled=True, running=False, queued=False, upstream="rsync://u/debian/",

@@ -21,23 +21,7 @@ from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.rsync.process import run_process
 from mirrorkeeper.sync.lock import MirrorLock, MirrorLocked, is_locked
 
-from .conftest import CliResult, python_cli, write_config
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains ``text`` (to prove no rsync was left behind)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
+from .conftest import CliResult, processes_mentioning, python_cli, wait_for, write_config
 
 
 @pytest.fixture
@@ -64,15 +48,6 @@ def sync_with_rsync_running(config: Path, dest: str) -> subprocess.Popen[str]:
     wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)),
              what="rsync started")
     return proc
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not met in {timeout}s: {what or condition}")
 
 
 def test_lock_file_semantics(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -85,13 +86,16 @@ def create_app(backend: Backend) -> Starlette:
             raise HTTPException(403, "actions are off: set [web] token_file in the config")
         header = request.headers.get("authorization", "")
         given = header[7:].strip() if header.lower().startswith("bearer ") else None
-        if given is None and request.headers.get("content-type", "").startswith(
-                "application/x-www-form-urlencoded"):
-            form = await request.form()
-            value = form.get("token")
-            given = value if isinstance(value, str) else None
+        if given is None and is_form(request):
+            # The HTML forms post one urlencoded field; parsed here, no multipart library.
+            fields = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+            given = fields.get("token", [None])[0]
         if not token_ok(given):
             raise HTTPException(401, "a valid token is needed (Authorization: Bearer TOKEN)")
+
+    def is_form(request: Request) -> bool:
+        return request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded")
 
     def run_or_404(run_id: int) -> Any:
         record = backend.store.run(run_id)
@@ -182,8 +186,7 @@ def create_app(backend: Backend) -> Starlette:
         if await run_in_threadpool(astore.get, alert_id) is None:
             raise HTTPException(404, f"no alert {alert_id}")
         await run_in_threadpool(astore.update, alert_id, acked_at=time.time())
-        if "application/json" not in request.headers.get("accept", "") and \
-                request.headers.get("content-type", "").startswith("application/x-www-form"):
+        if is_form(request) and "application/json" not in request.headers.get("accept", ""):
             return RedirectResponse("/alerts", status_code=303)
         return JSONResponse({"id": alert_id, "acked": True})
 
@@ -193,7 +196,7 @@ def create_app(backend: Backend) -> Starlette:
         if not mirror.enabled:
             raise HTTPException(409, f"mirror `{mirror.name}` is disabled")
         backend.enqueue(mirror.name, "push")
-        if request.headers.get("content-type", "").startswith("application/x-www-form"):
+        if is_form(request) and "application/json" not in request.headers.get("accept", ""):
             return RedirectResponse(f"/mirrors/{mirror.name}", status_code=303)
         return JSONResponse({"mirror": mirror.name, "queued": True}, status_code=202)
 

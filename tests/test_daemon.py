@@ -1,0 +1,283 @@
+"""The daemon end to end: a real ``mirrorkeeper daemon`` process, real rsync daemons on
+127.0.0.1, its real HTTP server. Schedules, update detection, push triggers, signals."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirrorkeeper.config.load import load_config
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.record import RunRecord
+from mirrorkeeper.store import Store
+from mirrorkeeper.sync.run import sync_mirror
+
+from .conftest import CliResult, processes_mentioning, python_cli, wait_for, write_config
+
+TOKEN = "s3cret-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def daemon_config(tmp_path: Path, mirrors: dict[str, dict[str, Any]],
+                  daemon: dict[str, Any] | None = None) -> tuple[Path, int]:
+    """A config plus [daemon] (1 s tick, no jitter) and [web] (a free port, a token)."""
+    port = free_port()
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    path = write_config(tmp_path / "mirrorkeeper.toml", mirrors)
+    settings = {"tick": '"1s"', "jitter": '"0s"', "poll_interval": '"0s"', "max_parallel": "2",
+                **{k: json.dumps(v) for k, v in (daemon or {}).items()}}
+    path.write_text(path.read_text() + "\n[daemon]\n"
+                    + "".join(f"{k} = {v}\n" for k, v in settings.items())
+                    + f'\n[web]\nlisten = "127.0.0.1:{port}"\n'
+                    f'token_file = "{tmp_path / "token"}"\n')
+    return path, port
+
+
+class RunningDaemon:
+    def __init__(self, config: Path, port: int) -> None:
+        self.config, self.port = config, port
+        self.proc = subprocess.Popen([*python_cli(), "-c", str(config), "daemon"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(self.answers, timeout=20, what="the daemon's web server answers")
+
+    def answers(self) -> bool:
+        assert self.proc.poll() is None, self.proc.communicate()
+        try:
+            self.get("/api/status")
+            return True
+        except OSError:
+            return False
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+            return json.loads(reply.read())
+
+    def post(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST",
+                                         data=b"{}", headers={"Accept": "application/json",
+                                                              "Content-Type": "application/json"})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[[Path, int], RunningDaemon]]:
+    started: list[RunningDaemon] = []
+
+    def start(config: Path, port: int) -> RunningDaemon:
+        daemon = RunningDaemon(config, port)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.communicate()
+
+
+def runs(config: Path, mirror: str) -> list[RunRecord]:
+    settings = load_config(config).settings
+    store = Store.open(settings.state_dir)
+    try:
+        return store.history(mirror, limit=100)
+    finally:
+        store.close()
+
+
+def finished(config: Path, mirror: str) -> list[RunRecord]:
+    return [r for r in runs(config, mirror) if r.outcome != "running"]
+
+
+def events(tmp_path: Path, name: str) -> list[dict[str, Any]]:
+    path = tmp_path / "logs" / "events.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [e for e in map(json.loads, lines) if e["event"] == name]
+
+
+def sync_now(config: Path, mirror: str) -> RunRecord:
+    loaded = load_config(config)
+    store = Store.open(loaded.settings.state_dir)
+    try:
+        return sync_mirror(loaded, loaded.mirrors[mirror], store)
+    finally:
+        store.close()
+
+
+def seed_run(config: Path, mirror: str, started_at: float) -> None:
+    """A finished run in the history, as if it had happened at ``started_at``."""
+    store = Store.open(load_config(config).settings.state_dir)
+    try:
+        run_id = store.start_run(mirror, "seed", started_at)
+        store.finish_run(RunRecord(run_id, mirror, "seed", started_at, started_at + 60,
+                                   "success"))
+    finally:
+        store.close()
+
+
+def test_schedule_fires_for_the_overdue_mirror_only(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    mirrors = {name: {"profile": "debian", "dest": str(tmp_path / name), "upstreams": [served],
+                      "schedule": "every 6h"} for name in ("overdue", "fresh")}
+    config, port = daemon_config(tmp_path, mirrors)
+    now = time.time()
+    seed_run(config, "overdue", now - 7 * 3600)
+    seed_run(config, "fresh", now - 3600)
+    daemon = start_daemon(config, port)
+    wait_for(lambda: len(finished(config, "overdue")) == 2, what="the overdue mirror synced")
+    time.sleep(2.5)  # two more ticks: the fresh mirror must still wait
+    assert len(runs(config, "fresh")) == 1
+    assert [e["reason"] for e in events(tmp_path, "job.start")] == ["schedule"]
+    assert finished(config, "overdue")[0].outcome == "success"
+    jobs = {j["name"]: j for j in daemon.get("/jobs")}
+    assert jobs["fresh"]["next_schedule_ts"] == int(now - 3600 + 6 * 3600)
+    assert jobs["overdue"]["status"] == "success"
+    code, err = daemon.stop()
+    assert code == 0, err
+
+
+def test_a_changed_update_signal_is_synced_early_and_an_unchanged_one_is_not(
+        tmp_path: Path, upstream: DebianLikeTree,
+        rsyncd: Callable[[list[Module]], RsyncDaemon],
+        start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    quiet = DebianLikeTree(tmp_path / "quiet-upstream", seed=5)
+    quiet.create(packages=50)
+    rsync = rsyncd([Module("debian", upstream.root), Module("quiet", quiet.root)])
+    mirrors = {"deb": {"profile": "debian", "dest": str(tmp_path / "deb"),
+                       "upstreams": [rsync.url("debian")]},
+               "quiet": {"profile": "debian", "dest": str(tmp_path / "quiet"),
+                         "upstreams": [rsync.url("quiet")]}}
+    config, port = daemon_config(tmp_path, mirrors, {"poll_interval": "30s"})
+    assert sync_now(config, "deb").outcome == "success"
+    assert sync_now(config, "quiet").outcome == "success"
+    change = upstream.mutate(add=5, change=2, remove=3)  # a new publish: a newer trace
+    start_daemon(config, port)
+    wait_for(lambda: len(finished(config, "deb")) == 2, what="the early sync")
+    assert finished(config, "deb")[0].files_deleted == len(change.removed)
+    assert [e["mirror"] for e in events(tmp_path, "job.start")] == ["deb"]
+    assert events(tmp_path, "job.queued")[0]["reason"] == "update signal"
+    store = Store.open(tmp_path / "state")
+    try:
+        deb_polls, quiet_polls = store.polls("deb"), store.polls("quiet")
+    finally:
+        store.close()
+    assert deb_polls[-1]["triggered"] and deb_polls[-1]["upstream_mtime"] > deb_polls[-1][
+        "local_mtime"]
+    assert deb_polls[-1]["seconds"] < 5 and deb_polls[-1]["error"] is None
+    assert len(quiet_polls) == 1 and not quiet_polls[0]["triggered"]
+    assert len(runs(config, "quiet")) == 1
+
+
+def test_push_triggers_over_http_and_ssh_forced_command(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    sync_now(config, "deb")
+    daemon = start_daemon(config, port)
+    assert daemon.post("/api/mirrors/deb/sync")[0] == 401
+    assert daemon.post("/api/mirrors/deb/sync", token="wrong")[0] == 401
+    assert daemon.post("/api/mirrors/nope/sync", token=TOKEN)[0] == 404
+    assert daemon.post("/api/mirrors/deb/sync", token=TOKEN) == (202, {"mirror": "deb",
+                                                                       "queued": True})
+    wait_for(lambda: len(finished(config, "deb")) == 2, what="the HTTP-triggered sync")
+    forced = subprocess.run([*python_cli(), "-c", str(config), "trigger", "deb"],
+                            capture_output=True, text=True, timeout=30,
+                            env={"SSH_ORIGINAL_COMMAND": "sync:all", "PATH": "/usr/bin:/bin"})
+    assert forced.returncode == 0 and "queued with the daemon" in forced.stdout, forced.stderr
+    wait_for(lambda: len(finished(config, "deb")) == 3, what="the ssh-triggered sync")
+    assert [e["reason"] for e in events(tmp_path, "job.start")] == ["push", "push"]
+    assert events(tmp_path, "trigger")[0]["ssh_command"] == "sync:all"
+    assert daemon.stop()[0] == 0
+
+
+def test_trigger_without_a_daemon_syncs_in_the_foreground(
+        mirror_config: Path, mk: Callable[..., CliResult]) -> None:
+    result = mk("-c", str(mirror_config), "trigger", "deb")
+    assert result.code == 0 and "no daemon is running; syncing now" in result.out
+    assert [r.outcome for r in runs(mirror_config, "deb")] == ["success"]
+    assert mk("-c", str(mirror_config), "trigger", "nope").code == 64
+
+
+def test_sigterm_stops_running_syncs_and_records_them_interrupted(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    dest = tmp_path / "deb"
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(dest), "upstreams": [served], "bwlimit": 300}})
+    daemon = start_daemon(config, port)
+    wait_for(lambda: any(p != daemon.proc.pid for p in processes_mentioning(str(dest))),
+             what="rsync started")
+    began = time.monotonic()
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert time.monotonic() - began < 15
+    assert [r.outcome for r in runs(config, "deb")] == ["interrupted"]
+    assert processes_mentioning(str(dest)) == []
+    assert "daemon.stop" in err  # the events reach stderr, for journald
+
+
+def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    good = config.read_text()
+    daemon = start_daemon(config, port)
+    config.write_text(good + "\n[mirrors.broken]\nprofile = \"debian\"\n")  # no dest
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(events(tmp_path, "config.reload_refused")), what="refusal logged")
+    refused = events(tmp_path, "config.reload_refused")[0]
+    assert any("mirrors.broken.dest" in p for p in refused["problems"])
+    assert [r["mirror"] for r in daemon.get("/api/status")] == ["deb"]
+    second = tmp_path / "second"
+    config.write_text(good.replace("[daemon]", f'[mirrors.second]\nprofile = "debian"\n'
+                                   f'dest = "{second}"\nupstreams = ["{served}"]\n\n[daemon]'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: [r["mirror"] for r in daemon.get("/api/status")] == ["deb", "second"],
+             what="the new mirror appears")
+    wait_for(lambda: len(finished(config, "second")) == 1, what="the new mirror's first run")
+    assert daemon.stop()[0] == 0
+
+
+def test_parallel_limit_and_one_failure_does_not_stop_the_others(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    mirrors = {name: {"profile": "debian", "dest": str(tmp_path / name), "upstreams": [served],
+                      "bwlimit": 3000} for name in ("a", "b", "c")}
+    mirrors["broken"] = {"profile": "debian", "dest": str(tmp_path / "broken"),
+                         "upstreams": [served.replace("/debian/", "/nosuchmodule/")],
+                         "attempts_per_upstream": 1}
+    config, port = daemon_config(tmp_path, mirrors, {"max_parallel": 1})
+    start_daemon(config, port)
+    wait_for(lambda: all(len(finished(config, m)) == 1 for m in mirrors), timeout=60,
+             what="every mirror ran once")
+    assert finished(config, "broken")[0].outcome == "failed"
+    spans = sorted((r.started_at, r.finished_at or 0.0) for m in mirrors
+                   for r in finished(config, m))
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.05, "two runs overlapped with max_parallel = 1"
