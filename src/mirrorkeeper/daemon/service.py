@@ -95,6 +95,13 @@ class Daemon:
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self._last_pruned = 0.0
 
+    def close(self) -> None:
+        self._pollers.shutdown(wait=True, cancel_futures=True)
+        if self.sink is not None:
+            self.sink.close()
+        self.queue.close()
+        self.store.close()
+
     # -- jobs ---------------------------------------------------------------------------------
     def enqueue(self, mirror: str, reason: str) -> bool:
         """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread."""
@@ -250,13 +257,9 @@ class Daemon:
                 event("daemon.stopping", running=sorted(self.running))
                 self.stop.set()  # every running sync stops its rsync and records interrupted
                 consumer.stop(graceful=True)
-                self._pollers.shutdown(wait=True, cancel_futures=True)
                 if server is not None:
                     server.should_exit = True
-                if self.sink is not None:
-                    self.sink.close()
-                self.queue.close()
-                self.store.close()
+                self.close()
                 event("daemon.stop")
         return 0
 
