@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+from mirrorkeeper.config.load import load_config
+from mirrorkeeper.daemon.poller import poll_signal
+from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.store import Store
 
 from .conftest import CliResult, python_cli, write_config
 
@@ -85,3 +91,23 @@ def test_all_mirrors_and_unknowns(tmp_path: Path, mirror_config: Path,
     assert generated.count("define service {") == 1  # enabled mirrors only
     assert "check_command           check_mirrorkeeper!deb" in generated
     assert f"-c {mirror_config} check $ARG1$" in generated
+
+
+def test_upstream_signal_age_and_lag_from_the_latest_poll(
+        mirror_config: Path, upstream: DebianLikeTree, mk: Callable[..., CliResult]) -> None:
+    assert mk("-c", str(mirror_config), "sync", "deb", "--quiet").code == 0
+    config = load_config(mirror_config)
+    store = Store.open(config.settings.state_dir)
+    try:
+        poll_signal(config, config.mirrors["deb"], store)
+        code, lines = check(mirror_config, "deb")
+        assert code == 0 and "deb_behind_upstream=0s;;;0" in lines[0], lines[0]
+        upstream.mutate(add=1, change=0, remove=0)  # the next publish, an hour later
+        poll_signal(config, config.mirrors["deb"], store)
+    finally:
+        store.close()
+    code, lines = check(mirror_config, "deb")
+    assert_guidelines(lines[0])
+    assert "deb_behind_upstream=3600s;;;0" in lines[0], lines[0]
+    age = re.search(r"deb_upstream_age=(\d+)s", lines[0])
+    assert age and abs(int(age.group(1)) - (time.time() - upstream.publish_time)) < 60

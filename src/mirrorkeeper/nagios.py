@@ -29,6 +29,7 @@ from .config.spec import Config, MirrorSpec
 from .store import Store
 from .store.alerts import AlertStore
 from .sync.lock import is_locked
+from .sync.preflight import local_mtime
 from .sync.run import lock_dir
 
 _ALERT_STATE = {Severity.CRITICAL: nagiosplugin.Critical, Severity.ERROR: nagiosplugin.Warn}
@@ -49,6 +50,10 @@ class MirrorFacts:
     failure_ratio: float
     last_duration: float | None
     last_bytes: int | None
+    #: From the newest poll of the update-signal file (None: not polled, or no signal):
+    #: how old the upstream's last publish is, and how far our copy lags behind it.
+    upstream_age: float | None = None
+    behind_upstream: float | None = None
 
 
 def gather(config: Config, store: Store, mirror: MirrorSpec, now: float) -> MirrorFacts:
@@ -73,6 +78,10 @@ def gather(config: Config, store: Store, mirror: MirrorSpec, now: float) -> Mirr
     except OSError:
         pass
     last = history[0] if history else None
+    poll = store.last_poll(mirror.name) if mirror.settings.update_signal else None
+    upstream_mtime = poll["upstream_mtime"] if poll else None
+    local_signal = (local_mtime(mirror.dest, mirror.settings.update_signal)
+                    if mirror.settings.update_signal else None)
     return MirrorFacts(
         name=mirror.name,
         age=now - last_ok.finished_at if last_ok and last_ok.finished_at else None,
@@ -84,6 +93,9 @@ def gather(config: Config, store: Store, mirror: MirrorSpec, now: float) -> Mirr
         failure_ratio=(last.files_failed / last.files_total) if last and last.files_total else 0,
         last_duration=last.duration_seconds if last else None,
         last_bytes=last.bytes_transferred if last else None,
+        upstream_age=now - upstream_mtime if upstream_mtime else None,
+        behind_upstream=max(0.0, upstream_mtime - (local_signal or 0.0))
+        if upstream_mtime else None,
     )
 
 
@@ -116,6 +128,14 @@ class Mirrors(nagiosplugin.Resource):  # type: ignore[misc]
             if f.last_bytes is not None:
                 metrics.append(nagiosplugin.Metric(f"{f.name}_bytes", f.last_bytes, "B",
                                                    min=0, context="figure"))
+            if f.upstream_age is not None:
+                metrics.append(nagiosplugin.Metric(f"{f.name}_upstream_age",
+                                                   round(max(f.upstream_age, 0)), "s", min=0,
+                                                   context="figure"))
+            if f.behind_upstream is not None:
+                metrics.append(nagiosplugin.Metric(f"{f.name}_behind_upstream",
+                                                   round(f.behind_upstream), "s", min=0,
+                                                   context="figure"))
         return metrics
 
 
