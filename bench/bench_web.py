@@ -93,7 +93,7 @@ def main() -> None:
         while not server.started:
             time.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"\n| request | median ms | p95 ms | bytes |\n|---|---|---|---|")
+        print("\n| request | median ms | p95 ms | bytes |\n|---|---|---|---|")
         for path in PATHS:
             url = f"http://127.0.0.1:{port}{path}"
             urllib.request.urlopen(url).read()  # warm-up
