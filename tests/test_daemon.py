@@ -22,6 +22,7 @@ from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
+from mirrorkeeper.store.schema import polls as polls_table
 from mirrorkeeper.sync.run import sync_mirror
 
 from .conftest import CliResult, processes_mentioning, python_cli, wait_for, write_config
@@ -281,3 +282,37 @@ def test_parallel_limit_and_one_failure_does_not_stop_the_others(
                    for r in finished(config, m))
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.05, "two runs overlapped with max_parallel = 1"
+
+
+def test_sync_due_for_a_timer_polls_and_syncs_only_what_is_due(
+        tmp_path: Path, upstream: DebianLikeTree, rsyncd: Callable[[list[Module]], RsyncDaemon],
+        mk: Callable[..., CliResult]) -> None:
+    """The timer-only mode: `sync --due` makes the daemon's decisions in one go."""
+    quiet = DebianLikeTree(tmp_path / "quiet-upstream", seed=5)
+    quiet.create(packages=50)
+    rsync = rsyncd([Module("debian", upstream.root), Module("quiet", quiet.root)])
+    mirrors = {"overdue": {"profile": "debian", "dest": str(tmp_path / "overdue"),
+                           "upstreams": [rsync.url("quiet")]},
+               "fresh": {"profile": "debian", "dest": str(tmp_path / "fresh"),
+                         "upstreams": [rsync.url("quiet")]},
+               "signalled": {"profile": "debian", "dest": str(tmp_path / "signalled"),
+                             "upstreams": [rsync.url("debian")]}}
+    config, _ = daemon_config(tmp_path, mirrors, {"poll_interval": "5m"})
+    seed_run(config, "overdue", time.time() - 7 * 3600)
+    assert sync_now(config, "fresh").outcome == "success"
+    assert sync_now(config, "signalled").outcome == "success"
+    result = mk("-c", str(config), "sync", "--due", "--json")
+    assert result.code == 0, result.err
+    assert [len(runs(config, m)) for m in mirrors] == [2, 1, 1]  # the schedule: overdue only
+    upstream.mutate(add=2, change=0, remove=0)
+    assert mk("-c", str(config), "sync", "--due").out.strip() == "nothing is due"  # polled 5m ago
+    store = Store.open(tmp_path / "state")
+    try:  # as if the last polls were older than poll_interval
+        with store.engine.begin() as conn:
+            conn.execute(polls_table.update().values(polled_at=polls_table.c.polled_at - 600))
+    finally:
+        store.close()
+    result = mk("-c", str(config), "sync", "--due", "--json")
+    assert result.code == 0, result.err
+    assert [len(runs(config, m)) for m in mirrors] == [2, 1, 2]  # the changed signal
+    assert mk("-c", str(config), "sync", "--due", "--all").code == 64

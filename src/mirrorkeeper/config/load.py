@@ -7,7 +7,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..profiles import SETTING_KEYS, Catalogue, load_catalogue
 from .checks import check_settings
@@ -26,6 +26,7 @@ from .spec import (
 )
 from .validate import field_names, validate_table
 
+T = TypeVar("T")
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
 ENV_VAR = "MIRRORKEEPER_CONFIG"
 TOP_KEYS = ("global", "mirrors", "alerts", "metrics", "daemon", "web")
@@ -70,6 +71,16 @@ def _section(raw: Any, name: str, file: str, problems: list[Problem]) -> dict[st
         problems.append(Problem(file, name, f"should be a table ([{name}])"))
         return None
     return raw
+
+
+def _table(cls: type[T], raw: Any, name: str, file: str, problems: list[Problem]) -> T | None:
+    """An optional top-level table, validated: None when absent or invalid (problems say why)."""
+    raw = _section(raw, name, file, problems)
+    if not raw:
+        return None
+    value, found = validate_table(cls, raw, file, f"{name}.")
+    problems.extend(found)
+    return value
 
 
 def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> GlobalSettings:
@@ -243,11 +254,7 @@ def load_config(path: Path | str) -> Config:
 
 
 def _load_daemon(raw: Any, file: str, problems: list[Problem]) -> DaemonSettings:
-    raw = _section(raw, "daemon", file, problems)
-    if not raw:
-        return DaemonSettings()
-    daemon, found = validate_table(DaemonSettings, raw, file, "daemon.")
-    problems.extend(found)
+    daemon = _table(DaemonSettings, raw, "daemon", file, problems)
     if daemon is None:
         return DaemonSettings()
     if daemon.max_parallel < 1:
@@ -263,11 +270,7 @@ def _load_daemon(raw: Any, file: str, problems: list[Problem]) -> DaemonSettings
 
 
 def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSettings:
-    raw = _section(raw, "web", file, problems)
-    if not raw:
-        return WebSettings()
-    web, found = validate_table(WebSettings, raw, file, "web.")
-    problems.extend(found)
+    web = _table(WebSettings, raw, "web", file, problems)
     if web is None:
         return WebSettings()
     host, _, port = web.listen.rpartition(":")
@@ -283,11 +286,7 @@ def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSe
 
 
 def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:
-    raw = _section(raw, "metrics", file, problems)
-    if not raw:
-        return MetricsSettings()
-    metrics, found = validate_table(MetricsSettings, raw, file, "metrics.")
-    problems.extend(found)
+    metrics = _table(MetricsSettings, raw, "metrics", file, problems)
     if metrics is None:
         return MetricsSettings()
     for key, schemes in (("graphite", ("tcp", "udp")), ("statsd", ("udp",))):

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -45,30 +45,43 @@ POLL_WORKERS = 4
 POLL_KEEP_SECONDS = 30 * 86400.0
 
 
+def local_zone() -> tzinfo:
+    """This host's time zone now: cron expressions mean wall-clock time, as in cron."""
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
+
+
 def daemon_running(state_dir: str | Path) -> bool:
     return is_locked(state_dir, DAEMON_LOCK)
 
 
-def plan_once(config: Config, store: Store, now: float | None = None) -> list[Due]:
-    """What is due now without a daemon (``sync --due`` from a timer): polls that are due run
-    here, one after another, before the plan is made."""
-    now = now or time.time()
-    running = {m.name for m in config.enabled() if is_locked(lock_dir(config), m.name)}
-    local_zone = datetime.now().astimezone().tzinfo
-    assert local_zone is not None
-    first = plan_tick(gather_facts(config, store, running, set()), now,
-                      jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
-                      tz=local_zone)
-    if not first.polls:
-        return list(first.due)
-    for name in first.polls:
-        poll_signal(config, config.mirrors[name], store)
-    plan = plan_tick(gather_facts(config, store, running, set()), time.time(),
+def locked_mirrors(config: Config) -> set[str]:
+    """Enabled mirrors some process is syncing right now (a manual ``sync`` included)."""
+    return {m.name for m in config.enabled() if is_locked(lock_dir(config), m.name)}
+
+
+def make_plan(config: Config, store: Store, running: set[str], queued: set[str],
+              now: float) -> TickPlan:
+    """Gather the facts and ask the planner; a start owed to a changed signal marks its poll."""
+    plan = plan_tick(gather_facts(config, store, running, queued), now,
                      jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
-                     tz=local_zone)
+                     tz=local_zone())
     for due in plan.due:
         if due.reason == "update signal":
             store.mark_last_poll_triggered(due.mirror)
+    return plan
+
+
+def plan_once(config: Config, store: Store) -> list[Due]:
+    """What is due now without a daemon (``sync --due`` from a timer): polls that are due run
+    here, one after another, before the plan is made."""
+    running = locked_mirrors(config)
+    plan = make_plan(config, store, running, set(), time.time())
+    if plan.polls:
+        for name in plan.polls:
+            poll_signal(config, config.mirrors[name], store)
+        plan = make_plan(config, store, running, set(), time.time())
     return list(plan.due)
 
 
@@ -159,19 +172,12 @@ class Daemon:
         now = now or time.time()
         config = self.config
         with self._lock:
-            running = set(self.running) | {m.name for m in config.enabled()
-                                           if is_locked(lock_dir(config), m.name)}
+            running = set(self.running) | locked_mirrors(config)
             queued = set(self.queued)
             polling = set(self._polling)
-        facts = gather_facts(config, self.store, running, queued)
-        local_zone = datetime.now().astimezone().tzinfo  # cron reads wall-clock time here
-        assert local_zone is not None
-        plan = plan_tick(facts, now, jitter=config.daemon.jitter,
-                         poll_interval=config.daemon.poll_interval, tz=local_zone)
+        plan = make_plan(config, self.store, running, queued, now)
         self.last_plan = plan
         for due in plan.due:
-            if due.reason == "update signal":
-                self.store.mark_last_poll_triggered(due.mirror)
             self.enqueue(due.mirror, due.reason)
         for name in plan.polls:
             if name not in polling:
