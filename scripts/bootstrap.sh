@@ -1,13 +1,17 @@
 #!/bin/sh
 # Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
-# Python's venv module; with --test also Chromium and ChromeDriver, for the dashboard's browser
-# tests. Installs nothing that is already there; needs root only to install.
+# Python's venv module; with --test also what the tests run for real: Chromium and ChromeDriver
+# (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring). Installs nothing
+# that is already there; needs root only to install.
 set -eu
 
 need=""
 if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || need="$need chromium"
     command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+    command -v collectd >/dev/null 2>&1 || need="$need collectd-core"
+    command -v carbon-cache >/dev/null 2>&1 || need="$need graphite-carbon"
+    command -v nagios4 >/dev/null 2>&1 || need="$need nagios4-core"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"
