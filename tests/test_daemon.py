@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,9 @@ from mirrorkeeper.store.schema import polls as polls_table
 from mirrorkeeper.sync.run import sync_mirror
 
 from .conftest import CliResult, processes_mentioning, python_cli, wait_for, write_config
+from .test_metrics import Listener, graphite
+
+__all__ = ["graphite"]  # a fixture, imported for pytest
 
 TOKEN = "s3cret-token"
 
@@ -316,3 +320,27 @@ def test_sync_due_for_a_timer_polls_and_syncs_only_what_is_due(
     assert result.code == 0, result.err
     assert [len(runs(config, m)) for m in mirrors] == [2, 1, 2]  # the changed signal
     assert mk("-c", str(config), "sync", "--due", "--all").code == 64
+
+
+def test_the_daemon_keeps_ages_current_without_any_sync(
+        tmp_path: Path, served: str, graphite: Listener,
+        start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Graphite gets age_seconds on every tick and the Prometheus textfile is rewritten, so
+    a graph of age climbs (and an alert can fire) even when nothing syncs at all."""
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    textfile = tmp_path / "mirrorkeeper.prom"
+    config.write_text(config.read_text() + f'\n[metrics]\ngraphite = "tcp://127.0.0.1:'
+                      f'{graphite.sock.getsockname()[1]}"\nprometheus_textfile = "{textfile}"\n')
+    seed_run(config, "deb", time.time() - 3600)  # fresh: nothing is due
+    start_daemon(config, port)
+
+    def ages() -> list[int]:
+        return [int(line.split()[1]) for line in graphite.lines()
+                if line.startswith("mirrorkeeper.mirror_test.deb.age_seconds ")]
+
+    wait_for(lambda: len(set(ages())) >= 3, what="three different ages, one per tick")
+    assert ages() == sorted(ages()) and 3500 < ages()[0] < 3600 + 60
+    assert re.search(r'^mirrorkeeper_age_seconds\{mirror="deb"\} 35\d\d', textfile.read_text(),
+                     re.M)
+    assert len(runs(config, "deb")) == 1
