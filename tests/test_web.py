@@ -105,6 +105,9 @@ def test_series_is_downsampled_on_the_server(setup: tuple[TestClient, Daemon, Pa
     assert day["runs"] == len(day["time"]) in (23, 24)  # few enough to pass through
     assert day["duration_seconds"][0] == 60.0
     assert client.get("/api/mirrors/good/series?range=decade").status_code == 400
+    assert client.get("/api/mirrors/good/series?points=many").status_code == 400
+    assert len(client.get("/api/mirrors/good/runs?limit=5").json()) == 5
+    assert client.get("/api/mirrors/good/runs?before=x").status_code == 400
     assert client.get("/api/mirrors/nope/series").status_code == 404
 
 

@@ -60,6 +60,34 @@ def _ago(epoch: float | None) -> str:
     return f"{format_duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
 
 
+def int_param(request: Request, name: str, default: int | None, low: int, high: int,
+              ) -> int | None:
+    """A whole-number query parameter, clamped; a malformed one is the client's error (400)."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        return max(low, min(int(text), high))
+    except ValueError:
+        raise HTTPException(400, f"`{name}` must be a whole number") from None
+
+
+class SnapshotCache:
+    """One live snapshot a second, shared by every open dashboard, however many there are."""
+
+    def __init__(self, backend: Backend, max_age: float = 0.9) -> None:
+        self.backend, self.max_age = backend, max_age
+        self.taken, self.value = 0.0, ""
+        self.lock = asyncio.Lock()
+
+    async def get(self) -> str:
+        async with self.lock:
+            if time.monotonic() - self.taken > self.max_age:
+                snapshot = await run_in_threadpool(live_snapshot, self.backend)
+                self.value, self.taken = json.dumps(snapshot), time.monotonic()
+            return self.value
+
+
 def create_app(backend: Backend) -> Starlette:
     templates = Jinja2Templates(directory=_package_dir("templates"))
     templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
@@ -146,10 +174,9 @@ def create_app(backend: Backend) -> Starlette:
 
     async def api_runs(request: Request) -> Response:
         mirror = config_mirror(request.path_params["name"])
-        limit = min(int(request.query_params.get("limit", "50")), 500)
-        before = request.query_params.get("before")
-        rows = await run_in_threadpool(backend.store.run_rows, mirror.name, limit,
-                                       int(before) if before else None)
+        limit = int_param(request, "limit", 50, 1, 500) or 50
+        before = int_param(request, "before", None, 0, 2**62)
+        rows = await run_in_threadpool(backend.store.run_rows, mirror.name, limit, before)
         for row in rows:
             row["started_at"], row["finished_at"] = iso(row["started_at"]), iso(
                 row["finished_at"])
@@ -160,7 +187,7 @@ def create_app(backend: Backend) -> Starlette:
         span = RANGES.get(request.query_params.get("range", "week"))
         if span is None:
             raise HTTPException(400, f"range is one of {', '.join(RANGES)}")
-        points = max(10, min(int(request.query_params.get("points", "300")), MAX_POINTS))
+        points = int_param(request, "points", 300, 10, MAX_POINTS) or 300
         end = time.time()
         rows = await run_in_threadpool(backend.store.series, mirror.name, end - span)
         return JSONResponse({"mirror": mirror.name, "start": end - span, "end": end,
@@ -200,12 +227,13 @@ def create_app(backend: Backend) -> Starlette:
             return RedirectResponse(f"/mirrors/{mirror.name}", status_code=303)
         return JSONResponse({"mirror": mirror.name, "queued": True}, status_code=202)
 
+    snapshots = SnapshotCache(backend)
+
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             yield "retry: 2000\n\n"
             while not backend.stop.is_set() and not await request.is_disconnected():
-                snapshot = await run_in_threadpool(live_snapshot, backend)
-                yield f"data: {json.dumps(snapshot)}\n\n"
+                yield f"data: {await snapshots.get()}\n\n"
                 await asyncio.sleep(1.0)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
