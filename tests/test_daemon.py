@@ -344,3 +344,23 @@ def test_the_daemon_keeps_ages_current_without_any_sync(
     assert re.search(r'^mirrorkeeper_age_seconds\{mirror="deb"\} 35\d\d', textfile.read_text(),
                      re.M)
     assert len(runs(config, "deb")) == 1
+
+
+def test_a_taken_port_or_a_second_daemon_is_a_clear_error(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        proc = subprocess.run([*python_cli(), "-c", str(config), "daemon"], capture_output=True,
+                              text=True, timeout=30)
+    assert proc.returncode == 78
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in proc.stderr
+    assert "set [web] listen to a free HOST:PORT" in proc.stderr
+    assert runs(config, "deb") == []  # nothing started
+    daemon = start_daemon(config, port)
+    second = subprocess.run([*python_cli(), "-c", str(config), "daemon"], capture_output=True,
+                            text=True, timeout=30)
+    assert second.returncode == 75 and "a daemon already runs" in second.stderr
+    assert daemon.proc.poll() is None and daemon.stop()[0] == 0

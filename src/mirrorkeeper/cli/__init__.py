@@ -162,14 +162,20 @@ def daemon(ctx: click.Context) -> int:
     SIGTERM stops it cleanly (running syncs are stopped and recorded as interrupted);
     SIGHUP reloads the config (a config with errors is refused and the old one kept).
     """
-    from ..daemon.service import Daemon
+    from ..daemon.service import Daemon, WebUnavailable
 
     config = _load(ctx)
+    daemon = Daemon(config)
     try:
-        return Daemon(config).run()
+        return daemon.run()
     except MirrorLocked:
         err_console.print(f"mirrorkeeper: a daemon already runs for {config.settings.state_dir}")
         return Exit.LOCKED
+    except WebUnavailable as exc:
+        err_console.print(f"mirrorkeeper: {exc}", markup=False)
+        return Exit.CONFIG
+    finally:
+        daemon.close()
 
 
 @cli.command()

@@ -45,6 +45,10 @@ POLL_WORKERS = 4
 POLL_KEEP_SECONDS = 30 * 86400.0
 
 
+class WebUnavailable(Exception):
+    """The web server could not start (its port is taken, say): the daemon does not start."""
+
+
 def local_zone() -> tzinfo:
     """This host's time zone now: cron expressions mean wall-clock time, as in cron."""
     zone = datetime.now().astimezone().tzinfo
@@ -107,8 +111,13 @@ class Daemon:
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self._last_pruned = 0.0
+        self._closed = False
 
     def close(self) -> None:
+        """Release the store, the queue and the emitters (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
         self._pollers.shutdown(wait=True, cancel_futures=True)
         if self.sink is not None:
             self.sink.close()
@@ -249,10 +258,10 @@ class Daemon:
         setup_event_log(config.settings.log_dir)
         log_to_stderr()
         with MirrorLock(config.settings.state_dir, DAEMON_LOCK):
+            server = self._start_web()  # first: a port that is taken ends the start here
             consumer = self.queue.consumer(config.daemon.max_parallel)
             consumer.start()
             self._install_signals()
-            server = self._start_web()
             event("daemon.start", pid=os.getpid(), mirrors=len(config.enabled()),
                   max_parallel=config.daemon.max_parallel, tick=config.daemon.tick,
                   pending=len(self.queue.pending()),
@@ -314,4 +323,13 @@ class Daemon:
             access_log=False, lifespan="off", timeout_graceful_shutdown=2))
         thread = threading.Thread(target=server.run, name="web", daemon=True)
         thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            server.should_exit = True
+            event("web.failed", level=logging.CRITICAL, listen=web.listen)
+            raise WebUnavailable(f"cannot serve the dashboard on {web.listen} (is the port "
+                                 "taken?); set [web] listen to a free HOST:PORT, or "
+                                 "[web] enabled = false")
         return server
