@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .. import __version__
 from ..config.durations import format_duration
 from ..logs import iso, open_run_log
 from ..metrics.prometheus import registry_for
@@ -90,6 +91,7 @@ class SnapshotCache:
 
 def create_app(backend: Backend) -> Starlette:
     templates = Jinja2Templates(directory=_package_dir("templates"))
+    templates.env.globals["version"] = __version__  # in static URLs: a new release, new files
     templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
                                  duration=lambda s: format_duration(s) if s is not None else "")
 

@@ -42,12 +42,25 @@
     };
   }
 
+  // Short axis labels: 1.5G, 250M, 12k (base 1024 for bytes, 1000 for the rest).
+  function short(base) {
+    return function (u, values) {
+      return values.map(function (v) {
+        if (v === null || v === undefined) return "";
+        var units = ["", "k", "M", "G", "T", "P"], i = 0, n = Math.abs(v);
+        while (n >= base && i < units.length - 1) { n /= base; i++; }
+        var text = (n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)) + units[i];
+        return (v < 0 ? "-" : "") + text;
+      });
+    };
+  }
+
   var SERIES = [
-    ["duration_seconds", "Duration (s)"],
-    ["bytes_transferred", "Bytes transferred"],
-    ["bitrate_bps", "Bit rate (bit/s)"],
-    ["files_transferred", "Files transferred"],
-    ["files_failed", "Files failed"]
+    ["duration_seconds", "Duration (s)", 1000],
+    ["bytes_transferred", "Bytes transferred", 1024],
+    ["bitrate_bps", "Bit rate (bit/s)", 1000],
+    ["files_transferred", "Files transferred", 1000],
+    ["files_failed", "Files failed", 1000]
   ];
 
   function graphs(range) {
@@ -69,7 +82,7 @@
           new uPlot({
             title: s[1], width: width, height: 160,
             series: [{}, {label: s[1], stroke: "#2a6ebb", width: 1.5, points: {show: data.time.length < 60}}],
-            axes: [{}, {size: 70}]
+            axes: [{}, {size: 60, values: short(s[2])}]
           }, [data.time, data[s[0]]], div);
         });
         box.setAttribute("data-drawn", String(SERIES.length));
