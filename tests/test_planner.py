@@ -250,3 +250,32 @@ def test_sparkline_is_an_svg_polyline_scaled_to_the_values() -> None:
     ys = [float(p.split(",")[1]) for p in points.group(1).split()]
     assert ys[1] == min(ys) and ys[0] == max(ys)  # highest value drawn at the top
     assert sparkline([1.0]) == ""
+
+
+# -- trace files ---------------------------------------------------------------------------------
+def test_trace_files_in_debian_and_arch_style(tmp_path: Path) -> None:
+    from mirrorkeeper.record import RunRecord, StageResult
+    from mirrorkeeper.sync.trace import trace_path, write_trace
+
+    end = at(2026, 11, 5, 4, 2, 55)
+    stages = (StageResult("stage1", (), end - 100, end - 40, 0, bytes_received=1000),
+              StageResult("stage2", (), end - 40, end, 0, bytes_received=24))
+    record = RunRecord(7, "debian", "rsync://up.example/debian/", end - 100, end, "success",
+                       stages)
+    (tmp_path / "project" / "trace").mkdir(parents=True)
+    (tmp_path / "project/trace/master").write_text("Thu Nov  5 03:00:01 UTC 2026\n"
+                                                    "Archive serial: 2026110501\n")
+    path = write_trace("debian", str(tmp_path), "mirror.example.org", record)
+    assert path == tmp_path / "project/trace/mirror.example.org"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "Thu Nov  5 04:02:55 UTC 2026"  # exactly `LC_ALL=POSIX date -u`
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    assert fields["Date"] == "Thu, 05 Nov 2026 04:02:55 GMT"
+    assert fields["Archive serial"] == "2026110501"
+    assert fields["Total bytes received in rsync"] == "1024"
+    assert (fields["Total time spent in stage1 rsync"], fields["Total time spent in stage2 rsync"],
+            fields["Total time spent in rsync"]) == ("60", "40", "100")
+    assert not list((tmp_path / "project/trace").glob(".*"))  # no temporary file left
+    arch = write_trace("arch", str(tmp_path), "mirror.example.org", record)
+    assert arch == tmp_path / "lastsync" and arch.read_text() == f"{int(end)}\n"
+    assert trace_path("", "h") is None and write_trace("", str(tmp_path), "h", record) is None

@@ -45,7 +45,7 @@ def debian_trace(record: RunRecord, hostname: str, serial: str) -> str:
     received = sum(s.bytes_received for s in record.final_stages)
     rate = int(received / total) if total else 0
     lines = [
-        time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(end)).replace("  ", " "),
+        time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(end)),  # `date -u`, POSIX locale
         f"Date: {email.utils.formatdate(end, usegmt=True)}",
         f"Date-Started: {email.utils.formatdate(record.started_at, usegmt=True)}",
         f"Archive serial: {serial}",
