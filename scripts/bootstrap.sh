@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
 # Python's venv module; with --test also what the tests run for real: Chromium and ChromeDriver
-# (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring). Installs nothing
+# (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), and sshd (push
+# triggers through an ssh forced command). Installs nothing
 # that is already there; needs root only to install.
 set -eu
 
@@ -12,6 +13,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v collectd >/dev/null 2>&1 || need="$need collectd-core"
     command -v carbon-cache >/dev/null 2>&1 || need="$need graphite-carbon"
     command -v nagios4 >/dev/null 2>&1 || need="$need nagios4-core"
+    [ -x /usr/sbin/sshd ] || need="$need openssh-server"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"

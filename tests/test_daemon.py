@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +41,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def daemon_config(tmp_path: Path, mirrors: dict[str, dict[str, Any]],
@@ -364,3 +372,55 @@ def test_a_taken_port_or_a_second_daemon_is_a_clear_error(
                             text=True, timeout=30)
     assert second.returncode == 75 and "a daemon already runs" in second.stderr
     assert daemon.proc.poll() is None and daemon.stop()[0] == 0
+
+
+@pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
+                    reason="needs openssh-server: `sh scripts/bootstrap.sh --test`")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the test's sshd runs as root")
+def test_push_over_a_real_ssh_forced_command(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Debian-style push: the upstream logs in with a key that may only run the trigger."""
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    sync_now(config, "deb")
+    ssh_dir = tmp_path / "ssh"
+    ssh_dir.mkdir()
+    for key in ("host", "upstream"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(ssh_dir / key)], check=True)
+    mk = Path(sys.executable).parent / "mirrorkeeper"
+    (ssh_dir / "authorized_keys").write_text(
+        f'command="{mk} -c {config} trigger deb",restrict '
+        f'{(ssh_dir / "upstream.pub").read_text()}')
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    ssh_port = free_port()
+    (ssh_dir / "sshd_config").write_text(
+        f"Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {ssh_dir / 'host'}\n"
+        f"AuthorizedKeysFile {ssh_dir / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n"
+        # The keys live under /tmp, which StrictModes rejects (world-writable parent).
+        f"StrictModes no\nPidFile {ssh_dir / 'sshd.pid'}\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    sshd = subprocess.Popen([shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f",
+                             str(ssh_dir / "sshd_config")], stderr=subprocess.DEVNULL)
+    push = ["ssh", "-i", str(ssh_dir / "upstream"), "-p", str(ssh_port), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "root@127.0.0.1", "sync:all"]
+    try:
+        wait_for(lambda: listening(ssh_port), what="sshd listening")
+        alone = subprocess.run(push, capture_output=True, text=True, timeout=60)
+        assert alone.returncode == 0, alone.stderr  # no daemon: synced there and then
+        assert "no daemon is running; syncing now" in alone.stdout
+        assert len(finished(config, "deb")) == 2
+        daemon = start_daemon(config, port)
+        queued = subprocess.run(push, capture_output=True, text=True, timeout=60)
+        assert queued.returncode == 0 and "queued with the daemon" in queued.stdout
+        wait_for(lambda: len(finished(config, "deb")) == 3, what="the pushed sync")
+        assert [e["reason"] for e in events(tmp_path, "job.start")] == ["push"]
+        trigger = events(tmp_path, "trigger")[-1]
+        assert trigger["ssh_command"] == "sync:all"
+        assert trigger["ssh_client"].startswith("127.0.0.1 ")
+        assert daemon.stop()[0] == 0
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=10)
