@@ -2,8 +2,8 @@
 # Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
 # Python's venv module; with --test also what the tests run for real: Chromium and ChromeDriver
 # (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), and sshd (push
-# triggers through an ssh forced command). Installs nothing
-# that is already there; needs root only to install.
+# triggers through an ssh forced command). Installs nothing that is already there; needs root
+# only to install.
 set -eu
 
 need=""
