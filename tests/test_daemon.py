@@ -424,3 +424,21 @@ def test_push_over_a_real_ssh_forced_command(
     finally:
         sshd.terminate()
         sshd.wait(timeout=10)
+
+
+def test_pushes_during_a_sync_earn_exactly_one_more_run(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    dest = tmp_path / "deb"
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(dest), "upstreams": [served], "bwlimit": 1000}})
+    daemon = start_daemon(config, port)
+    wait_for(lambda: any(p != daemon.proc.pid for p in processes_mentioning(str(dest))),
+             what="the first run's rsync")
+    for _ in range(3):
+        assert daemon.post("/api/mirrors/deb/sync", token=TOKEN)[0] == 202
+    wait_for(lambda: len(events(tmp_path, "job.coalesced")) == 3, what="three pushes folded")
+    wait_for(lambda: len(finished(config, "deb")) == 2, timeout=60, what="one more run")
+    time.sleep(2.5)  # two more ticks: nothing else may start
+    assert len(runs(config, "deb")) == 2
+    assert [e["reason"] for e in events(tmp_path, "job.start")] == ["first run", "push"]
+    assert daemon.stop()[0] == 0
