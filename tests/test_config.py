@@ -142,3 +142,22 @@ def test_cli_config_check_exit_statuses(tmp_path: Path, mk: Callable[..., CliRes
     assert mk("-c", str(good), "sync", "nope").code == 64
     assert mk("-c", str(good), "frobnicate").code == 64
     assert mk("-c", str(good), "history", "deb", "--limit", "0").code == 64
+
+
+def test_unusable_state_or_log_directory_is_a_clear_error(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    mirrors = {"deb": {"profile": "debian", "dest": str(tmp_path / "deb")}}
+    state = write_config(tmp_path / "state.toml", mirrors,
+                         {"state_dir": str(blocker / "state")})
+    result = mk("-c", str(state), "status")
+    assert result.code == 73
+    assert f"cannot use {blocker / 'state'} as the state directory: Not a directory" in result.err
+    assert "check [global] state_dir" in result.err and "Traceback" not in result.err
+    logs = write_config(tmp_path / "logs.toml", mirrors, {"log_dir": str(blocker / "logs")})
+    result = mk("-c", str(logs), "sync", "deb")
+    assert result.code == 73 and "check [global] log_dir" in result.err
+    assert not (tmp_path / "deb").exists()  # nothing was touched
+    check = mk("-c", str(state), "check", "deb")
+    assert check.code == 3 and check.out.startswith("MIRRORKEEPER UNKNOWN - cannot open the store")

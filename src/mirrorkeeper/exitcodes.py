@@ -11,6 +11,8 @@ class Exit(IntEnum):
     USAGE = 64
     #: A needed file or program is missing (EX_UNAVAILABLE), e.g. no rsync binary.
     UNAVAILABLE = 69
+    #: The state or log directory cannot be created or written (EX_CANTCREAT).
+    CANT_CREATE = 73
     #: Something outside our control is busy; try again later (EX_TEMPFAIL): the mirror is locked.
     LOCKED = 75
     #: The configuration is wrong (EX_CONFIG).

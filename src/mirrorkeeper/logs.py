@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from .errors import StateUnavailable
+
 EVENT_LOG = "events.jsonl"
 logger = logging.getLogger("mirrorkeeper")
 
@@ -58,8 +60,11 @@ def setup_event_log(log_dir: str | Path) -> None:
                 return
             logger.removeHandler(handler)
             handler.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = _EventFileHandler(path, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = _EventFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise StateUnavailable("log directory", str(log_dir), exc.strerror or str(exc)) from exc
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -20,6 +20,7 @@ from ..config.edit import append_mirror
 from ..config.load import find_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
 from ..config.spec import Config
+from ..errors import StateUnavailable
 from ..exitcodes import Exit
 from ..job import run_job
 from ..logs import event, setup_event_log
@@ -635,4 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         _print_problems(exc.problems)
         sys.exit(Exit.CONFIG)
+    except StateUnavailable as exc:
+        err_console.print(f"mirrorkeeper: {exc}", markup=False)
+        sys.exit(Exit.CANT_CREATE)
     sys.exit(int(code or 0))

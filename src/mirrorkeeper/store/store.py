@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..errors import StateUnavailable
 from ..record import Attempt, RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, polls, runs
@@ -75,9 +76,19 @@ class Store:
 
     @classmethod
     def open(cls, state_dir: str | Path) -> Store:
-        """Open (creating and migrating if needed) the SQLite store in ``state_dir``."""
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        return cls.from_url(f"sqlite:///{Path(state_dir) / DB_NAME}")
+        """Open (creating and migrating if needed) the SQLite store in ``state_dir``.
+
+        Raises :class:`~mirrorkeeper.errors.StateUnavailable` naming the directory and the fix.
+        """
+        try:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            return cls.from_url(f"sqlite:///{Path(state_dir) / DB_NAME}")
+        except OSError as exc:
+            raise StateUnavailable("state directory", str(state_dir),
+                                   exc.strerror or str(exc)) from exc
+        except sa.exc.OperationalError as exc:
+            raise StateUnavailable("state directory", str(state_dir),
+                                   str(exc.orig) if exc.orig else str(exc)) from exc
 
     @classmethod
     def from_url(cls, url: str) -> Store:
