@@ -86,7 +86,9 @@ def main() -> None:
         print(f"store: {args.mirrors} mirrors x {args.runs} runs, {size / 2**20:.0f} MiB, "
               f"built in {time.perf_counter() - began:.0f}s")
         daemon = Daemon(load_config(config))
-        server = uvicorn.Server(uvicorn.Config(create_app(daemon), host="127.0.0.1", port=0,
+        # No reuse of /jobs and /mirrorz.json: the figures are the work of building them.
+        server = uvicorn.Server(uvicorn.Config(create_app(daemon, public_cache_seconds=0),
+                                               host="127.0.0.1", port=0,
                                                log_config=None, lifespan="off"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -220,3 +220,15 @@ def test_prometheus_metrics_endpoint(setup: tuple[TestClient, Daemon, Path]) -> 
     assert re.search(r'^mirrorkeeper_files_total\{mirror="good"\} 50000\.0$', text, re.M)
     assert re.search(r'^mirrorkeeper_success\{mirror="bad"\} 0\.0$', text, re.M)
     assert 'mirror="never"' not in text.split("mirrorkeeper_age_seconds")[-1].split("#")[0]
+
+
+def test_public_status_documents_are_built_once_per_interval(
+        setup: tuple[TestClient, Daemon, Path]) -> None:
+    client, daemon, _ = setup
+    first = client.get("/jobs").text
+    seed(daemon.store, "never", 1, time.time())  # a new run...
+    assert client.get("/jobs").text == first  # ...not seen within the 5 s
+    with TestClient(create_app(daemon, public_cache_seconds=0)) as fresh:
+        jobs = {j["name"]: j for j in fresh.get("/jobs").json()}
+        assert jobs["never"]["status"] == "success"
+        assert fresh.get("/mirrorz.json").headers["access-control-allow-origin"] == "*"

@@ -12,7 +12,8 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,23 +74,29 @@ def int_param(request: Request, name: str, default: int | None, low: int, high: 
         raise HTTPException(400, f"`{name}` must be a whole number") from None
 
 
-class SnapshotCache:
-    """One live snapshot a second, shared by every open dashboard, however many there are."""
+class Cached:
+    """A document built at most once per ``max_age`` seconds, however many clients ask.
 
-    def __init__(self, backend: Backend, max_age: float = 0.9) -> None:
-        self.backend, self.max_age = backend, max_age
-        self.taken, self.value = 0.0, ""
+    Public status pages poll (tunasync front ends every few seconds, each visitor's browser on
+    its own); every open dashboard streams a snapshot a second. Each costs a few queries per
+    mirror, so it is built once and shared.
+    """
+
+    def __init__(self, build: Callable[[], Any], max_age: float) -> None:
+        self.build, self.max_age = build, max_age
+        self.taken, self.value = -float("inf"), ""
         self.lock = asyncio.Lock()
 
     async def get(self) -> str:
         async with self.lock:
-            if time.monotonic() - self.taken > self.max_age:
-                snapshot = await run_in_threadpool(live_snapshot, self.backend)
-                self.value, self.taken = json.dumps(snapshot), time.monotonic()
+            if time.monotonic() - self.taken >= self.max_age:
+                self.value = json.dumps(await run_in_threadpool(self.build))
+                self.taken = time.monotonic()
             return self.value
 
 
-def create_app(backend: Backend) -> Starlette:
+def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette:
+    """``public_cache_seconds``: how long ``/jobs`` and ``/mirrorz.json`` are reused."""
     templates = Jinja2Templates(directory=_package_dir("templates"))
     templates.env.globals["version"] = __version__  # in static URLs: a new release, new files
     templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
@@ -229,7 +236,16 @@ def create_app(backend: Backend) -> Starlette:
             return RedirectResponse(f"/mirrors/{mirror.name}", status_code=303)
         return JSONResponse({"mirror": mirror.name, "queued": True}, status_code=202)
 
-    snapshots = SnapshotCache(backend)
+    snapshots = Cached(partial(live_snapshot, backend), max_age=0.9)
+
+    def mirrorz_document() -> dict[str, Any]:
+        web = backend.config.web
+        site = {"url": web.site_url, "abbr": web.site_abbr, "name": web.site_name}
+        return compat.mirrorz(mirror_states(backend), site, time.time())
+
+    jobs_cache = Cached(lambda: [compat.tunasync_job(s) for s in mirror_states(backend)],
+                        max_age=public_cache_seconds)
+    mirrorz_cache = Cached(mirrorz_document, max_age=public_cache_seconds)
 
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
@@ -242,15 +258,11 @@ def create_app(backend: Backend) -> Starlette:
                                  headers={"Cache-Control": "no-cache"})
 
     async def tunasync_jobs(request: Request) -> Response:
-        states = await run_in_threadpool(mirror_states, backend)
-        return JSONResponse([compat.tunasync_job(s) for s in states])
+        return Response(await jobs_cache.get(), media_type="application/json")
 
     async def mirrorz_json(request: Request) -> Response:
-        states = await run_in_threadpool(mirror_states, backend)
-        web = backend.config.web
-        site = {"url": web.site_url, "abbr": web.site_abbr, "name": web.site_name}
-        return JSONResponse(compat.mirrorz(states, site, time.time()),
-                            headers={"Access-Control-Allow-Origin": "*"})
+        return Response(await mirrorz_cache.get(), media_type="application/json",
+                        headers={"Access-Control-Allow-Origin": "*"})
 
     async def metrics(request: Request) -> Response:
         registry = await run_in_threadpool(registry_for, backend.config, backend.store)
