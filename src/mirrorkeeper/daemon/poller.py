@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from ..config.spec import Config, MirrorSpec
 from ..logs import event
-from ..plan.due import MirrorFacts, SignalSeen
 from ..store import Store
 from ..sync.preflight import local_mtime, probe
 
@@ -50,26 +49,3 @@ def poll_signal(config: Config, mirror: MirrorSpec, store: Store) -> PollResult:
           seconds=round(result.seconds, 3), upstream_mtime=result.mtime, local_mtime=ours,
           exit_code=result.exit_code, error=error)
     return PollResult(mirror.name, upstream, result.seconds, result.mtime, ours, error)
-
-
-def gather_facts(config: Config, store: Store, running: set[str], queued: set[str],
-                 ) -> list[MirrorFacts]:
-    """Everything the planner needs about every enabled mirror, read from the store and disk."""
-    from ..config.schedule import parse_schedule
-
-    facts = []
-    for mirror in config.enabled():
-        s = mirror.settings
-        rows = store.run_rows(mirror.name, limit=1)
-        last_started = rows[0]["started_at"] if rows else None
-        poll = store.last_poll(mirror.name) if s.update_signal else None
-        seen = store.signal_seen(mirror.name) if s.update_signal else None
-        facts.append(MirrorFacts(
-            name=mirror.name, schedule=parse_schedule(s.schedule), last_started=last_started,
-            running=mirror.name in running, queued=mirror.name in queued,
-            has_signal=s.update_signal is not None,
-            last_polled_at=poll["polled_at"] if poll else None,
-            signal=SignalSeen(seen[0], seen[1], seen[2]) if seen else None,
-            local_signal_mtime=local_mtime(mirror.dest, s.update_signal)
-            if s.update_signal else None))
-    return facts

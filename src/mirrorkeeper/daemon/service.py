@@ -31,7 +31,8 @@ from ..plan.due import Due, TickPlan, plan_tick
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir
-from .poller import gather_facts, poll_signal
+from .facts import gather_facts
+from .poller import poll_signal
 from .queue import SyncQueue
 
 log = logging.getLogger("mirrorkeeper")

@@ -1,0 +1,34 @@
+"""The planner's facts about every enabled mirror, read from the store and the disk (I/O).
+
+:func:`mirrorkeeper.plan.due.plan_tick` decides from these alone; gathering them is the only
+part of a tick that reads anything.
+"""
+
+from __future__ import annotations
+
+from ..config.schedule import parse_schedule
+from ..config.spec import Config
+from ..plan.due import MirrorFacts, SignalSeen
+from ..store import Store
+from ..sync.preflight import local_mtime
+
+
+def gather_facts(config: Config, store: Store, running: set[str], queued: set[str],
+                 ) -> list[MirrorFacts]:
+    """Everything the planner needs about every enabled mirror."""
+    facts = []
+    for mirror in config.enabled():
+        s = mirror.settings
+        rows = store.run_rows(mirror.name, limit=1)
+        last_started = rows[0]["started_at"] if rows else None
+        poll = store.last_poll(mirror.name) if s.update_signal else None
+        seen = store.signal_seen(mirror.name) if s.update_signal else None
+        facts.append(MirrorFacts(
+            name=mirror.name, schedule=parse_schedule(s.schedule), last_started=last_started,
+            running=mirror.name in running, queued=mirror.name in queued,
+            has_signal=s.update_signal is not None,
+            last_polled_at=poll["polled_at"] if poll else None,
+            signal=SignalSeen(seen[0], seen[1], seen[2]) if seen else None,
+            local_signal_mtime=local_mtime(mirror.dest, s.update_signal)
+            if s.update_signal else None))
+    return facts
