@@ -279,3 +279,17 @@ def test_trace_files_in_debian_and_arch_style(tmp_path: Path) -> None:
     arch = write_trace("arch", str(tmp_path), "mirror.example.org", record)
     assert arch == tmp_path / "lastsync" and arch.read_text() == f"{int(end)}\n"
     assert trace_path("", "h") is None and write_trace("", str(tmp_path), "h", record) is None
+
+
+def test_cron_follows_daylight_saving_time_in_the_hosts_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirrorkeeper.daemon.service import local_zone
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # the only patch: the host's zone
+    berlin = local_zone()
+    daily = Cron.parse(("0", "3", "*", "*", "*"))
+    assert daily.next_after(at(2026, 10, 23, 12, 0), berlin) == at(2026, 10, 24, 1, 0)  # CEST
+    assert daily.next_after(at(2026, 10, 24, 12, 0), berlin) == at(2026, 10, 25, 2, 0)  # CET
+    monkeypatch.setenv("TZ", "Not/AZone")
+    fallback = local_zone()  # a fixed offset instead of a failing tick
+    assert fallback.utcoffset(None) is not None and berlin.utcoffset(None) is None

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..config.load import load_config
 from ..config.problems import ConfigError
@@ -51,10 +52,20 @@ class WebUnavailable(Exception):
 
 
 def local_zone() -> tzinfo:
-    """This host's time zone now: cron expressions mean wall-clock time, as in cron."""
-    zone = datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone
+    """This host's time zone, with its DST rules: cron expressions mean wall-clock time.
+
+    ``$TZ`` first, then ``/etc/localtime``; a fixed offset only if neither can be read.
+    """
+    name = os.environ.get("TZ", "").lstrip(":")
+    try:
+        if name:
+            return ZoneInfo(name)
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError, KeyError):  # KeyError: ZoneInfoNotFoundError
+        zone = datetime.now().astimezone().tzinfo
+        assert zone is not None
+        return zone
 
 
 def daemon_running(state_dir: str | Path) -> bool:
