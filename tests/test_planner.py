@@ -283,7 +283,7 @@ def test_trace_files_in_debian_and_arch_style(tmp_path: Path) -> None:
 
 def test_cron_follows_daylight_saving_time_in_the_hosts_zone(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from mirrorkeeper.daemon.service import local_zone
+    from mirrorkeeper.clock import local_zone
 
     monkeypatch.setenv("TZ", "Europe/Berlin")  # the only patch: the host's zone
     berlin = local_zone()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .clock import local_zone
+from .config.schedule import parse_schedule
 from .config.spec import Config
 from .logs import iso
+from .plan.due import next_run
 from .record.present import run_json
 from .store import Store
 from .sync.lock import is_locked
@@ -15,6 +18,7 @@ from .sync.run import lock_dir
 
 def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
     rows = []
+    now, zone = time.time(), local_zone()
     for mirror in config.mirrors.values():
         recent = store.history(mirror.name, limit=2)
         last_ok = store.last_run(mirror.name, outcome="success")
@@ -31,6 +35,9 @@ def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
             "crashed" if unfinished else
             "never synced" if last_done is None else
             "idle" if mirror.enabled else "disabled")
+        upcoming = next_run(parse_schedule(mirror.settings.schedule),
+                            recent[0].started_at if recent else None, mirror.name,
+                            config.daemon.jitter, now, zone) if mirror.enabled else None
         row.update({
             "mirror": mirror.name,
             "state": state,
@@ -43,8 +50,11 @@ def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
             "progress_updated_at": iso(live["updated_at"]) if live else None,
             "last_success_at": iso(last_ok.finished_at) if last_ok else None,
             "last_success_epoch": last_ok.finished_at if last_ok else None,
-            "age_seconds": round(time.time() - last_ok.finished_at, 1)
+            "age_seconds": round(now - last_ok.finished_at, 1)
             if last_ok and last_ok.finished_at else None,
+            # By the schedule alone; a changed update signal or a push can come first.
+            "next_run_at": iso(upcoming),
+            "next_run_epoch": upcoming,
         })
         rows.append(row)
     return rows

@@ -227,6 +227,7 @@ def status(ctx: click.Context, as_json: bool) -> int:
     if as_json:
         for row in rows:
             row.pop("last_success_epoch", None)
+            row.pop("next_run_epoch", None)
         click.echo(json.dumps(rows, indent=2))
     else:
         console.print(render.status_table(rows))

@@ -54,7 +54,7 @@ def run_summary(record: RunRecord) -> Table:
 def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="mirrors", title_justify="left")
     for column in ("mirror", "state", "progress", "last success", "age", "last outcome",
-                   "size", "files", "last duration"):
+                   "size", "files", "last duration", "next run"):
         table.add_column(column)
     now = time.time()
     for row in rows:
@@ -72,8 +72,15 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
             human_bytes(row.get("size_bytes")), str(row.get("files_total") or "-"),
             f"{row['duration_seconds']:.1f} s" if row.get("duration_seconds") is not None
             else "-",
+            _next_run(row.get("next_run_epoch"), now),
         )
     return table
+
+
+def _next_run(epoch: float | None, now: float) -> str:
+    if epoch is None:
+        return "-"
+    return "due now" if epoch <= now else f"in {format_duration(epoch - now)}"
 
 
 def history_table(mirror: str, records: list[RunRecord]) -> Table:

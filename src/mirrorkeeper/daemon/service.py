@@ -15,13 +15,12 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from ..clock import local_zone
 from ..config.load import load_config
 from ..config.problems import ConfigError
 from ..config.spec import Config
@@ -49,23 +48,6 @@ POLL_KEEP_SECONDS = 30 * 86400.0
 
 class WebUnavailable(Exception):
     """The web server could not start (its port is taken, say): the daemon does not start."""
-
-
-def local_zone() -> tzinfo:
-    """This host's time zone, with its DST rules: cron expressions mean wall-clock time.
-
-    ``$TZ`` first, then ``/etc/localtime``; a fixed offset only if neither can be read.
-    """
-    name = os.environ.get("TZ", "").lstrip(":")
-    try:
-        if name:
-            return ZoneInfo(name)
-        with open("/etc/localtime", "rb") as handle:
-            return ZoneInfo.from_file(handle, key="localtime")
-    except (OSError, ValueError, KeyError):  # KeyError: ZoneInfoNotFoundError
-        zone = datetime.now().astimezone().tzinfo
-        assert zone is not None
-        return zone
 
 
 def daemon_running(state_dir: str | Path) -> bool:
@@ -119,7 +101,6 @@ class Daemon:
         self.queued: set[str] = {mirror for mirror, _ in self.queue.pending()}
         self._rerun: set[str] = set()
         self._polling: set[str] = set()
-        self.last_plan = TickPlan((), (), {})
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self._last_pruned = 0.0
@@ -197,7 +178,6 @@ class Daemon:
             queued = set(self.queued)
             polling = set(self._polling)
         plan = make_plan(config, self.store, running, queued, now)
-        self.last_plan = plan
         for due in plan.due:
             self.enqueue(due.mirror, due.reason)
         for name in plan.polls:

@@ -163,7 +163,7 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     async def api_status(request: Request) -> Response:
         rows = await run_in_threadpool(overview, backend)
         for row in rows:
-            row["next_run"] = iso(row.pop("next_run_epoch"))
+            row.pop("next_run_epoch", None)
             row.pop("last_success_epoch", None)
             row.pop("sparkline", None)
         return JSONResponse(rows)
@@ -172,7 +172,7 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         mirror = config_mirror(request.path_params["name"])
         rows = await run_in_threadpool(overview, backend)
         row = next(r for r in rows if r["mirror"] == mirror.name)
-        row["next_run"] = iso(row.pop("next_run_epoch"))
+        row.pop("next_run_epoch", None)
         row.pop("last_success_epoch", None)
         row.pop("sparkline", None)
         row["alerts"] = [alert_row(a) for a in await run_in_threadpool(

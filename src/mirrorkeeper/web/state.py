@@ -9,7 +9,6 @@ from typing import Any, Protocol
 from ..classify.findings import Severity
 from ..config.spec import Config
 from ..overview import status_rows
-from ..plan.due import TickPlan
 from ..store import Store
 from ..store.alerts import AlertStore
 from .compat import MirrorState
@@ -21,7 +20,6 @@ class Backend(Protocol):
 
     config: Config
     store: Store
-    last_plan: TickPlan
     queued: set[str]
     stop: threading.Event
 
@@ -35,7 +33,7 @@ def worst_severity(alerts: list[dict[str, Any]]) -> str | None:
 
 
 def overview(backend: Backend) -> list[dict[str, Any]]:
-    """Every mirror: status row, next run, queue state, worst open alert, sparkline."""
+    """Every mirror: status row, queue state, worst open alert, sparkline."""
     config, store = backend.config, backend.store
     rows = status_rows(config, store)
     astore = AlertStore(store.engine)
@@ -47,7 +45,6 @@ def overview(backend: Backend) -> list[dict[str, Any]]:
         row["open_alerts"] = len(mine)
         row["severity"] = worst_severity(mine)
         row["queued"] = name in queued
-        row["next_run_epoch"] = backend.last_plan.next_run.get(name)
         recent = store.run_rows(name, limit=30)
         durations = [r["duration_seconds"] for r in reversed(recent)
                      if r["outcome"] != "running" and r["duration_seconds"] is not None]
@@ -74,7 +71,7 @@ def mirror_states(backend: Backend) -> list[MirrorState]:
             last_success_at=last_ok.finished_at if last_ok else None,
             last_started_at=newest[0]["started_at"] if newest else None,
             last_ended_at=finished["finished_at"] if finished else None,
-            next_run_at=backend.last_plan.next_run.get(mirror.name),
+            next_run_at=row["next_run_epoch"],
             size_bytes=last_ok.size_bytes if last_ok else None))
     return states
 
