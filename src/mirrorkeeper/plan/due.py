@@ -15,7 +15,8 @@ from datetime import tzinfo
 from ..config.schedule import Schedule
 from .cron import Cron
 
-#: An upstream's signal counts as newer than ours only beyond this (clocks, filesystems).
+#: Two signal mtimes closer than this count as equal (clocks, filesystem granularity): for the
+#: planner's "newer upstream" and for the pre-flight guard's "older upstream" alike.
 SIGNAL_SLACK_SECONDS = 2.0
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from ..config.spec import SyncSettings
 from ..plan.argv import connection_options
+from ..plan.due import SIGNAL_SLACK_SECONDS
 from ..rsync.parse import Error, parse_line, parse_list_line
 
-#: An upstream's signal may lag ours by this much (clock and filesystem granularity).
-MTIME_SLACK_SECONDS = 2.0
+#: An upstream's signal may lag ours by this much (clock and filesystem granularity); the same
+#: slack that decides whether a polled signal is newer than ours.
+MTIME_SLACK_SECONDS = SIGNAL_SLACK_SECONDS
 
 
 @dataclass(frozen=True)
