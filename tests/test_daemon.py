@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from mirrorkeeper.config.load import load_config
-from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
@@ -35,12 +35,6 @@ from .test_metrics import Listener, graphite
 __all__ = ["graphite"]  # a fixture, imported for pytest
 
 TOKEN = "s3cret-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from mirrorkeeper.config.load import load_config
+from mirrorkeeper.demo.rsyncd import free_port
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
 
 from .conftest import TEST_HOSTNAME, wait_for, write_config
-from .test_daemon import free_port, sync_now
+from .test_daemon import listening, sync_now
 
 
 def needs(*programs: str) -> pytest.MarkDecorator:
@@ -167,15 +167,8 @@ def carbon(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     proc = started(["carbon-cache", f"--config={conf / 'carbon.conf'}", "--nodaemon", "start"],
                    base)
 
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_for(listening, timeout=20, what="carbon-cache listening")
+        wait_for(lambda: listening(port), timeout=20, what="carbon-cache listening")
         yield port, whisper
     finally:
         stopped(proc)
