@@ -15,11 +15,23 @@ from .store import Store
 from .sync.lock import is_locked
 from .sync.run import lock_dir
 
+#: Fields the readers compute with, not part of the JSON documents (see :func:`public_row`).
+INTERNAL_KEYS = frozenset({"last_success_epoch", "next_run_epoch", "last_started_epoch",
+                           "last_ended_epoch", "last_success_size_bytes", "sparkline"})
 
-def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A status row as ``status --json`` and the API publish it."""
+    return {k: v for k, v in row.items() if k not in INTERNAL_KEYS}
+
+
+def status_rows(config: Config, store: Store,
+                names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per mirror (all of them, or ``names``): state, live progress, the last finished
+    run's figures, last success, next scheduled run."""
     rows = []
     now, zone = time.time(), local_zone()
-    for mirror in config.mirrors.values():
+    for mirror in (config.mirrors[n] for n in names or config.mirrors):
         recent = store.history(mirror.name, limit=2)
         last_ok = store.last_run(mirror.name, outcome="success")
         running = is_locked(lock_dir(config), mirror.name)
@@ -55,6 +67,9 @@ def status_rows(config: Config, store: Store) -> list[dict[str, Any]]:
             # By the schedule alone; a changed update signal or a push can come first.
             "next_run_at": iso(upcoming),
             "next_run_epoch": upcoming,
+            "last_started_epoch": recent[0].started_at if recent else None,
+            "last_ended_epoch": last_done.finished_at if last_done else None,
+            "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
         })
         rows.append(row)
     return rows

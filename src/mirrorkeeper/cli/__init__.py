@@ -24,7 +24,7 @@ from ..errors import StateUnavailable
 from ..exitcodes import Exit
 from ..job import run_job
 from ..logs import event, setup_event_log
-from ..overview import alert_row, status_rows
+from ..overview import alert_row, public_row, status_rows
 from ..profiles import load_catalogue
 from ..record import RunRecord
 from ..record.present import run_json
@@ -225,10 +225,7 @@ def status(ctx: click.Context, as_json: bool) -> int:
     finally:
         store.close()
     if as_json:
-        for row in rows:
-            row.pop("last_success_epoch", None)
-            row.pop("next_run_epoch", None)
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([public_row(row) for row in rows], indent=2))
     else:
         console.print(render.status_table(rows))
     return Exit.OK

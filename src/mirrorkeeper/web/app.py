@@ -39,7 +39,7 @@ from .. import __version__
 from ..config.durations import format_duration
 from ..logs import iso, open_run_log
 from ..metrics.prometheus import registry_for
-from ..overview import alert_row
+from ..overview import alert_row, public_row
 from ..record.present import human_bytes, human_rate, run_json
 from ..store.alerts import AlertStore
 from . import compat
@@ -162,19 +162,11 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     # -- JSON API ---------------------------------------------------------------------------
     async def api_status(request: Request) -> Response:
         rows = await run_in_threadpool(overview, backend)
-        for row in rows:
-            row.pop("next_run_epoch", None)
-            row.pop("last_success_epoch", None)
-            row.pop("sparkline", None)
-        return JSONResponse(rows)
+        return JSONResponse([public_row(row) for row in rows])
 
     async def api_mirror(request: Request) -> Response:
         mirror = config_mirror(request.path_params["name"])
-        rows = await run_in_threadpool(overview, backend)
-        row = next(r for r in rows if r["mirror"] == mirror.name)
-        row.pop("next_run_epoch", None)
-        row.pop("last_success_epoch", None)
-        row.pop("sparkline", None)
+        row = public_row((await run_in_threadpool(overview, backend, mirror.name))[0])
         row["alerts"] = [alert_row(a) for a in await run_in_threadpool(
             AlertStore(backend.store.engine).open_alerts, mirror.name)]
         row["polls"] = [{**p, "polled_at": iso(p["polled_at"])} for p in
@@ -279,8 +271,7 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
 
     async def mirror_page(request: Request) -> Response:
         mirror = config_mirror(request.path_params["name"])
-        rows = await run_in_threadpool(overview, backend)
-        row = next(r for r in rows if r["mirror"] == mirror.name)
+        row = (await run_in_threadpool(overview, backend, mirror.name))[0]
         runs = await run_in_threadpool(backend.store.run_rows, mirror.name, 50)
         alerts = await run_in_threadpool(AlertStore(backend.store.engine).open_alerts,
                                          mirror.name)

@@ -32,12 +32,11 @@ def worst_severity(alerts: list[dict[str, Any]]) -> str | None:
     return max(Severity.parse(a["severity"]) for a in alerts).name.lower()
 
 
-def overview(backend: Backend) -> list[dict[str, Any]]:
-    """Every mirror: status row, queue state, worst open alert, sparkline."""
+def overview(backend: Backend, name: str | None = None) -> list[dict[str, Any]]:
+    """Every mirror (or just ``name``): status row, queue state, worst open alert, sparkline."""
     config, store = backend.config, backend.store
-    rows = status_rows(config, store)
-    astore = AlertStore(store.engine)
-    alerts = astore.open_alerts()
+    rows = status_rows(config, store, [name] if name else None)
+    alerts = AlertStore(store.engine).open_alerts(name)
     queued = set(backend.queued)
     for row in rows:
         name = row["mirror"]
@@ -54,26 +53,16 @@ def overview(backend: Backend) -> list[dict[str, Any]]:
 
 
 def mirror_states(backend: Backend) -> list[MirrorState]:
-    """The facts tunasync's ``/jobs`` and MirrorZ need, for every mirror."""
-    config, store = backend.config, backend.store
-    states = []
-    running_rows = {r["mirror"]: r for r in status_rows(config, store)}
-    for mirror in config.mirrors.values():
-        newest = store.run_rows(mirror.name, limit=5)
-        finished = next((r for r in newest if r["outcome"] != "running"), None)
-        last_ok = store.last_run(mirror.name, outcome="success")
-        row = running_rows[mirror.name]
-        states.append(MirrorState(
-            name=mirror.name, enabled=mirror.enabled, running=row["state"] == "running",
-            queued=mirror.name in backend.queued,
-            upstream=(finished or {}).get("upstream") or mirror.settings.upstreams[0],
-            last_outcome=finished["outcome"] if finished else None,
-            last_success_at=last_ok.finished_at if last_ok else None,
-            last_started_at=newest[0]["started_at"] if newest else None,
-            last_ended_at=finished["finished_at"] if finished else None,
-            next_run_at=row["next_run_epoch"],
-            size_bytes=last_ok.size_bytes if last_ok else None))
-    return states
+    """The facts tunasync's ``/jobs`` and MirrorZ need, for every mirror (from its status row)."""
+    config = backend.config
+    return [MirrorState(
+        name=row["mirror"], enabled=row["enabled"], running=row["state"] == "running",
+        queued=row["mirror"] in backend.queued,
+        upstream=row.get("upstream") or config.mirrors[row["mirror"]].settings.upstreams[0],
+        last_outcome=row["outcome"], last_success_at=row["last_success_epoch"],
+        last_started_at=row["last_started_epoch"], last_ended_at=row["last_ended_epoch"],
+        next_run_at=row["next_run_epoch"], size_bytes=row["last_success_size_bytes"])
+        for row in status_rows(config, backend.store)]
 
 
 def live_snapshot(backend: Backend) -> dict[str, Any]:
