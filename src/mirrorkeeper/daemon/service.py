@@ -26,7 +26,7 @@ from ..config.problems import ConfigError
 from ..config.spec import Config
 from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
-from ..metrics.sink import MetricsSink, latest_values
+from ..metrics.sink import MetricsSink, age_seconds
 from ..plan.due import Due, TickPlan, plan_tick
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
@@ -214,7 +214,7 @@ class Daemon:
             event("alert.failure", level=logging.ERROR, error=repr(exc))
         if self.sink is not None:
             for mirror in config.enabled():
-                age = latest_values(self.store, mirror.name, now).get("age_seconds")
+                age = age_seconds(self.store, mirror.name, now)  # not the whole last run
                 if age is not None:
                     self.sink.send(mirror.name, {"age_seconds": age})
         write_textfile(config, self.store)

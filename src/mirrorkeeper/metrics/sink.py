@@ -17,13 +17,19 @@ def last_success_at(store: Store, mirror: str) -> float | None:
     return last_ok.finished_at if last_ok else None
 
 
+def age_seconds(store: Store, mirror: str, now: float) -> float | None:
+    """Seconds since the mirror's last successful sync (None: it never had one)."""
+    success_at = last_success_at(store, mirror)
+    return round(now - success_at) if success_at is not None else None
+
+
 def latest_values(store: Store, mirror: str, now: float) -> dict[str, float]:
     """The last finished run's figures and the mirror's age: what every exporter reports."""
     last = next((r for r in store.history(mirror, 5) if r.outcome != "running"), None)
     values = wire.run_values(last) if last else {}
-    success_at = last_success_at(store, mirror)
-    if success_at is not None:
-        values["age_seconds"] = round(now - success_at)
+    age = age_seconds(store, mirror, now)
+    if age is not None:
+        values["age_seconds"] = age
     return values
 
 
@@ -61,9 +67,9 @@ class MetricsSink:
 
     def run(self, record: RunRecord, store: Store) -> None:
         values = wire.run_values(record)
-        success_at = last_success_at(store, record.mirror)
-        if success_at is not None:
-            values["age_seconds"] = round(time.time() - success_at)
+        age = age_seconds(store, record.mirror, time.time())
+        if age is not None:
+            values["age_seconds"] = age
         self.send(record.mirror, values)
 
     def close(self) -> None:
