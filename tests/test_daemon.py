@@ -64,6 +64,11 @@ class RunningDaemon:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(self.answers, timeout=20, what="the daemon's web server answers")
 
+    def wait_for_rsync(self, dest: Path) -> None:
+        """Until one of the daemon's syncs has an rsync running into ``dest``."""
+        wait_for(lambda: any(p != self.proc.pid for p in processes_mentioning(str(dest))),
+                 what=f"an rsync into {dest}")
+
     def answers(self) -> bool:
         assert self.proc.poll() is None, self.proc.communicate()
         try:
@@ -239,8 +244,7 @@ def test_sigterm_stops_running_syncs_and_records_them_interrupted(
     config, port = daemon_config(tmp_path, {"deb": {
         "profile": "debian", "dest": str(dest), "upstreams": [served], "bwlimit": 300}})
     daemon = start_daemon(config, port)
-    wait_for(lambda: any(p != daemon.proc.pid for p in processes_mentioning(str(dest))),
-             what="rsync started")
+    daemon.wait_for_rsync(dest)
     began = time.monotonic()
     code, err = daemon.stop()
     assert code == 0, err
@@ -426,8 +430,7 @@ def test_pushes_during_a_sync_earn_exactly_one_more_run(
     config, port = daemon_config(tmp_path, {"deb": {
         "profile": "debian", "dest": str(dest), "upstreams": [served], "bwlimit": 1000}})
     daemon = start_daemon(config, port)
-    wait_for(lambda: any(p != daemon.proc.pid for p in processes_mentioning(str(dest))),
-             what="the first run's rsync")
+    daemon.wait_for_rsync(dest)
     for _ in range(3):
         assert daemon.post("/api/mirrors/deb/sync", token=TOKEN)[0] == 202
     wait_for(lambda: len(events(tmp_path, "job.coalesced")) == 3, what="three pushes folded")
