@@ -18,14 +18,14 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_sync import bench_tree, mirrorkeeper_sync  # beside this script
+
 from mirrorkeeper.config.spec import SyncSettings
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
-from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
 from mirrorkeeper.sync.preflight import probe
 
@@ -60,17 +60,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mk-poll-"))
     try:
-        tree = DebianLikeTree(work / "upstream", seed=11)
-        tree.create(packages=args.packages, min_size=500, max_size=20_000)
+        tree = bench_tree(work, args.packages)
         files = sum(1 for p in tree.root.rglob("*") if p.is_file())
         with RsyncDaemon(work / "rsyncd", [Module("debian", tree.root)]) as rsyncd:
             url = rsyncd.url("debian")
-            config = work / "mk.toml"
-            config.write_text(f'[global]\nstate_dir = "{work}/state"\nlog_dir = "{work}/logs"\n'
-                              f'[mirrors.deb]\nprofile = "debian"\ndest = "{work}/mk"\n'
-                              f'upstreams = ["{url}"]\n')
-            mk = [sys.executable, "-m", "mirrorkeeper", "-c", str(config), "sync", "deb",
-                  "--quiet"]
+            mk = mirrorkeeper_sync(work, url)
             bare = ["rsync", *COMMON_OPTIONS, "--delete-after", url, f"{work}/bare/"]
             listing = ["rsync", "--list-only", "--no-motd", f"{url}project/trace/master"]
             timed(mk), timed(bare)  # the first full syncs

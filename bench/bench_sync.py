@@ -49,6 +49,22 @@ def measure(argv: list[str]) -> tuple[float, int]:
     return float(seconds), int(rss)
 
 
+def bench_tree(work: Path, packages: int) -> DebianLikeTree:
+    """The benchmarks' upstream: a Debian-like tree of ``packages`` packages, 0.5 to 20 KB."""
+    tree = DebianLikeTree(work / "upstream", seed=11)
+    tree.create(packages=packages, min_size=500, max_size=20_000)
+    return tree
+
+
+def mirrorkeeper_sync(work: Path, url: str) -> list[str]:
+    """A config with one debian mirror of ``url`` in ``work``, and the argv that syncs it."""
+    config = work / "mk.toml"
+    config.write_text(f'[global]\nstate_dir = "{work}/state"\nlog_dir = "{work}/logs"\n'
+                      f'[mirrors.deb]\nprofile = "debian"\ndest = "{work}/mk"\n'
+                      f'upstreams = ["{url}"]\n')
+    return [sys.executable, "-m", "mirrorkeeper", "-c", str(config), "sync", "deb", "--quiet"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packages", type=int, default=10_000)
@@ -62,21 +78,15 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mk-bench-"))
     try:
-        tree = DebianLikeTree(work / "upstream", seed=11)
-        tree.create(packages=args.packages, min_size=500, max_size=20_000)
+        tree = bench_tree(work, args.packages)
         files = sum(1 for p in tree.root.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in tree.root.rglob("*") if p.is_file())
         rows: dict[str, dict[str, list[float]]] = {}
         with RsyncDaemon(work / "rsyncd", [Module("debian", tree.root)]) as daemon:
             url = daemon.url("debian")
-            config = work / "mk.toml"
-            config.write_text(f'[global]\nstate_dir = "{work}/state"\nlog_dir = "{work}/logs"\n'
-                              f'[mirrors.deb]\nprofile = "debian"\ndest = "{work}/mk"\n'
-                              f'upstreams = ["{url}"]\n')
+            mk = mirrorkeeper_sync(work, url)
             bare = ["rsync", *COMMON_OPTIONS, "--timeout=600", "--delete-after", url,
                     f"{work}/bare/"]
-            mk = [sys.executable, "-m", "mirrorkeeper", "-c", str(config), "sync", "deb",
-                  "--quiet"]
 
             def record(name: str, tool: str, result: tuple[float, int]) -> None:
                 slot = rows.setdefault(name, {})
