@@ -208,7 +208,7 @@ def test_a_changed_update_signal_is_synced_early_and_an_unchanged_one_is_not(
     assert len(runs(config, "quiet")) == 1
 
 
-def test_push_triggers_over_http_and_ssh_forced_command(
+def test_push_triggers_over_http_and_the_trigger_command(
         tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
     config, port = daemon_config(tmp_path, {"deb": {
         "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
@@ -220,6 +220,7 @@ def test_push_triggers_over_http_and_ssh_forced_command(
     assert daemon.post("/api/mirrors/deb/sync", token=TOKEN) == (202, {"mirror": "deb",
                                                                        "queued": True})
     wait_for(lambda: len(finished(config, "deb")) == 2, what="the HTTP-triggered sync")
+    # The environment sshd gives a forced command; the real sshd path is tested further down.
     forced = subprocess.run([*python_cli(), "-c", str(config), "trigger", "deb"],
                             capture_output=True, text=True, timeout=30,
                             env={"SSH_ORIGINAL_COMMAND": "sync:all", "PATH": "/usr/bin:/bin"})

@@ -38,7 +38,7 @@ from .queue import SyncQueue
 log = logging.getLogger("mirrorkeeper")
 
 #: Reasons that come from outside and must not be lost when the mirror is busy.
-URGENT_REASONS = frozenset({"push", "update signal", "manual"})
+URGENT_REASONS = frozenset({"push", "update signal"})
 DAEMON_LOCK = "daemon"
 #: A job for a mirror that another process is syncing waits this long and tries again.
 BUSY_RETRY_SECONDS = 60.0
@@ -88,7 +88,6 @@ class Daemon:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.started_at = time.time()
         self.store = Store.open(config.settings.state_dir)
         self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         self.queue.handler = self.execute

@@ -9,6 +9,7 @@ adds the live progress (server-sent events) and the uPlot graphs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import time
@@ -142,7 +143,7 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
 
     def run_detail(record: Any) -> dict[str, Any]:
         data = run_json(record)
-        data["attempts"] = [{**a.__dict__, "started_at": iso(a.started_at),
+        data["attempts"] = [{**dataclasses.asdict(a), "started_at": iso(a.started_at),
                              "finished_at": iso(a.finished_at)} for a in record.attempts]
         data["findings"] = backend.store.findings(record.run_id)
         return data
