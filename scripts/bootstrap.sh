@@ -10,9 +10,9 @@ need=""
 if [ "${1:-}" = "--test" ]; then
     command -v chromium >/dev/null 2>&1 || need="$need chromium"
     command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
-    command -v collectd >/dev/null 2>&1 || need="$need collectd-core"
+    [ -x /usr/sbin/collectd ] || need="$need collectd-core"
     command -v carbon-cache >/dev/null 2>&1 || need="$need graphite-carbon"
-    command -v nagios4 >/dev/null 2>&1 || need="$need nagios4-core"
+    [ -x /usr/sbin/nagios4 ] || need="$need nagios4-core"
     [ -x /usr/sbin/sshd ] || need="$need openssh-server"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"

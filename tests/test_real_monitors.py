@@ -29,13 +29,19 @@ from .conftest import TEST_HOSTNAME, wait_for, write_config
 from .test_daemon import listening, sync_now
 
 
+def program(name: str) -> str | None:
+    """A server's path; Debian puts collectd and nagios4 in /usr/sbin, off a user's PATH."""
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
 def needs(*programs: str) -> pytest.MarkDecorator:
-    missing = [p for p in programs if shutil.which(p) is None]
+    missing = [p for p in programs if program(p) is None]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: "
                               "`sh scripts/bootstrap.sh --test` installs them")
 
 
 def started(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    argv = [program(argv[0]) or argv[0], *argv[1:]]
     return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -312,8 +318,8 @@ def test_real_nagios_runs_the_check_and_takes_the_alert_plugins_results(
         enable_environment_macros=0
         illegal_macro_output_chars=`~$&|'"<>
         """))
-    verify = subprocess.run(["nagios4", "-v", str(base / "nagios.cfg")], capture_output=True,
-                            text=True)
+    verify = subprocess.run([program("nagios4") or "nagios4", "-v", str(base / "nagios.cfg")],
+                            capture_output=True, text=True)
     assert verify.returncode == 0 and "Total Errors:   0" in verify.stdout, verify.stdout
     assert "Total Warnings: 0" in verify.stdout, verify.stdout
     assert sync_now(config, "deb").outcome == "success"
