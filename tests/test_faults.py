@@ -71,8 +71,9 @@ def test_permission_denied_on_a_few_files_is_info(tmp_path: Path, public: Path,
     daemon = rsyncd([Module("debian", tree.root, {"uid": "nobody", "gid": "nogroup"})])
     record, findings = run(tmp_path, [daemon.url("debian")])
     assert record.outcome == "success"  # stage 2 ran: 1 of ~2,400 is not worth stale indexes
-    assert [s.name for s in record.stages] == ["stage1", "stage2"]
-    assert record.files_failed == 1 and record.stages[-1].errors["permission_denied"] == 1
+    assert [s.name for s in record.stages] == ["stage1", "stage2", "signal"]
+    assert record.files_failed == 1 and record.stages[1].errors["permission_denied"] == 1
+    assert record.errors["permission_denied"] == 1  # one file, though both stages say so
     assert codes(findings) == {"transfer.partial": Severity.INFO}
     assert findings[0].details["samples"][0].startswith("send_files failed to open")
 
@@ -287,11 +288,13 @@ def test_mass_delete_is_stopped_by_the_bound(tmp_path: Path, upstream: DebianLik
     for rel in removed:
         (upstream.root / rel).unlink()
     record, findings = run(tmp_path, [served], **single)
-    assert record.exit_code == 25 and len(record.attempts) == 1  # no retry
-    assert record.files_deleted == 5
+    assert record.outcome == "failed" and len(record.attempts) == 1  # no retry
+    assert record.attempts[0].code == "guard.mass_delete"
+    # Nothing at all is deleted past the bound (rsync's own --max-delete would stop after 5).
+    assert record.files_deleted == 0
+    assert record.deletions is not None and record.deletions.mass_delete
     assert codes(findings) == {"guard.mass_delete": Severity.CRITICAL}
-    left = [rel for rel in removed if (tmp_path / "mirror" / rel).exists()]
-    assert len(left) == 35
+    assert all((tmp_path / "mirror" / rel).exists() for rel in removed)
 
 
 def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
@@ -302,4 +305,6 @@ def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
     assert record.outcome == "success" and findings == []
     assert [(a.upstream, a.category) for a in record.attempts] == [(daemon.url("debian"), "ok")]
     requests = daemon.log_path.read_text().count("] rsync on debian/")
-    assert requests == 3  # the ranking probe (reused by the guard), stage 1, stage 2
+    # The ranking probe (reused by the guard), stage 1, the signal's re-check after stage 1,
+    # stage 2, and the signal file itself.
+    assert requests == 5

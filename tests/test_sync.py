@@ -60,7 +60,8 @@ def test_first_full_sync(tmp_path: Path, mirror_config: Path, upstream: DebianLi
     record = sync_once(mirror_config)
     assert record.outcome == "success" and record.exit_code == 0
     assert tree_files(tmp_path / "mirror") == tree_files(upstream.root)
-    assert [s.name for s in record.stages] == ["stage1", "stage2"]
+    # The update signal comes last, after the indexes, in a one-file step of its own.
+    assert [s.name for s in record.stages] == ["stage1", "stage2", "signal"]
     assert {k: getattr(record, k) for k in expected} == expected
     assert record.files_failed == 0 and record.errors == {}
     assert record.bytes_transferred > record.size_bytes  # payload plus protocol
@@ -129,7 +130,7 @@ def test_two_stage_order(tmp_path: Path, mirror_config: Path, upstream: DebianLi
     listed_files_present()
     assert "between" in seen and violations == []
     assert record.stages[0].files_deleted == 0
-    assert record.stages[1].files_deleted == len(change.removed)
+    assert record.files_deleted == len(change.removed)  # after stage 2, by Mirrorkeeper
     assert record.stages[1].files_transferred == 8 + 2  # only the indexes were held back
     assert not any((mirror / rel).exists() for rel in change.removed)
 
@@ -157,7 +158,8 @@ def test_every_rsync_line_is_in_the_run_log(mirror_config: Path, tmp_path: Path)
     ends = [e for e in events if e["event"] == "run.end"]
     assert ends[-1]["mirror"] == "deb" and ends[-1]["run_id"] == record.run_id
     assert ends[-1]["files_transferred"] == record.files_transferred
-    assert [e["stage"] for e in events if e["event"] == "stage.start"] == ["stage1", "stage2"]
+    assert [e["stage"] for e in events if e["event"] == "stage.start"] == [
+        "stage1", "stage2", "signal"]
 
 
 def test_run_logs_are_pruned(tmp_path: Path, served: str) -> None:

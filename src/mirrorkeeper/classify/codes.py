@@ -31,12 +31,21 @@ CODES: dict[str, Code] = {
     "upstream.empty": Code(S.WARNING, "an upstream served far fewer files than the mirror has; "
                                       "it was skipped"),
     "upstream.fallback": Code(S.WARNING, "an upstream failed and another one worked"),
+    "upstream.busy": Code(S.ERROR, "the upstream stayed mid-update (a foreign "
+                                   "Archive-Update-in-Progress marker) through every retry"),
     # The transfer.
     "transfer.partial": Code(S.INFO, "a few files could not be transferred (failure ratio "
                                      "within the info bound)"),
     "transfer.failure_ratio": Code(S.ERROR, "a large share of the files could not be "
                                             "transferred; severity grows with the ratio"),
     "transfer.vanished": Code(S.INFO, "files vanished upstream during the transfer"),
+    "transfer.deletions_skipped": Code(S.WARNING, "files the upstream dropped could not be "
+                                                  "deleted safely this run (upstream errors, "
+                                                  "failure ratio); critical once it persists "
+                                                  "for deletions_skipped_critical_after runs",
+                                       protected=True),
+    "local.delete_failed": Code(S.WARNING, "files the upstream dropped could not be deleted "
+                                           "here (permissions, a file in the way)"),
     # This machine.
     "local.disk_full": Code(S.CRITICAL, "no space (or quota) left on the mirror's filesystem",
                             protected=True),

@@ -15,6 +15,7 @@ An attempt's *category* decides what the runner does next:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config.spec import SyncSettings
@@ -149,11 +150,31 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         if vanished:
             add("transfer.vanished", f"{vanished} files vanished upstream during the run",
                 files=vanished)
+    _deletion_findings(record, settings, add)
     unparsed = sum(s.unparsed_lines for s in record.stages)
     if unparsed:
         add("internal.unparsed_output", f"rsync printed {unparsed} lines not understood",
             samples=[x for s in record.stages for x in s.error_samples][:10])
     return _dedup(findings)
+
+
+def _deletion_findings(record: RunRecord, settings: SyncSettings,
+                       add: Callable[..., None]) -> None:
+    """Files the upstream dropped that stay on the mirror: never silent (zero false
+    negatives), critical once the deletions have been skipped run after run."""
+    d = record.deletions
+    if d is None:
+        return
+    if d.skipped:
+        critical = d.skipped_runs >= settings.deletions_skipped_critical_after
+        add("transfer.deletions_skipped",
+            f"no deletions for {d.skipped_runs} run(s) in a row: {d.skipped}; the mirror keeps "
+            f"{d.kept} files the upstream dropped",
+            Severity.CRITICAL if critical else Severity.WARNING, record.upstream,
+            kept=d.kept, runs=d.skipped_runs, reason=d.skipped)
+    if d.failed:
+        add("local.delete_failed", f"{d.failed} files the upstream dropped could not be "
+            "deleted here; see the run's log", None, record.upstream, files=d.failed)
 
 
 def _dedup(findings: list[Finding]) -> list[Finding]:

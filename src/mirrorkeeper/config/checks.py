@@ -98,6 +98,12 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
     for key in ("retry_backoff", "run_budget", "upstream_cooldown"):
         if getattr(s, key) < 0:
             found.append((key, "cannot be negative", ""))
+    for key in ("delete_grace", "upstream_busy_wait"):
+        if getattr(s, key) < 0:
+            found.append((key, "cannot be negative", "0 turns it off"))
+    for key in ("deletions_skipped_critical_after", "stage1_reruns", "upstream_busy_retries"):
+        if getattr(s, key) < 0:
+            found.append((key, "cannot be negative", ""))
     if s.bwlimit is not None and s.bwlimit <= 0:
         found.append(("bwlimit", "must be a positive number of KiB/s", "remove it for no limit"))
     if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):

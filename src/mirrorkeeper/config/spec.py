@@ -13,7 +13,7 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "stale_after", "timeout", "contimeout", "no_output_timeout",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
-                           "renotify_info", "interval"})
+                           "renotify_info", "interval", "delete_grace", "upstream_busy_wait"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 TRACE_STYLES = ("", "debian", "arch")
 
@@ -54,6 +54,20 @@ class SyncSettings:
     max_delete_fraction: float = 0.10
     #: ... but never fewer than this many files (small trees, first runs).
     max_delete_min: int = 1000
+    #: Files the upstream dropped stay this long after the mirror first saw them gone, so a
+    #: client holding the previous index still finds them (0: delete at once).
+    delete_grace: float = 0.0
+    #: Deletions that could not run (upstream errors, failure ratio) are a warning at once and
+    #: critical once this many runs in a row could not delete.
+    deletions_skipped_critical_after: int = 3
+    #: After stage 1, an upstream whose update signal changed meanwhile published again: stage 1
+    #: runs again (at most this many times) so stage 2 never brings a newer publish's indexes.
+    stage1_reruns: int = 3
+    #: An upstream with a foreign ``Archive-Update-in-Progress-*`` marker is mid-update: wait
+    #: this long and run stage 1 again, at most ``upstream_busy_retries`` times, then give up
+    #: on that upstream (ftpsync's UIPSLEEP / UIPRETRIES).
+    upstream_busy_wait: float = 300.0
+    upstream_busy_retries: int = 3
     #: Attempts per upstream for transient network failures before moving to the next one.
     attempts_per_upstream: int = 2
     #: Wait before a retry; doubles with each further retry of the same upstream.

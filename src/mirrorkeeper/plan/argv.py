@@ -2,8 +2,12 @@
 
 Stage 1 copies everything except the profile's ``stage2`` patterns (the index files) and deletes
 nothing. Stage 2 copies the rest with ``--delay-updates`` (new files appear together at the end)
-and deletes with ``--delete-after``, bounded by ``--max-delete``. Clients therefore never see an
-index that names a file the mirror does not have yet.
+and *lists* what the upstream dropped (``--delete-after --max-delete=0 --debug=DEL2``): rsync
+deletes nothing itself; :mod:`mirrorkeeper.plan.deletions` decides (grace, guards, upstream
+errors). Clients therefore never see an index that names a file the mirror does not have yet.
+
+The upstream's update-signal file comes last of all, in a one-file step after stage 2, so a
+downstream that polls it never sees a publish before the mirror serves it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ class StagePlan:
     deletes: bool
 
 
+#: How the deleting stage asks rsync to name, not delete, what the upstream dropped; with
+#: ``--ignore-errors`` it names them even when the upstream had I/O errors (the planner then
+#: protects every path an error named).
+LIST_DELETIONS = ("--delete-after", "--max-delete=0", "--ignore-errors", "--debug=DEL2")
+
+
 @dataclass(frozen=True)
 class SyncPlan:
     mirror: str
@@ -52,6 +62,8 @@ class SyncPlan:
     max_delete: int
     #: Seconds of total silence from rsync before the runner's watchdog stops it.
     no_output_timeout: float
+    #: Copies the update-signal file after the content stages (None: the profile has none).
+    signal: StagePlan | None = None
 
 
 def max_delete_bound(settings: SyncSettings, last_files_total: int | None) -> int:
@@ -110,7 +122,12 @@ def build_plan(
     shared = _shared(s, upstream)
     if own_trace:
         shared.append(f"--exclude=/{own_trace}")
-    deleting = ["--delete-after", "--delay-updates", f"--max-delete={bound}"]
+    signal = None
+    if s.update_signal:
+        path = s.update_signal.strip("/")
+        signal = StagePlan("signal", (rsync, *shared, source + path, dest + path), deletes=False)
+        shared.append(f"--exclude=/{path}")
+    deleting = ["--delay-updates", *LIST_DELETIONS]
     stages: tuple[StagePlan, ...]
     if s.stage2:
         stage1 = [rsync, *shared]
@@ -123,4 +140,4 @@ def build_plan(
     else:
         stages = (StagePlan("single", (rsync, *shared, *deleting, source, dest), deletes=True),)
     return SyncPlan(mirror=mirror.name, upstream=upstream, dest=dest, stages=stages,
-                    max_delete=bound, no_output_timeout=s.no_output_timeout)
+                    max_delete=bound, no_output_timeout=s.no_output_timeout, signal=signal)

@@ -1,5 +1,6 @@
 """The run record: every figure of one run, as plain values (pure)."""
 
-from .run import OUTCOMES, Attempt, RunRecord, StageResult, merge_counts
+from .run import OUTCOMES, SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult, merge_counts
 
-__all__ = ["OUTCOMES", "Attempt", "RunRecord", "StageResult", "merge_counts"]
+__all__ = ["OUTCOMES", "SIGNAL_STAGE", "Attempt", "Deletions", "RunRecord", "StageResult",
+           "merge_counts"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..rsync.parse import FILE_ERROR_KINDS
+
 #: success: every stage completed (rsync 0 or 24); partial: a stage ended with 23 (some files
 #: failed) and later stages were skipped; failed: any other failure; interrupted: stopped by a
 #: signal or the no-output watchdog; running: not finished (or its process died — see status).
@@ -55,6 +57,35 @@ class StageResult:
         return self.bytes_sent + self.bytes_received
 
 
+#: The step after the content stages that copies the upstream's update-signal file last.
+SIGNAL_STAGE = "signal"
+
+
+@dataclass(frozen=True)
+class Deletions:
+    """What became of the files the upstream dropped (see :mod:`mirrorkeeper.plan.deletions`)."""
+
+    #: Files and directories the upstream no longer has that the mirror had.
+    listed: int = 0
+    deleted: int = 0
+    #: Kept for now: waiting for ``delete_grace``, or under a path the upstream had errors for.
+    waiting: int = 0
+    protected: int = 0
+    #: Could not be deleted here (permissions, a file in the way); retried next run.
+    failed: int = 0
+    #: Why no deletion ran at all (None: they ran, or there were none).
+    skipped: str | None = None
+    #: Runs in a row, this one included, whose deletions were skipped.
+    skipped_runs: int = 0
+    #: The candidates exceeded the max-delete bound.
+    mass_delete: bool = False
+
+    @property
+    def kept(self) -> int:
+        """Files the mirror still has that the upstream dropped."""
+        return max(0, self.listed - self.deleted)
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try of one upstream: the pre-flight check and the stages it ran."""
@@ -88,6 +119,8 @@ class RunRecord:
     #: A stage that was planned but not run, and why (e.g. stage 2 after a failed stage 1).
     skipped: tuple[str, ...] = ()
     attempts: tuple[Attempt, ...] = ()
+    #: The deletions of the final attempt, if it reached them.
+    deletions: Deletions | None = None
 
     @property
     def upstreams_tried(self) -> tuple[str, ...]:
@@ -127,14 +160,23 @@ class RunRecord:
         duration = self.duration_seconds
         return self.bytes_transferred * 8 / duration if duration > 0 else 0.0
 
+    def _tree(self, figure: str) -> int:
+        """The whole tree's figure: the content stage that saw the most (stage 2 sees every
+        file but the update signal), plus the signal file, which comes in a step of its own."""
+        content = max((getattr(s, figure) for s in self.stages if s.name != SIGNAL_STAGE),
+                      default=0)
+        signal = max((getattr(s, figure) for s in self.stages if s.name == SIGNAL_STAGE),
+                     default=0)
+        return int(content + signal)
+
     @property
     def size_bytes(self) -> int:
-        """Size of the whole tree; the last stage sees every file."""
-        return max((s.size_bytes for s in self.stages), default=0)
+        """Size of the whole tree."""
+        return self._tree("size_bytes")
 
     @property
     def files_total(self) -> int:
-        return max((s.files_total for s in self.stages), default=0)
+        return self._tree("files_total")
 
     @property
     def files_transferred(self) -> int:
@@ -142,16 +184,33 @@ class RunRecord:
 
     @property
     def files_deleted(self) -> int:
-        return sum(s.files_deleted for s in self.stages)
+        deleted = self.deletions.deleted if self.deletions else 0
+        return deleted + sum(s.files_deleted for s in self.stages)
+
+    @property
+    def content_stages(self) -> tuple[StageResult, ...]:
+        """The final attempt's stages that walk the tree (not the one-file signal copy)."""
+        return tuple(s for s in self.final_stages if s.name != SIGNAL_STAGE)
 
     @property
     def files_failed(self) -> int:
         """Files that still failed at the end: the final attempt's last stage (stage 2 tries
         again whatever stage 1 could not transfer)."""
-        final = self.final_stages
-        return final[-1].files_failed if final else 0
+        content = self.content_stages
+        return content[-1].files_failed if content else 0
 
     @property
     def errors(self) -> dict[str, int]:
-        """Error kinds of the final attempt; earlier attempts are in ``attempts``."""
-        return merge_counts(s.errors for s in self.final_stages)
+        """Error kinds of the final attempt; earlier attempts are in ``attempts``.
+
+        A file that fails in stage 1 fails again in stage 2, which retries everything: per-file
+        kinds count files (the most any stage saw), the others count occurrences.
+        """
+        final = self.final_stages
+        merged = merge_counts({k: v for k, v in s.errors.items() if k not in FILE_ERROR_KINDS}
+                              for s in final)
+        for stage in final:
+            for kind, count in stage.errors.items():
+                if kind in FILE_ERROR_KINDS:
+                    merged[kind] = max(merged.get(kind, 0), count)
+        return dict(sorted(merged.items()))

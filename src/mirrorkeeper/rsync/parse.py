@@ -8,6 +8,7 @@ classifier can fail closed.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,18 @@ class Item:
     path: str
     kind: str  # file, dir, symlink, device, special, hardlink, deleted
     transferred: bool  # content was received (not just attributes)
+
+
+@dataclass(frozen=True)
+class DeleteCandidate:
+    """A file or directory the upstream no longer has, named by ``--debug=DEL2``.
+
+    The deleting stage runs with ``--max-delete=0``: rsync lists what it would delete and
+    deletes nothing, so Mirrorkeeper decides (grace, guards, upstream errors) and deletes.
+    """
+
+    path: str  # relative to the mirror root, rsync's escapes (``\\#ooo``) undone
+    is_dir: bool
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ class Unparsed:
     text: str
 
 
-Event = Progress | Item | Error | ExitLine | Stat | Info | Unparsed
+Event = Progress | Item | DeleteCandidate | Error | ExitLine | Stat | Info | Unparsed
 
 #: Error kinds that concern one file; they count towards ``files_failed``.
 FILE_ERROR_KINDS = frozenset({
@@ -104,11 +117,14 @@ _ERRNO = re.compile(r"\((?P<errno>\d+)\)\s*$")
 _QUOTED = re.compile(r'"(?P<path>(?:[^"\\]|\\.)*)"')
 _VANISHED = re.compile(r'^file has vanished: "(?P<path>.*)"')
 _MAXDEL = re.compile(r"^Deletions stopped due to --max-delete limit \((?P<n>\d+) skipped\)")
+_DELETE_ITEM = re.compile(r"^delete_item\((?P<path>.+)\) mode=(?P<mode>[0-7]+) flags=\d+$")
+_ESCAPE = re.compile(r"\\#([0-7]{3})")
 _KNOWN_INFO = re.compile(
     r"^(?:receiving|sending) (?:incremental )?file list$|^building file list|^done$|"
     r"^created directory |^delta-transmission |^total: matches=|^Number of files: 0$|"
     r"^(?:\s*)$|^skipping non-regular file |^ignoring unsafe symlink |"
-    r"^opening connection |^[Ss]ending daemon args|^mirrorkeeper: "
+    r"^opening connection |^[Ss]ending daemon args|^mirrorkeeper: |"
+    r"^delete_in_dir\(|^deleting in "
 )
 
 _STAT_NAMES = {
@@ -219,8 +235,28 @@ def _progress(m: re.Match[str]) -> Progress:
     )
 
 
+def unescape_name(name: str) -> str:
+    """Undo rsync's ``\\#ooo`` escapes (every byte that is not printable in the C locale).
+
+    Returns the name as Python names files (``os.fsdecode``), so ``os.lstat`` finds it.
+    """
+    if "\\#" not in name:
+        return name
+    raw = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(name):
+        raw += name[pos:m.start()].encode("utf-8", "surrogateescape")
+        raw.append(int(m.group(1), 8))
+        pos = m.end()
+    raw += name[pos:].encode("utf-8", "surrogateescape")
+    return os.fsdecode(bytes(raw))
+
+
 def parse_line(line: str) -> Event:
     """Classify one line of rsync's stdout or stderr (see :func:`parse_output` for glued ones)."""
+    if line.startswith("delete_item(") and (m := _DELETE_ITEM.match(line)):
+        return DeleteCandidate(unescape_name(m.group("path")),
+                               is_dir=int(m.group("mode"), 8) & 0o170000 == 0o040000)
     if (m := _PROGRESS.match(line)) and m.end() == len(line):
         return _progress(m)
     if m := _ITEM.match(line):

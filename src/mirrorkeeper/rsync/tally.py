@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
-from .parse import FILE_ERROR_KINDS, Error, Event, ExitLine, Item, Progress, Stat, Unparsed
+from .parse import (
+    FILE_ERROR_KINDS,
+    DeleteCandidate,
+    Error,
+    Event,
+    ExitLine,
+    Item,
+    Progress,
+    Stat,
+    Unparsed,
+)
 
 SAMPLE_LIMIT = 20
+#: Paths of per-file errors kept for protecting deletions; past this, no deletion is trusted.
+ERROR_PATH_LIMIT = 10_000
+_HELD = re.compile(r"\((\d+) skipped\)")
 
 
 class StageTally:
-    """Counts and the last progress of one rsync stage; keeps at most ``sample_limit`` lines."""
+    """Counts and the last progress of one rsync stage; keeps at most ``sample_limit`` lines.
 
-    def __init__(self, sample_limit: int = SAMPLE_LIMIT) -> None:
+    A *listing* stage runs with ``--max-delete=0 --debug=DEL2``: rsync names what it would
+    delete and deletes nothing. Its candidates are kept (at most ``candidate_limit``; past the
+    max-delete bound nothing is deleted anyway), with every path an error named, so that no file
+    is deleted because the upstream failed to list it.
+    """
+
+    def __init__(self, sample_limit: int = SAMPLE_LIMIT, *, listing: bool = False,
+                 candidate_limit: int = 0) -> None:
         self.sample_limit = sample_limit
+        self.listing = listing
+        self.candidate_limit = candidate_limit
+        self.candidates: list[DeleteCandidate] = []
+        self.candidates_total = 0
+        #: Deletions rsync held back at our request (its "N skipped").
+        self.held = 0
+        self.error_paths: list[str] = []
+        self.error_paths_complete = True
+        #: Errors that name no path: the listing may lack files we cannot tell.
+        self.unattributed_errors = 0
         self.stats: dict[str, float] = {}
         self.items: Counter[str] = Counter()
         self.items_received = 0
@@ -37,18 +68,43 @@ class StageTally:
                 self.items_received += 1
         elif isinstance(event, Stat):
             self.stats[event.name] = event.value
+        elif isinstance(event, DeleteCandidate):
+            self.candidates_total += 1
+            if len(self.candidates) < self.candidate_limit:
+                self.candidates.append(event)
         elif isinstance(event, Error):
+            if self.listing and self._expected_in_listing(event):
+                return
+            if not self.listing:
+                pass  # only a listing stage protects paths from deletion
+            elif event.path is not None:
+                if len(self.error_paths) < ERROR_PATH_LIMIT:
+                    self.error_paths.append(event.path)
+                else:
+                    self.error_paths_complete = False
+            elif event.kind != "max_delete":
+                self.unattributed_errors += 1
             self.errors[event.kind] += 1
             if event.kind in FILE_ERROR_KINDS and event.path is not None:
                 self.files_failed += 1
             self._sample(event.message)
         elif isinstance(event, ExitLine):
             self.exit_line = event
+            if self.listing and event.code == 25:
+                return  # the --max-delete=0 we asked for
             self._sample(f"rsync: {event.message} (code {event.code})")
         elif isinstance(event, Unparsed):
             self.unparsed += 1
             self.errors["unparsed"] += 1
             self._sample(event.text)
+
+    def _expected_in_listing(self, event: Error) -> bool:
+        """What ``--max-delete=0`` makes rsync say, which is no error of the transfer."""
+        if event.kind == "max_delete":
+            m = _HELD.search(event.message)
+            self.held = int(m.group(1)) if m else self.held
+            return True
+        return event.message.startswith("cannot delete non-empty directory: ")
 
     def stat(self, name: str) -> int:
         return int(self.stats.get(name, 0))

@@ -103,3 +103,14 @@ polls = sa.Table(
     sa.Column("triggered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_polls_mirror_time", "mirror", "polled_at"),
 )
+
+#: Files the upstream dropped that the mirror keeps for now (``delete_grace``, upstream errors,
+#: skipped deletions), with when a run first saw each one gone.
+pending_deletions = sa.Table(
+    "pending_deletions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mirror", sa.String(200), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Index("ix_pending_deletions_mirror", "mirror"),
+)

@@ -14,14 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StateUnavailable
-from ..record import Attempt, RunRecord, StageResult
+from ..record import Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, polls, runs
+from .schema import pending_deletions as pending_table
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -128,7 +129,9 @@ class Store:
                 errors=record.errors,
                 stages={"stages": [stage_to_json(s) for s in record.stages],
                         "skipped": list(record.skipped),
-                        "attempts": [dataclasses.asdict(a) for a in record.attempts]},
+                        "attempts": [dataclasses.asdict(a) for a in record.attempts],
+                        "deletions": (dataclasses.asdict(record.deletions)
+                                      if record.deletions else None)},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
 
@@ -140,6 +143,8 @@ class Store:
             stages=tuple(stage_from_json(s) for s in stages_json.get("stages", [])),
             skipped=tuple(stages_json.get("skipped", [])),
             attempts=tuple(Attempt(**a) for a in stages_json.get("attempts", [])),
+            deletions=Deletions(**stages_json["deletions"]) if stages_json.get("deletions")
+            else None,
         )
 
     def run(self, run_id: int) -> RunRecord | None:
@@ -188,6 +193,33 @@ class Store:
                 outcome="interrupted", finished_at=now or time.time()))
             conn.execute(live.delete().where(live.c.mirror == mirror))
             return int(result.rowcount)
+
+    # -- deletions the mirror holds back -------------------------------------------------------
+    def pending_deletions(self, mirror: str) -> dict[str, float]:
+        """Path → when a run first saw the upstream without it."""
+        query = sa.select(pending_table.c.path, pending_table.c.first_seen).where(
+            pending_table.c.mirror == mirror)
+        with self.engine.connect() as conn:
+            return {row.path: row.first_seen for row in conn.execute(query)}
+
+    def set_pending_deletions(self, mirror: str, keep: dict[str, float]) -> None:
+        """Replace the mirror's pending deletions with ``keep`` (what this run left)."""
+        with self.engine.begin() as conn:
+            conn.execute(pending_table.delete().where(pending_table.c.mirror == mirror))
+            if keep:
+                conn.execute(pending_table.insert(), [
+                    {"mirror": mirror, "path": path, "first_seen": seen}
+                    for path, seen in keep.items()])
+
+    def pending_summary(self, mirror: str) -> tuple[int, float | None]:
+        """How many files wait for deletion, and since when the oldest has waited."""
+        query = sa.select(sa.func.count(), sa.func.min(pending_table.c.first_seen)).where(
+            pending_table.c.mirror == mirror)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or not row[0]:
+            return 0, None
+        return int(row[0]), float(row[1])
 
     # -- live progress ------------------------------------------------------------------------
     def update_live(self, mirror: str, run_id: int, progress: LiveProgress,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..classify.judge import Verdict, judge_stage
+from ..classify.judge import Verdict, failure_ratio, judge_stage
 from ..config.spec import Config, MirrorSpec
 from ..logs import (
     RunLog,
@@ -28,14 +28,16 @@ from ..logs import (
     setup_event_log,
 )
 from ..plan.argv import RSYNC_ENV, StagePlan, SyncPlan, build_plan
+from ..plan.deletions import plan_deletions
 from ..plan.upstreams import order_upstreams, recent_failures
-from ..record import Attempt, RunRecord, StageResult
+from ..record import SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
 from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..store import Store
+from .deletions import delete_paths
 from .lock import MirrorLock
 from .preflight import MTIME_SLACK_SECONDS, Probe, local_mtime, probe
 from .trace import trace_path, write_trace
@@ -70,9 +72,12 @@ def _stage_result(name: str, argv: tuple[str, ...], started: float, finished: fl
     errors = dict(tally.errors)
     if proc.stopped_by == "watchdog":
         errors["stalled"] = errors.get("stalled", 0) + 1
+    exit_code = proc.exit_code
+    if tally.listing and exit_code == 25 and tally.exit_line and tally.exit_line.code == 25:
+        exit_code = 0  # the --max-delete=0 that makes rsync list deletions instead of doing them
     return StageResult(
         name=name, argv=argv, started_at=started, finished_at=finished,
-        exit_code=proc.exit_code, bytes_sent=tally.stat("bytes_sent"),
+        exit_code=exit_code, bytes_sent=tally.stat("bytes_sent"),
         bytes_received=tally.stat("bytes_received"), size_bytes=tally.stat("size_bytes"),
         files_total=tally.stat("files_total"), files_transferred=tally.files_transferred,
         files_deleted=tally.files_deleted, files_failed=tally.files_failed,
@@ -151,12 +156,15 @@ def _run_locked(
               log_path=str(runlog.path))
         runlog.note(f"mirrorkeeper run {run_id} of {mirror.name} (profile {mirror.profile}), "
                     f"upstreams in order: {', '.join(candidates)}")
-        last_durations = (tuple(x.duration_seconds for x in last_ok.final_stages)
-                          if last_ok else None)
+        last_durations = (tuple({x.name: x.duration_seconds for x in last_ok.content_stages
+                                 }.values()) if last_ok else None)
         weights_for = {n: stage_weights(n, last_durations if last_durations and
                                         len(last_durations) == n else None) for n in (1, 2)}
+        previous = next((r.deletions for r in history if r.deletions is not None), None)
         context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
-                              last_total, weights_for[2 if s.stage2 else 1], probes)
+                              last_total, weights_for[2 if s.stage2 else 1], settings.rsync,
+                              settings.hostname, previous.skipped_runs if previous else 0,
+                              probes)
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -175,11 +183,14 @@ def _run_locked(
                            started_at=started, finished_at=time.time(),
                            outcome=outcome_of(attempts, stages), stages=tuple(stages),
                            log_path=str(runlog.path), skipped=tuple(skipped),
-                           attempts=tuple(attempts))
+                           attempts=tuple(attempts), deletions=context.deletions
+                           if not dest_problem else None)
         runlog.note(f"outcome {record.outcome} after {len(attempts)} attempt(s): "
                     f"{record.files_transferred} files transferred, {record.files_deleted} "
                     f"deleted, {record.files_failed} failed, {record.bytes_transferred} bytes "
-                    f"in {record.duration_seconds:.1f}s")
+                    f"in {record.duration_seconds:.1f}s"
+                    + (f"; {record.deletions.kept} dropped upstream, kept for now"
+                       if record.deletions and record.deletions.kept else ""))
         if record.outcome == "success" and s.trace:
             _write_trace(config, mirror, record, runlog)
         store.finish_run(record)
@@ -274,8 +285,10 @@ def _one_attempt(
         return Attempt(number, upstream, verdict.category, verdict.code, verdict.reason, stage,
                        exit_code, begun, time.time(), verdict.failure_ratio)
 
+    run.deletions = None
+    signal_mtime = None
     if s.update_signal:
-        refusal = _check_signal(config, mirror, upstream, run)
+        refusal, signal_mtime = _check_signal(config, mirror, upstream, run)
         if refusal is not None:
             skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
             return done(refusal[0], "preflight", refusal[1])
@@ -283,12 +296,13 @@ def _one_attempt(
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
-    return _run_stages(plan, number, run, last_total, stages, skipped, done)
+    return _run_stages(plan, number, run, last_total, stages, skipped, done, signal_mtime)
 
 
-def _check_signal(config: Config, mirror: MirrorSpec, upstream: str,
-                  run: _RunContext) -> tuple[Verdict, int | None] | None:
-    """None when the upstream may be synced from; else why not, with the probe's exit."""
+def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunContext,
+                  ) -> tuple[tuple[Verdict, int | None] | None, float | None]:
+    """(None, its signal's mtime) when the upstream may be synced from; else (why not, with
+    the probe's exit, None)."""
     s = mirror.settings
     assert s.update_signal is not None
     result = run.probes.pop(upstream, None) or probe(config.settings.rsync, upstream,
@@ -304,66 +318,46 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str,
                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(ours))} UTC); "
                       "syncing would roll the mirror back")
             run.runlog.note(f"guard: {upstream}: {reason}")
-            return Verdict("upstream", "upstream.stale", reason), result.exit_code
-        return None
+            return (Verdict("upstream", "upstream.stale", reason), result.exit_code), None
+        return None, result.mtime
     if result.error_kind == "not_found":
         reason = f"it has no {s.update_signal}: empty, incomplete or mid-update"
         run.runlog.note(f"guard: {upstream}: {reason}")
-        return Verdict("upstream", "upstream.empty", reason), result.exit_code
+        return (Verdict("upstream", "upstream.empty", reason), result.exit_code), None
     run.runlog.note(f"probe of {upstream} failed: {result.message}")
     if result.error_kind == "rsync_missing":
-        return Verdict("local", "local.rsync_missing", result.message), None
+        return (Verdict("local", "local.rsync_missing", result.message), None), None
     stage = StageResult("preflight", (), 0.0, 0.0, result.exit_code,
                         errors={result.error_kind: 1} if result.error_kind else {},
                         error_samples=(result.message,))
     verdict = judge_stage(stage, s, None)
     if verdict.category == "ok":
         verdict = Verdict("internal", "internal.error", f"probe failed: {result.message}")
-    return verdict, result.exit_code
+    return (verdict, result.exit_code), None
 
 
 def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int | None,
                 stages: list[StageResult], skipped: list[str],
-                done: Callable[[Verdict, str, int | None], Attempt]) -> Attempt:
+                done: Callable[[Verdict, str, int | None], Attempt],
+                signal_mtime: float | None) -> Attempt:
+    """The stages of one attempt, in order; stage 1 again while the upstream is mid-update or
+    published meanwhile; then the deletions; then the update-signal file, last of all."""
     s = run.mirror.settings
     count = len(plan.stages)
     verdict = Verdict("ok", None, "complete")
     last_stage, last_exit = "preflight", None
-    for index, stage in enumerate(plan.stages):
+    index = reruns = busy = 0
+    while index < count:
+        stage = plan.stages[index]
         if run.stop.is_set():
             skipped.extend(x.name for x in plan.stages[index:])
             return done(Verdict("interrupted", "run.interrupted", "stopped"), last_stage,
                         last_exit)
-        stage_token = current_stage.set(stage.name)
-        live = _LiveStage(stage, index, count, run)
-        run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
-        event("stage.start", argv=list(stage.argv), deletes=stage.deletes, attempt=number)
-        live.publish(None, force=True)
-        proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
-                           no_output_timeout=plan.no_output_timeout, stop=run.stop)
-        result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
-                               live.tally, number, plan.upstream)
-        stages.append(result)
+        result, verdict, tally = _run_stage(plan, stage, index, count, number, run, last_total,
+                                            stages)
         last_stage, last_exit = stage.name, result.exit_code
-        verdict = judge_stage(result, s, last_total)
-        if verdict.category == "ok" and stage.name == "stage1" and last_total:
-            floor = last_total * (1 - s.max_delete_fraction)
-            if result.files_total < floor:
-                verdict = Verdict("upstream", "upstream.empty",
-                                  f"it lists {result.files_total} files where the mirror had "
-                                  f"{last_total}; stage 2 would delete the difference")
-        run.runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
-                        + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
-                        + (f": {result.start_error}" if result.start_error else "")
-                        + f" — {verdict.category}: {verdict.reason}")
-        event("stage.end", exit_code=result.exit_code, meaning=meaning(result.exit_code),
-              stopped_by=result.stopped_by, duration_seconds=round(result.duration_seconds, 3),
-              files_transferred=result.files_transferred, files_deleted=result.files_deleted,
-              files_failed=result.files_failed, errors=result.errors,
-              category=verdict.category, code=verdict.code)
-        current_stage.reset(stage_token)
-        if run.hooks.on_stage:
-            run.hooks.on_stage(result)
+        if verdict.category == "ok" and stage.deletes:
+            verdict = _apply_deletions(plan, result, tally, run, last_total)
         if verdict.category != "ok":
             rest = [x.name for x in plan.stages[index + 1:]]
             if rest:
@@ -372,15 +366,179 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
                                 "lacks")
             skipped.extend(rest)
             return done(verdict, stage.name, result.exit_code)
+        if stage.name == "stage1":
+            markers = _foreign_markers(plan.dest, run.hostname)
+            if markers:
+                busy += 1
+                why = (f"the upstream is mid-update ({', '.join(markers)} arrived in stage 1)")
+                if busy > s.upstream_busy_retries:
+                    skipped.extend(x.name for x in plan.stages[index + 1:])
+                    return done(Verdict("upstream", "upstream.busy",
+                                        f"{why}; still after {s.upstream_busy_retries} "
+                                        "retries"), stage.name, result.exit_code)
+                run.runlog.note(f"{why}: not running stage 2; stage 1 again in "
+                                f"{s.upstream_busy_wait:.0f}s (retry {busy} of "
+                                f"{s.upstream_busy_retries})")
+                event("upstream.busy", markers=markers, retry=busy)
+                _remove_markers(plan.dest, markers, run)
+                if run.stop.wait(s.upstream_busy_wait):
+                    skipped.extend(x.name for x in plan.stages[index + 1:])
+                    return done(Verdict("interrupted", "run.interrupted",
+                                        "stopped while the upstream was busy"), stage.name,
+                                result.exit_code)
+                continue
+            newer = _published_meanwhile(plan, run, signal_mtime)
+            if newer is not None and reruns < s.stage1_reruns:
+                reruns += 1
+                run.runlog.note(f"the upstream published again during stage 1 (its "
+                                f"{s.update_signal} changed); stage 1 again ({reruns} of "
+                                f"{s.stage1_reruns}) so that stage 2 brings no index whose "
+                                "files the mirror lacks")
+                event("stage1.rerun", reason="published", rerun=reruns)
+                signal_mtime = newer
+                continue
+            if newer is not None:
+                run.runlog.note(f"the upstream published again during each of {reruns + 1} "
+                                "stage-1 runs; going on with stage 2")
+        index += 1
+    if plan.signal is not None and not run.stop.is_set():
+        Path(plan.signal.argv[-1]).parent.mkdir(parents=True, exist_ok=True)
+        result, verdict, _ = _run_stage(plan, plan.signal, count - 1, count, number, run,
+                                        last_total, stages)
+        if verdict.category != "ok":
+            return done(verdict, SIGNAL_STAGE, result.exit_code)
+        last_stage, last_exit = SIGNAL_STAGE, result.exit_code
     return done(verdict, last_stage, last_exit)
+
+
+def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number: int,
+               run: _RunContext, last_total: int | None, stages: list[StageResult],
+               ) -> tuple[StageResult, Verdict, StageTally]:
+    """Run one rsync of the plan; its result joins ``stages``."""
+    s = run.mirror.settings
+    stage_token = current_stage.set(stage.name)
+    live = _LiveStage(stage, index, count, run, plan.max_delete)
+    run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
+    event("stage.start", argv=list(stage.argv), deletes=stage.deletes, attempt=number)
+    live.publish(None, force=True)
+    proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
+                       no_output_timeout=plan.no_output_timeout, stop=run.stop)
+    result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
+                           live.tally, number, plan.upstream)
+    stages.append(result)
+    verdict = judge_stage(result, s, last_total)
+    if verdict.category == "ok" and stage.name == "stage1" and last_total:
+        floor = last_total * (1 - s.max_delete_fraction)
+        if result.files_total < floor:
+            verdict = Verdict("upstream", "upstream.empty",
+                              f"it lists {result.files_total} files where the mirror had "
+                              f"{last_total}; stage 2 would delete the difference")
+    run.runlog.note(f"{stage.name}: exit {result.exit_code} ({meaning(result.exit_code)})"
+                    + (f", stopped by {result.stopped_by}" if result.stopped_by else "")
+                    + (f": {result.start_error}" if result.start_error else "")
+                    + f" — {verdict.category}: {verdict.reason}")
+    event("stage.end", exit_code=result.exit_code, meaning=meaning(result.exit_code),
+          stopped_by=result.stopped_by, duration_seconds=round(result.duration_seconds, 3),
+          files_transferred=result.files_transferred, files_deleted=result.files_deleted,
+          files_failed=result.files_failed, errors=result.errors,
+          category=verdict.category, code=verdict.code)
+    current_stage.reset(stage_token)
+    if run.hooks.on_stage:
+        run.hooks.on_stage(result)
+    return result, verdict, live.tally
+
+
+def _apply_deletions(plan: SyncPlan, result: StageResult, tally: StageTally, run: _RunContext,
+                     last_total: int | None) -> Verdict:
+    """Delete what the upstream dropped, as far as it is safe; record what stays."""
+    s = run.mirror.settings
+    now = time.time()
+    pending = run.store.pending_deletions(run.mirror.name)
+    decided = plan_deletions(
+        tally.candidates, tally.candidates_total, settings=s, bound=plan.max_delete,
+        pending=pending, now=now, error_paths=tally.error_paths,
+        error_paths_complete=tally.error_paths_complete,
+        unattributed_errors=tally.unattributed_errors,
+        failure_ratio=failure_ratio(result.files_failed, result.files_total, last_total))
+    if decided.mass_delete:
+        run.runlog.note(f"deletions: the upstream dropped {decided.candidates} files, more than "
+                        f"the bound of {plan.max_delete}; deleting none")
+        run.deletions = Deletions(listed=decided.candidates, mass_delete=True)
+        run.store.set_pending_deletions(run.mirror.name, dict(decided.keep))
+        event("deletions.mass", candidates=decided.candidates, bound=plan.max_delete)
+        return Verdict("guard", "guard.mass_delete",
+                       f"the upstream dropped {decided.candidates} files, more than the "
+                       f"max-delete bound of {plan.max_delete}; none deleted")
+    gone = delete_paths(plan.dest, decided.delete, run.runlog.note)
+    keep = dict(decided.keep)
+    keep.update((path, pending.get(path, now)) for path, _why in gone.failed)
+    run.store.set_pending_deletions(run.mirror.name, keep)
+    skipped_runs = run.previous_skipped_runs + 1 if decided.skipped else 0
+    run.deletions = Deletions(listed=decided.candidates, deleted=gone.deleted,
+                              waiting=decided.waiting, protected=decided.protected,
+                              failed=len(gone.failed), skipped=decided.skipped,
+                              skipped_runs=skipped_runs)
+    if decided.candidates:
+        run.runlog.note(
+            f"deletions: the upstream dropped {decided.candidates}; deleted {gone.deleted}"
+            + (f", {decided.waiting} wait for delete_grace" if decided.waiting else "")
+            + (f", {decided.protected} kept: the upstream reported errors for their paths"
+               if decided.protected else "")
+            + (f", {len(gone.failed)} could not be deleted" if gone.failed else "")
+            + (f"; none deleted: {decided.skipped}" if decided.skipped else ""))
+    event("deletions", candidates=decided.candidates, deleted=gone.deleted,
+          waiting=decided.waiting, protected=decided.protected, failed=len(gone.failed),
+          skipped=decided.skipped)
+    return Verdict("ok", None, "complete")
+
+
+#: ftpsync's lock file in the published tree: the upstream is mid-update while it is there.
+MARKER_PREFIX = "Archive-Update-in-Progress-"
+
+
+def _foreign_markers(dest: str, hostname: str) -> list[str]:
+    """The upstreams' in-progress markers that stage 1 brought (ours excluded)."""
+    try:
+        names = os.listdir(dest)
+    except OSError:
+        return []
+    return sorted(n for n in names
+                  if n.startswith(MARKER_PREFIX) and n != MARKER_PREFIX + hostname)
+
+
+def _remove_markers(dest: str, markers: list[str], run: _RunContext) -> None:
+    """ftpsync removes a foreign marker it pulled: the mirror must not look mid-update."""
+    for name in markers:
+        try:
+            os.unlink(os.path.join(dest, name))
+        except OSError as exc:
+            run.runlog.note(f"cannot remove {name}: {exc.strerror}")
+
+
+def _published_meanwhile(plan: SyncPlan, run: _RunContext,
+                         before: float | None) -> float | None:
+    """The upstream signal's new mtime if it changed since the attempt began, else None."""
+    s = run.mirror.settings
+    if not s.update_signal or before is None:
+        return None
+    again = probe(run.rsync, plan.upstream, s.update_signal, s)
+    event("guard.signal_recheck", exists=again.exists, upstream_mtime=again.mtime,
+          before=before, seconds=round(again.seconds, 3))
+    if again.exists and again.mtime is not None and again.mtime > before + MTIME_SLACK_SECONDS:
+        return again.mtime
+    if not again.exists:
+        run.runlog.note(f"re-check of {s.update_signal} after stage 1 failed "
+                        f"({again.message or again.error_kind}); going on with stage 2")
+    return None
 
 
 class _LiveStage:
     """The line handler of one running stage: log, parse, tally, publish progress."""
 
-    def __init__(self, stage: StagePlan, index: int, count: int, run: _RunContext) -> None:
+    def __init__(self, stage: StagePlan, index: int, count: int, run: _RunContext,
+                 max_delete: int) -> None:
         self.stage, self.index, self.count, self.run = stage, index, count, run
-        self.tally = StageTally()
+        self.tally = StageTally(listing=stage.deletes, candidate_limit=max_delete + 1)
         self.started = time.time()
         self._published = 0.0
 
@@ -417,7 +575,13 @@ class _RunContext:
     live_interval: float
     last_total: int | None
     weights: tuple[float, ...]
+    rsync: str
+    hostname: str
+    #: Runs in a row before this one whose deletions were skipped.
+    previous_skipped_runs: int
     #: Update-signal probes already made (to rank upstreams), used once by the first check.
     probes: dict[str, Probe] = field(default_factory=dict)
+    #: What the final attempt's deleting stage did with the files the upstream dropped.
+    deletions: Deletions | None = None
 
 
