@@ -136,6 +136,12 @@ def test_a_missing_local_signal_counts_as_changed() -> None:
     assert tick(facts(signal=seen, local_signal_mtime=None))[0] == {"m": "update signal"}
 
 
+def test_deletions_whose_grace_has_passed_start_a_run() -> None:
+    due, _ = tick(facts("due", deletions_due_at=NOW - 5), facts("later", deletions_due_at=NOW + 5),
+                  facts("running", deletions_due_at=NOW - 5, running=True))
+    assert due == {"due": "deletions due"}
+
+
 def test_polls_are_due_after_the_poll_interval_and_only_with_a_signal() -> None:
     _, polls = tick(facts("never", last_polled_at=None), facts("recent", last_polled_at=NOW - 60),
                     facts("old", last_polled_at=NOW - 301),

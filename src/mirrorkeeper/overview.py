@@ -33,6 +33,7 @@ def status_rows(config: Config, store: Store,
     now, zone = time.time(), local_zone()
     for mirror in (config.mirrors[n] for n in names or config.mirrors):
         recent = store.history(mirror.name, limit=2)
+        pending, pending_since = store.pending_summary(mirror.name)
         last_ok = store.last_run(mirror.name, outcome="success")
         running = is_locked(lock_dir(config), mirror.name)
         live = store.live(mirror.name) if running else None
@@ -70,6 +71,10 @@ def status_rows(config: Config, store: Store,
             "last_started_epoch": recent[0].started_at if recent else None,
             "last_ended_epoch": last_done.finished_at if last_done else None,
             "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
+            # Files the upstream dropped that the mirror keeps for now (delete_grace,
+            # upstream errors, skipped deletions).
+            "pending_deletions": pending,
+            "pending_deletions_since": iso(pending_since),
         })
         rows.append(row)
     return rows

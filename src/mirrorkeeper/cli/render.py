@@ -11,7 +11,7 @@ from ..config.durations import format_duration
 from ..config.spec import Profile
 from ..logs import iso
 from ..record import RunRecord
-from ..record.present import human_bytes, human_rate
+from ..record.present import deletions_text, human_bytes, human_rate
 from ..rsync.exitcodes import meaning
 
 
@@ -33,6 +33,8 @@ def run_summary(record: RunRecord) -> Table:
         ("files failed", str(record.files_failed)),
         ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items()) or "none"),
     ]
+    if deletions := deletions_text(record):
+        rows.append(("deletions", deletions))
     for stage in record.stages:
         detail = stage.start_error or meaning(stage.exit_code)
         label = stage.name if len(record.attempts) < 2 else f"{stage.name} #{stage.attempt}"
@@ -54,7 +56,7 @@ def run_summary(record: RunRecord) -> Table:
 def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="mirrors", title_justify="left")
     for column in ("mirror", "state", "progress", "last success", "age", "last outcome",
-                   "size", "files", "last duration", "next run"):
+                   "size", "files", "to delete", "last duration", "next run"):
         table.add_column(column)
     now = time.time()
     for row in rows:
@@ -70,6 +72,7 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
             row["mirror"], row["state"], progress, row.get("last_success_at") or "never",
             format_duration(now - age) if age else "-", row.get("outcome") or "-",
             human_bytes(row.get("size_bytes")), str(row.get("files_total") or "-"),
+            str(row.get("pending_deletions") or "-"),
             f"{row['duration_seconds']:.1f} s" if row.get("duration_seconds") is not None
             else "-",
             _next_run(row.get("next_run_epoch"), now),
@@ -91,7 +94,10 @@ def history_table(mirror: str, records: list[RunRecord]) -> Table:
     for r in records:
         table.add_row(str(r.run_id), iso(r.started_at) or "-", r.outcome, str(r.exit_code),
                       f"{r.duration_seconds:.1f} s", human_bytes(r.bytes_transferred),
-                      str(r.files_transferred), str(r.files_deleted), str(r.files_failed),
+                      str(r.files_transferred),
+                      str(r.files_deleted) + (f" (+{r.deletions.kept} kept)"
+                                              if r.deletions and r.deletions.kept else ""),
+                      str(r.files_failed),
                       r.upstream)
     return table
 

@@ -44,12 +44,14 @@ class MirrorFacts:
     signal: SignalSeen | None = None
     #: mtime of our own copy of the signal file (None: we have none yet).
     local_signal_mtime: float | None = None
+    #: When files held back by ``delete_grace`` since the last run started become deletable.
+    deletions_due_at: float | None = None
 
 
 @dataclass(frozen=True)
 class Due:
     mirror: str
-    reason: str  #: "first run", "schedule" or "update signal"
+    reason: str  #: "first run", "schedule", "update signal" or "deletions due"
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_int
             due.append(Due(facts.name, "schedule"))
         elif facts.has_signal and signal_changed(facts):
             due.append(Due(facts.name, "update signal"))
+        elif facts.deletions_due_at is not None and now >= facts.deletions_due_at:
+            # Files the upstream dropped have served out their grace; a run deletes them.
+            due.append(Due(facts.name, "deletions due"))
         elif facts.has_signal and poll_interval > 0 and (
                 facts.last_polled_at is None or now - facts.last_polled_at >= poll_interval):
             polls.append(facts.name)

@@ -81,5 +81,35 @@ def run_json(record: RunRecord) -> dict[str, Any]:
              "failure_ratio": round(a.failure_ratio, 6)}
             for a in record.attempts
         ],
+        "deletions": _deletions_json(record),
         "log_path": record.log_path,
     }
+
+
+def _deletions_json(record: RunRecord) -> dict[str, Any] | None:
+    d = record.deletions
+    if d is None:
+        return None
+    return {"listed": d.listed, "deleted": d.deleted, "kept": d.kept, "waiting": d.waiting,
+            "protected": d.protected, "failed": d.failed, "skipped": d.skipped,
+            "skipped_runs": d.skipped_runs, "mass_delete": d.mass_delete}
+
+
+def deletions_text(record: RunRecord) -> str | None:
+    """One line on what became of the files the upstream dropped (None: there were none)."""
+    d = record.deletions
+    if d is None or not d.listed:
+        return None
+    parts = [f"{d.deleted} deleted"]
+    if d.waiting:
+        parts.append(f"{d.waiting} wait for delete_grace")
+    if d.protected:
+        parts.append(f"{d.protected} kept (upstream errors on their paths)")
+    if d.failed:
+        parts.append(f"{d.failed} could not be deleted")
+    text = f"{d.listed} dropped upstream: " + ", ".join(parts)
+    if d.mass_delete:
+        text += " — more than the max-delete bound, none deleted"
+    if d.skipped:
+        text += f" — none deleted: {d.skipped}"
+    return text

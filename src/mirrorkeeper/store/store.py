@@ -221,6 +221,14 @@ class Store:
             return 0, None
         return int(row[0]), float(row[1])
 
+    def next_deletion_due(self, mirror: str, grace: float, after: float) -> float | None:
+        """When the first pending deletion whose grace ends after ``after`` becomes due."""
+        query = sa.select(sa.func.min(pending_table.c.first_seen)).where(
+            pending_table.c.mirror == mirror, pending_table.c.first_seen + grace > after)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return float(value) + grace if value is not None else None
+
     # -- live progress ------------------------------------------------------------------------
     def update_live(self, mirror: str, run_id: int, progress: LiveProgress,
                     now: float | None = None) -> None:
