@@ -110,9 +110,14 @@ def served(upstream: DebianLikeTree, rsyncd: Callable[[list[Module]], RsyncDaemo
 
 @pytest.fixture
 def mirror_config(tmp_path: Path, served: str) -> Path:
-    """A config with one mirror ``deb`` of the debian profile, synced from the test daemon."""
+    """A config with one mirror ``deb`` of the debian profile, synced from the test daemon.
+
+    It deletes what the upstream dropped at once (the profile waits an hour), so that a test's
+    figures match bare rsync's; tests/test_zero_false_negatives.py covers ``delete_grace``.
+    """
     return write_config(tmp_path / "mirrorkeeper.toml", {
-        "deb": {"profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served]},
+        "deb": {"profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served],
+                "delete_grace": "0s"},
     })
 
 

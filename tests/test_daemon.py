@@ -184,7 +184,7 @@ def test_a_changed_update_signal_is_synced_early_and_an_unchanged_one_is_not(
     quiet.create(packages=50)
     rsync = rsyncd([Module("debian", upstream.root), Module("quiet", quiet.root)])
     mirrors = {"deb": {"profile": "debian", "dest": str(tmp_path / "deb"),
-                       "upstreams": [rsync.url("debian")]},
+                       "upstreams": [rsync.url("debian")], "delete_grace": "0s"},
                "quiet": {"profile": "debian", "dest": str(tmp_path / "quiet"),
                          "upstreams": [rsync.url("quiet")]}}
     config, port = daemon_config(tmp_path, mirrors, {"poll_interval": "30s"})
