@@ -23,7 +23,7 @@ from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import tree_files, write_config
+from .conftest import OWN_TRACE, CliResult, tree_files, write_config
 
 root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="needs root: the daemon module runs as `nobody`")
@@ -308,3 +308,57 @@ def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
     # The ranking probe (reused by the guard), stage 1, the signal's re-check after stage 1,
     # stage 2, and the signal file itself.
     assert requests == 5
+
+
+def test_a_dry_run_is_never_recorded_as_a_success(tmp_path: Path, served: str,
+                                                  mk: Callable[..., CliResult]) -> None:
+    """The issue: rsync_options = ["-nv"] passed config check, and every run was a `success`
+    that copied nothing and wrote the trace. config check refuses -n now; here it is injected
+    behind Mirrorkeeper's back (a wrapper set as `rsync`, as an admin might) to show that the
+    parser fails closed on its own."""
+    wrapper = tmp_path / "rsync-dry"
+    wrapper.write_text('#!/bin/sh\nexec rsync -n "$@"\n')
+    wrapper.chmod(0o755)
+    path = str(write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served]}},
+        global_={"rsync": str(wrapper)}))
+    assert mk("-c", path, "config", "check").code == 0
+    result = mk("-c", path, "sync", "deb", "--json")
+    assert result.code == 1, result.err
+    run = result.json()
+    assert run["outcome"] == "failed"
+    assert [a["code"] for a in run["attempts"]] == ["internal.dry_run"]  # no retry: it can't help
+    assert [s["name"] for s in run["stages"]] == ["stage1"]  # stage 2 never ran
+    assert run["files_transferred"] == 0  # what rsync *would* have copied is not claimed
+    assert tree_files(tmp_path / "mirror") == {}
+    assert not (tmp_path / "mirror" / OWN_TRACE).exists()
+    history = mk("-c", path, "history", "deb", "--json").json()
+    assert [h["outcome"] for h in history] == ["failed"]
+    status = mk("-c", path, "status", "--json").json()[0]
+    assert status["last_success_at"] is None
+    alerts = mk("-c", path, "alerts", "list", "--json").json()
+    assert [(a["code"], a["severity"]) for a in alerts] == [("internal.dry_run", "critical")]
+    assert "(DRY RUN)" in alerts[0]["summary"]
+
+
+def test_output_without_its_stats_is_not_a_success(tmp_path: Path, served: str,
+                                                   mk: Callable[..., CliResult]) -> None:
+    """A wrapper that adds -q: rsync copies stage 1 and exits 0 but prints nothing the parser
+    asked for. Fail closed: no success, no stage 2, no trace. (No update signal: the probe's
+    own empty listing would already fail the attempt before any stage.)"""
+    wrapper = tmp_path / "rsync-quiet"
+    wrapper.write_text('#!/bin/sh\nexec rsync -q "$@"\n')
+    wrapper.chmod(0o755)
+    path = str(write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served],
+        "update_signal": ""}},
+        global_={"rsync": str(wrapper)}))
+    run = mk("-c", path, "sync", "deb", "--json").json()
+    assert run["outcome"] == "failed"
+    assert [(a["code"], a["exit_code"]) for a in run["attempts"]] == [
+        ("internal.output_mismatch", 0)]
+    assert "no --stats block" in run["attempts"][0]["reason"]
+    assert [s["name"] for s in run["stages"]] == ["stage1"]
+    assert not (tmp_path / "mirror" / OWN_TRACE).exists()
+    alerts = mk("-c", path, "alerts", "list", "--json").json()
+    assert [(a["code"], a["severity"]) for a in alerts] == [("internal.output_mismatch", "error")]

@@ -1,20 +1,31 @@
 """The line splitter and the streaming parser, on lines rsync 3.2 really printed.
 
 The literal lines below were recorded from rsync daemons on 127.0.0.1 (permission-denied files
-in a module running as ``nobody``, an unknown module, a closed port, a --max-delete limit);
-``test_parser_on_live_output`` records fresh output from a daemon in the test itself.
+in a module running as ``nobody``, an unknown module, a closed port, a --max-delete limit), and
+from rsync 3.5.0 with Mirrorkeeper's options (a dry run, --only-write-batch, hard links,
+attribute-only changes); ``test_parser_on_live_output`` and
+``test_itemized_files_agree_with_the_stats_on_live_two_stage_syncs`` record fresh output from a
+daemon in the test itself.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tracemalloc
 from pathlib import Path
 
+from mirrorkeeper.classify.codes import CODES
+from mirrorkeeper.classify.findings import Severity
+from mirrorkeeper.classify.judge import judge_stage, output_mismatch
+from mirrorkeeper.config.load import load_config
+from mirrorkeeper.config.spec import SyncSettings
 from mirrorkeeper.demo.tree import DebianLikeTree
-from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
+from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV, build_plan
+from mirrorkeeper.record import StageResult
 from mirrorkeeper.rsync.lines import LineSplitter
 from mirrorkeeper.rsync.parse import (
+    DryRun,
     Error,
     ExitLine,
     Info,
@@ -186,3 +197,165 @@ def test_parser_on_live_output(tmp_path: Path, served: str, upstream: DebianLike
     dirs = [p for p in upstream.root.rglob("*") if p.is_dir()]
     assert tally.stat("files_total") == len(regular) + len(dirs) + 1  # "." counts too
     assert tally.last_progress is not None and tally.last_progress.to_check == 0
+
+
+# rsync 3.5.0, Mirrorkeeper's options plus -n, into an empty directory: it reads like a real
+# first sync (itemized lines, 3 files transferred) but for the last word.
+DRY_RUN = """created directory /srv/mirror
+cd+++++++++ ./
+>f+++++++++ empty
+cL+++++++++ latest -> pool/a/y_1.deb
+cd+++++++++ pool/
+cd+++++++++ pool/a/
+>f+++++++++ pool/a/x_1.deb.hl
+hf+++++++++ pool/a/x_1.deb => pool/a/x_1.deb.hl
+>f+++++++++ pool/a/y_1.deb
+Number of files: 8 (reg: 4, dir: 3, link: 1)
+Number of created files: 8 (reg: 4, dir: 3, link: 1)
+Number of deleted files: 0
+Number of regular files transferred: 3
+Total file size: 26 bytes
+Total transferred file size: 8 bytes
+Literal data: 0 bytes
+Matched data: 0 bytes
+File list size: 0
+File list generation time: 0.001 seconds
+File list transfer time: 0.000 seconds
+Total bytes sent: 228
+Total bytes received: 98
+sent 228 bytes  received 98 bytes  652.00 bytes/sec
+total size is 26  speedup is 0.08 (DRY RUN)""".splitlines()
+
+# The next real run (stage 2's options) after upstream touched x_1.deb (hard-linked to
+# x_1.deb.hl), chmod-ed y_1.deb, added z_1.deb with a hard link z.hl, and removed `empty`:
+# two files received (>f), one attribute-only change (.f), two hard links made locally (hf).
+CHANGES = """.d..t...... ./
+.d..t...... pool/a/
+>f..t...... pool/a/x_1.deb
+.f...p..... pool/a/y_1.deb
+>f+++++++++ pool/a/z_1.deb
+hf..t...... pool/a/x_1.deb.hl => pool/a/x_1.deb
+hf+++++++++ z.hl => pool/a/z_1.deb
+*deleting   empty
+Number of files: 9 (reg: 5, dir: 3, link: 1)
+Number of created files: 2 (reg: 2)
+Number of deleted files: 1 (reg: 1)
+Number of regular files transferred: 2
+Total file size: 38 bytes
+Total transferred file size: 10 bytes
+Literal data: 10 bytes
+Matched data: 0 bytes
+File list size: 0
+File list generation time: 0.001 seconds
+File list transfer time: 0.000 seconds
+Total bytes sent: 368
+Total bytes received: 114
+sent 368 bytes  received 114 bytes  964.00 bytes/sec
+total size is 38  speedup is 0.08""".splitlines()
+
+# -I (--ignore-times) on an unchanged tree: every file is sent again; hard-link lines carry
+# no attribute letters at all.
+IGNORE_TIMES = """>f......... empty
+>f......... hl2
+>f......... a/f2
+>f......... a/f3
+>f......... a/b/big
+hf          a/f1 => hl2
+hf          a/b/hl1 => hl2
+Number of regular files transferred: 5""".splitlines()
+
+
+def tally_of(lines: list[str]) -> StageTally:
+    tally = StageTally()
+    for line in lines:
+        for event in parse_output(line):
+            tally.add(event)
+    return tally
+
+
+def stage_of(tally: StageTally, exit_code: int | None = 0) -> StageResult:
+    """The stage result sync/run.py builds, as far as the verdict reads it."""
+    return StageResult("stage1", (), 0.0, 1.0, exit_code, files_failed=tally.files_failed,
+                       errors=dict(tally.errors), dry_run=tally.dry_run,
+                       items_received=tally.items_received,
+                       stats_files_transferred=tally.stats_files_transferred)
+
+
+def test_the_dry_run_and_batch_only_summaries_are_events_of_their_own() -> None:
+    assert parse_line("total size is 26  speedup is 0.08 (DRY RUN)") == DryRun("DRY RUN")
+    assert parse_line("total size is 70  speedup is 0.27 (BATCH ONLY)") == DryRun("BATCH ONLY")
+    assert parse_line("total size is 38  speedup is 0.08") == Stat("total_size_bytes", 38)
+    # rsync prints only those two suffixes; another would be new output: fail closed.
+    assert isinstance(parse_line("total size is 38  speedup is 0.08 (SOMETHING)"), Unparsed)
+
+
+def test_a_dry_run_is_never_a_success() -> None:
+    tally = tally_of(DRY_RUN)
+    assert tally.unparsed == 0 and tally.dry_run == "DRY RUN"
+    # The counts agree, so only the summary line tells a dry run from a real first sync.
+    assert tally.items_received == tally.stats_files_transferred == 3
+    verdict = judge_stage(stage_of(tally), SyncSettings(), None)
+    assert (verdict.category, verdict.code) == ("internal", "internal.dry_run")
+    assert verdict.reason == "rsync reported (DRY RUN): it changed nothing in the mirror"
+    batch = tally_of([*DRY_RUN[:-1], "total size is 26  speedup is 0.08 (BATCH ONLY)"])
+    assert judge_stage(stage_of(batch), SyncSettings(), None).code == "internal.dry_run"
+    assert CODES["internal.dry_run"].severity == Severity.CRITICAL
+    assert CODES["internal.dry_run"].protected
+
+
+def test_hard_links_and_attribute_changes_are_not_counted_as_received() -> None:
+    for lines, received in ((CHANGES, 2), (IGNORE_TIMES, 5)):
+        tally = tally_of(lines)
+        assert tally.unparsed == 0
+        assert tally.items_received == tally.stats_files_transferred == received
+        assert output_mismatch(stage_of(tally)) is None
+        assert judge_stage(stage_of(tally), SyncSettings(), None).category == "ok"
+    assert tally_of(CHANGES).items["hardlink"] == 2 and tally_of(CHANGES).items["file"] == 3
+
+
+def test_output_that_does_not_add_up_is_not_a_success() -> None:
+    settings = SyncSettings()
+    missing_item = tally_of([x for x in CHANGES if not x.startswith(">f+++++++++")])
+    verdict = judge_stage(stage_of(missing_item), settings, None)
+    assert (verdict.category, verdict.code) == ("internal", "internal.output_mismatch")
+    assert verdict.reason.startswith("rsync's stats say 2 files transferred but it itemized 1")
+    no_stats = tally_of([x for x in CHANGES if x.startswith((">f", ".f", "hf", "*del", ".d"))])
+    verdict = judge_stage(stage_of(no_stats), settings, None)
+    assert (verdict.category, verdict.code) == ("internal", "internal.output_mismatch")
+    assert "no --stats block" in verdict.reason
+    # Only a clean exit is checked: with exit 23 or 24 rsync has said what went wrong.
+    assert judge_stage(stage_of(missing_item, 24), settings, None).category == "ok"
+    # A stage not read line by line (the update-signal probe) has nothing to compare.
+    assert judge_stage(StageResult("preflight", (), 0.0, 0.0, 0), settings, None).category == (
+        "ok")
+
+
+def _run_stage(argv: tuple[str, ...]) -> StageTally:
+    proc = subprocess.run(argv, env=RSYNC_ENV, capture_output=True, check=True)
+    splitter = LineSplitter()
+    return tally_of(splitter.feed(proc.stdout + proc.stderr) + splitter.close())
+
+
+def test_itemized_files_agree_with_the_stats_on_live_two_stage_syncs(
+        mirror_config: Path, served: str, upstream: DebianLikeTree) -> None:
+    """Mirrorkeeper's real stage argv against the test daemon: a first sync, then an update
+    with hard links, symlinks, attribute-only changes and deletions. The check must never
+    fire on a normal run."""
+    mirror = load_config(mirror_config).mirrors["deb"]
+    plan = build_plan(mirror, served)
+    kinds: set[str] = set()
+    for round_ in range(3):
+        for stage in plan.stages:
+            tally = _run_stage(stage.argv)
+            assert tally.unparsed == 0
+            assert tally.items_received == tally.stats_files_transferred, (round_, stage.name)
+            assert output_mismatch(stage_of(tally)) is None
+            kinds |= {k for k, n in tally.items.items() if n}
+        upstream.mutate(add=5, change=5, remove=5)
+        pool = sorted(p for p in (upstream.root / "pool").rglob("*.deb"))
+        os.link(pool[0], upstream.root / f"pool/hardlink{round_}.deb")
+        os.link(pool[1], pool[1].with_name(pool[1].name + f".hl{round_}"))
+        (upstream.root / f"latest{round_}").symlink_to(os.path.relpath(pool[2], upstream.root))
+        pool[3].chmod(0o600)
+        os.utime(pool[4], (1, 1))
+    assert kinds >= {"file", "dir", "hardlink", "symlink", "deleted"}

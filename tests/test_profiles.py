@@ -66,6 +66,24 @@ def test_bad_admin_profile_is_reported_not_hidden(tmp_path: Path) -> None:
     assert any("loop" in p for p in found)
 
 
+def test_a_profile_s_rsync_options_are_checked_against_the_allow_list(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    """A profile's rsync_options reach every mirror of it, so they pass the same allow-list;
+    the problem names the profile's file. A mirror's own list replaces the profile's."""
+    admin = tmp_path / "profiles"
+    admin.mkdir()
+    (admin / "dry.toml").write_text('extends = "fedora"\nrsync_options = ["--sparse", "-n"]\n')
+    found = [str(p) for p in load_catalogue(str(admin)).problems]
+    assert found == [f"{admin / 'dry.toml'}: rsync_options.1: `-n` makes a dry run: nothing "
+                     "would be copied"]
+    config = write_config(tmp_path / "mk.toml", {"f": {"profile": "fedora", "dest": "/srv/f",
+                                                       "rsync_options": ["-S", "-L"]}})
+    result = mk("-c", str(config), "config", "check")
+    assert result.code == 78 and f"{admin / 'dry.toml'}: rsync_options.1: `-n`" in result.err
+    (admin / "dry.toml").unlink()
+    assert mk("-c", str(config), "config", "check").code == 0
+
+
 def test_profiles_cli(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
     config = write_config(tmp_path / "mk.toml", {})
     listed = mk("-c", str(config), "profiles", "--json")

@@ -69,6 +69,13 @@ CODES: dict[str, Code] = {
     "internal.error": Code(S.ERROR, "an exit status or situation Mirrorkeeper does not know"),
     "internal.unparsed_output": Code(S.WARNING, "rsync printed lines Mirrorkeeper does not "
                                                 "understand"),
+    # A run that copied nothing must never pass for fresh: every run will do the same until
+    # the config (or a wrapper set as `rsync`) changes, so retrying cannot help.
+    "internal.dry_run": Code(S.CRITICAL, "rsync made a dry run (or only wrote a batch file): "
+                                         "nothing was copied; the run is not a success",
+                             protected=True),
+    "internal.output_mismatch": Code(S.ERROR, "rsync exited 0 but its stats block is missing "
+                                              "or disagrees with the files it itemized"),
 }
 
 

@@ -53,6 +53,9 @@ def judge_stage(stage: StageResult, settings: SyncSettings,
         return Verdict("local", "local.not_writable", stage.start_error)
     if stage.stopped_by == "signal":
         return Verdict("interrupted", "run.interrupted", "stopped by a signal")
+    if stage.dry_run:
+        return Verdict("internal", "internal.dry_run",
+                       f"rsync reported ({stage.dry_run}): it changed nothing in the mirror")
     for kind, local_code in _LOCAL_KINDS.items():
         if errors.get(kind):
             return Verdict("local", local_code, f"rsync reported {kind.replace('_', ' ')}")
@@ -65,6 +68,8 @@ def judge_stage(stage: StageResult, settings: SyncSettings,
         return Verdict("upstream", "upstream.auth", "the daemon refused our credentials")
     if errors.get("module_missing"):
         return Verdict("upstream", "upstream.module_missing", "the daemon has no such module")
+    if rc == 0 and (mismatch := output_mismatch(stage)):
+        return Verdict("internal", "internal.output_mismatch", mismatch)
     if rc in (0, 24):
         return Verdict("ok", "transfer.vanished" if rc == 24 else None, "complete")
     if rc in _TRANSIENT_EXITS:
@@ -79,6 +84,30 @@ def judge_stage(stage: StageResult, settings: SyncSettings,
     if rc in _UPSTREAM_EXITS:
         return Verdict("upstream", _UPSTREAM_EXITS[rc], f"rsync exit {rc}")
     return Verdict("internal", "internal.error", f"rsync exit {rc} is not understood")
+
+
+def output_mismatch(stage: StageResult) -> str | None:
+    """Why a stage's output does not add up, or None. Fail closed: a clean exit is believed only
+    when rsync's own summary agrees with what it itemized.
+
+    rsync counts a regular file in ``Number of regular files transferred`` exactly when its
+    receiver takes the file's data, and prints one ``>f`` line for it then (receiver.c; a
+    retransmission after a failed checksum counts and prints again). Hard links made locally
+    (``hf``) and attribute-only changes (``.f``) are neither counted nor ``>f``. Checked with
+    real two-stage syncs: new, changed, touched, chmod-ed, empty and hard-linked files,
+    symlinks, --delay-updates and --delete-after, -I, -c, --copy-links, --partial-dir,
+    --protocol=27..31. The two differ only where rsync also reports an error (exit 23), so
+    only a clean exit 0 is checked; an exit 0 without the stats block means the output is not
+    the one the parser was built for (-q, a wrapper, ...).
+    """
+    if stage.items_received is None:  # not read line by line: nothing to compare
+        return None
+    if stage.stats_files_transferred is None:
+        return "rsync exited 0 but printed no --stats block: its output is not understood"
+    if stage.stats_files_transferred != stage.items_received:
+        return (f"rsync's stats say {stage.stats_files_transferred} files transferred but it "
+                f"itemized {stage.items_received}: its output is not understood")
+    return None
 
 
 def ratio_severity(ratio: float, settings: SyncSettings) -> Severity:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
+from .options import check_rsync_options
 from .schedule import parse_schedule
 from .spec import TRACE_STYLES, UPSTREAM_STRATEGIES, SyncSettings
 
 _RSYNC_URL = re.compile(r"^rsync://(?:[^@/]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d+)?/[^/\s]+(?:/\S*)?$")
 _DAEMON = re.compile(r"^(?:[^@/:\s]+@)?[A-Za-z0-9.\-]+::[^/\s]+(?:/\S*)?$")
-
-#: Options Mirrorkeeper sets itself: deletion belongs to stage 2 only, and the parser depends on
-#: the output format, so an admin's option must not change either.
-RESERVED_OPTIONS = (
-    "--del", "--delete", "--delete-before", "--delete-during", "--delete-delay", "--delete-after",
-    "--delete-excluded", "--delete-missing-args", "--remove-source-files", "--max-delete",
-    "--delay-updates", "--quiet", "-q", "--out-format", "--log-format", "--info", "--debug",
-    "--itemize-changes", "-i", "--human-readable", "-h", "--progress", "-P", "--stats",
-    "--dry-run", "-n", "--list-only", "--files-from", "--include-from", "--exclude-from",
-    "--filter", "-f", "--include", "--exclude", "--timeout", "--contimeout", "--bwlimit",
-    "--log-file", "--daemon", "--server", "--rsh", "-e", "--password-file",
-)
 
 
 def check_upstream(url: str) -> str | None:
@@ -35,11 +24,6 @@ def check_upstream(url: str) -> str | None:
     if re.match(r"^[^/]+:", url):
         return "uses rsync over ssh, which Mirrorkeeper does not run; use an rsync:// URL"
     return "is neither an rsync:// URL, HOST::MODULE nor an absolute local path"
-
-
-def reserved_option(option: str) -> str | None:
-    name = option.split("=", 1)[0]
-    return name if name in RESERVED_OPTIONS else None
 
 
 def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
@@ -56,15 +40,8 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
         for i, pattern in enumerate(getattr(s, key)):
             if not pattern.strip():
                 found.append((f"{key}.{i}", "an empty pattern matches nothing useful", "remove it"))
-    for i, option in enumerate(s.rsync_options):
-        name = reserved_option(option)
-        if name:
-            found.append((f"rsync_options.{i}", f"`{name}` is set by Mirrorkeeper itself",
-                          "use the matching mirror key (excludes, bwlimit, timeout, stage2, "
-                          "max_delete_*) or remove it"))
-        elif not option.startswith("-"):
-            found.append((f"rsync_options.{i}", f"`{option}` is not an option",
-                          "sources and destinations come from `upstreams` and `dest`"))
+    for i, message, hint in check_rsync_options(s.rsync_options):
+        found.append((f"rsync_options.{i}", message, hint))
     try:
         schedule = parse_schedule(s.schedule)
         if schedule.cron is not None:

@@ -33,7 +33,7 @@ class SyncSettings:
     stage1_include: tuple[str, ...] = ()
     #: Patterns never mirrored (and never deleted locally because of that).
     excludes: tuple[str, ...] = ()
-    #: Extra rsync options; the ones that control deletion are reserved for stage 2.
+    #: Extra rsync options, each checked against the allow-list in ``config/options.py``.
     rsync_options: tuple[str, ...] = ()
     #: Path (relative to the upstream root) of the file the project touches when it publishes.
     update_signal: str | None = None

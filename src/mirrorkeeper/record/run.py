@@ -46,6 +46,13 @@ class StageResult:
     #: Which attempt of the run (1, 2, ...) and from which upstream.
     attempt: int = 1
     upstream: str = ""
+    #: "DRY RUN" or "BATCH ONLY" when rsync's summary said it changed nothing.
+    dry_run: str | None = None
+    #: Itemized regular files received (``>f`` lines); None when the stage's output was not
+    #: read line by line (a probe, or a record stored before this was kept).
+    items_received: int | None = None
+    #: ``Number of regular files transferred`` from rsync's stats block; None without one.
+    stats_files_transferred: int | None = None
 
     @property
     def duration_seconds(self) -> float:

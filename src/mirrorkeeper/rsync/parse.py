@@ -76,6 +76,15 @@ class Stat:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """rsync's closing ``total size is ... speedup is ... (DRY RUN)``: it changed nothing,
+    although its itemized lines and stats read like a transfer. ``(BATCH ONLY)``
+    (``--only-write-batch``) means the same for the mirror: nothing was written to it."""
+
+    marker: str  # "DRY RUN" or "BATCH ONLY"
+
+
+@dataclass(frozen=True)
 class Info:
     """A known harmless line (``receiving incremental file list``)."""
 
@@ -87,7 +96,7 @@ class Unparsed:
     text: str
 
 
-Event = Progress | Item | DeleteCandidate | Error | ExitLine | Stat | Info | Unparsed
+Event = Progress | Item | DeleteCandidate | Error | ExitLine | Stat | DryRun | Info | Unparsed
 
 #: Error kinds that concern one file; they count towards ``files_failed``.
 FILE_ERROR_KINDS = frozenset({
@@ -110,7 +119,9 @@ _STAT = re.compile(r"^(?P<name>[A-Z][A-Za-z ]+?): (?P<value>[\d,]+(?:\.\d+)?)(?:
 _SENT = re.compile(
     r"^sent (?P<sent>[\d,]+) bytes\s+received (?P<recv>[\d,]+) bytes\s+(?P<rate>[\d,.]+) bytes/sec$"
 )
-_TOTAL = re.compile(r"^total size is (?P<size>[\d,]+)\s+speedup is (?P<speedup>[\d,.]+)")
+# The only suffixes rsync prints here (main.c): anything else is not understood.
+_TOTAL = re.compile(r"^total size is (?P<size>[\d,]+)\s+speedup is (?P<speedup>[\d,.]+)"
+                    r"(?: \((?P<marker>DRY RUN|BATCH ONLY)\))?$")
 _EXIT = re.compile(r"^rsync (?:error|warning): (?P<msg>.*?) \(code (?P<code>\d+)\)")
 _RSYNC_MSG = re.compile(r"^rsync: (?:\[(?P<role>\w+)\] )?(?P<msg>.*)$")
 _ERRNO = re.compile(r"\((?P<errno>\d+)\)\s*$")
@@ -268,6 +279,8 @@ def parse_line(line: str) -> Event:
     if m := _SENT.match(line):
         return Stat("bytes_per_second", _num(m.group("rate")))
     if m := _TOTAL.match(line):
+        if m.group("marker"):
+            return DryRun(m.group("marker"))
         return Stat("total_size_bytes", _num(m.group("size")))
     if m := _EXIT.match(line):
         return ExitLine(code=int(m.group("code")), message=m.group("msg"))

@@ -8,6 +8,7 @@ from collections import Counter
 from .parse import (
     FILE_ERROR_KINDS,
     DeleteCandidate,
+    DryRun,
     Error,
     Event,
     ExitLine,
@@ -47,6 +48,7 @@ class StageTally:
         self.unattributed_errors = 0
         self.stats: dict[str, float] = {}
         self.items: Counter[str] = Counter()
+        #: Itemized regular files received (``>f``): rsync's stats must say the same.
         self.items_received = 0
         self.errors: Counter[str] = Counter()
         self.error_samples: list[str] = []
@@ -54,6 +56,8 @@ class StageTally:
         self.unparsed = 0
         self.last_progress: Progress | None = None
         self.exit_line: ExitLine | None = None
+        #: "DRY RUN" or "BATCH ONLY" when rsync said it changed nothing.
+        self.dry_run: str | None = None
 
     def _sample(self, text: str) -> None:
         if len(self.error_samples) < self.sample_limit:
@@ -93,6 +97,8 @@ class StageTally:
             if self.listing and event.code == 25:
                 return  # the --max-delete=0 we asked for
             self._sample(f"rsync: {event.message} (code {event.code})")
+        elif isinstance(event, DryRun):
+            self.dry_run = event.marker
         elif isinstance(event, Unparsed):
             self.unparsed += 1
             self.errors["unparsed"] += 1
@@ -108,6 +114,12 @@ class StageTally:
 
     def stat(self, name: str) -> int:
         return int(self.stats.get(name, 0))
+
+    @property
+    def stats_files_transferred(self) -> int | None:
+        """``Number of regular files transferred`` from the stats block; None without one."""
+        value = self.stats.get("files_transferred")
+        return None if value is None else int(value)
 
     @property
     def files_transferred(self) -> int:

@@ -75,15 +75,20 @@ def _stage_result(name: str, argv: tuple[str, ...], started: float, finished: fl
     exit_code = proc.exit_code
     if tally.listing and exit_code == 25 and tally.exit_line and tally.exit_line.code == 25:
         exit_code = 0  # the --max-delete=0 that makes rsync list deletions instead of doing them
+    # A dry run's counts are what rsync *would* have done: the record must not claim them.
+    done = tally.dry_run is None
     return StageResult(
         name=name, argv=argv, started_at=started, finished_at=finished,
         exit_code=exit_code, bytes_sent=tally.stat("bytes_sent"),
         bytes_received=tally.stat("bytes_received"), size_bytes=tally.stat("size_bytes"),
-        files_total=tally.stat("files_total"), files_transferred=tally.files_transferred,
-        files_deleted=tally.files_deleted, files_failed=tally.files_failed,
+        files_total=tally.stat("files_total"),
+        files_transferred=tally.files_transferred if done else 0,
+        files_deleted=tally.files_deleted if done else 0, files_failed=tally.files_failed,
         errors=errors, error_samples=tuple(tally.error_samples),
         unparsed_lines=tally.unparsed, stopped_by=proc.stopped_by, start_error=proc.start_error,
-        attempt=attempt, upstream=upstream,
+        attempt=attempt, upstream=upstream, dry_run=tally.dry_run,
+        items_received=tally.items_received,
+        stats_files_transferred=tally.stats_files_transferred,
     )
 
 
