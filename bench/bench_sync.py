@@ -61,7 +61,9 @@ def mirrorkeeper_sync(work: Path, url: str) -> list[str]:
     config = work / "mk.toml"
     config.write_text(f'[global]\nstate_dir = "{work}/state"\nlog_dir = "{work}/logs"\n'
                       f'[mirrors.deb]\nprofile = "debian"\ndest = "{work}/mk"\n'
-                      f'upstreams = ["{url}"]\n')
+                      f'upstreams = ["{url}"]\n'
+                      # Delete at once, as bare rsync does: the same work on both sides.
+                      'delete_grace = "0s"\n')
     return [sys.executable, "-m", "mirrorkeeper", "-c", str(config), "sync", "deb", "--quiet"]
 
 

@@ -17,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
     [ -x /usr/sbin/sshd ] || need="$need openssh-server"
     command -v apt-ftparchive >/dev/null 2>&1 || need="$need apt-utils"
     command -v gpg >/dev/null 2>&1 || need="$need gpg"
+    command -v gpg-agent >/dev/null 2>&1 || need="$need gpg-agent"  # signing needs the agent
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"
