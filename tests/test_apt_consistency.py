@@ -189,7 +189,7 @@ def test_two_stage_sync_keeps_clients_whole_where_plain_rsync_breaks_them(
         clients.wait_rounds(2)
         result = clients.stop()
     assert record.outcome == "success", record
-    assert [s.name for s in record.stages] == ["stage1", "stage1", "stage2", "signal"]
+    assert [s.name for s in record.stages] == ["stage1", "signal", "stage1", "signal", "stage2"]
     during = result.between(started, finished)
     assert len({run.client for run in during}) == 4 and len(during) >= 8, summary(result)
     assert result.failures == [], summary(result)

@@ -125,13 +125,35 @@ def test_deleter_reports_what_it_cannot_delete(tmp_path: Path) -> None:
     assert os.path.exists(tmp_path / "full/keep")
 
 
-def test_the_update_signal_is_copied_last_and_held_back_before() -> None:
+def test_the_update_signal_is_held_back_and_fetched_to_staging() -> None:
     settings = SyncSettings(upstreams=("rsync://up.example.org/debian/",), stage2=("Packages*",),
                             update_signal="project/trace/master")
     plan = build_plan(MirrorSpec("deb", "debian", "/srv/deb", True, settings),
-                      settings.upstreams[0])
+                      settings.upstreams[0], signal_staging="/var/lib/mk/signals/deb/master")
     for stage in plan.stages:
         assert "--exclude=/project/trace/master" in stage.argv
     assert plan.signal is not None and plan.signal.argv[-2:] == (
-        "rsync://up.example.org/debian/project/trace/master", "/srv/deb/project/trace/master")
+        "rsync://up.example.org/debian/project/trace/master", "/var/lib/mk/signals/deb/master")
+    assert (plan.signal_staging, plan.signal_path) == ("/var/lib/mk/signals/deb/master",
+                                                       "project/trace/master")
     assert not any(a.startswith(("--del", "--max-delete")) for a in plan.signal.argv)
+
+
+def test_store_keeps_pending_deletions_and_says_when_the_next_falls_due(tmp_path: Path) -> None:
+    from mirrorkeeper.store import Store
+
+    store = Store.open(tmp_path)
+    try:
+        store.set_pending_deletions("deb", {"a": 100.0, "b": 500.0})
+        store.set_pending_deletions("other", {"x": 1.0})
+        assert store.pending_deletions("deb") == {"a": 100.0, "b": 500.0}
+        assert store.pending_summary("deb") == (2, 100.0)
+        # With a grace of 60 s: "a" fell due at 160, "b" falls due at 560.
+        assert store.next_deletion_due("deb", 60.0, after=50.0) == 160.0
+        assert store.next_deletion_due("deb", 60.0, after=200.0) == 560.0  # a run since 160
+        assert store.next_deletion_due("deb", 60.0, after=600.0) is None
+        store.set_pending_deletions("deb", {})
+        assert store.pending_summary("deb") == (0, None)
+        assert store.pending_deletions("other") == {"x": 1.0}
+    finally:
+        store.close()

@@ -43,7 +43,7 @@ def public(tmp_path: Path) -> Iterator[Path]:
 def run(tmp_path: Path, upstreams: list[str], **overrides: Any) -> tuple[RunRecord, list[Finding]]:
     path = write_config(tmp_path / "mk.toml", {"deb": {
         "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
-        "retry_backoff": "0.1s", **overrides}})
+        "retry_backoff": "0.1s", "delete_grace": "0s", **overrides}})
     config = load_config(path)
     store = Store.open(config.settings.state_dir)
     try:
@@ -71,8 +71,8 @@ def test_permission_denied_on_a_few_files_is_info(tmp_path: Path, public: Path,
     daemon = rsyncd([Module("debian", tree.root, {"uid": "nobody", "gid": "nogroup"})])
     record, findings = run(tmp_path, [daemon.url("debian")])
     assert record.outcome == "success"  # stage 2 ran: 1 of ~2,400 is not worth stale indexes
-    assert [s.name for s in record.stages] == ["stage1", "stage2", "signal"]
-    assert record.files_failed == 1 and record.stages[1].errors["permission_denied"] == 1
+    assert [s.name for s in record.stages] == ["stage1", "signal", "stage2"]
+    assert record.files_failed == 1 and record.stages[-1].errors["permission_denied"] == 1
     assert record.errors["permission_denied"] == 1  # one file, though both stages say so
     assert codes(findings) == {"transfer.partial": Severity.INFO}
     assert findings[0].details["samples"][0].startswith("send_files failed to open")
@@ -305,9 +305,9 @@ def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
     assert record.outcome == "success" and findings == []
     assert [(a.upstream, a.category) for a in record.attempts] == [(daemon.url("debian"), "ok")]
     requests = daemon.log_path.read_text().count("] rsync on debian/")
-    # The ranking probe (reused by the guard), stage 1, the signal's re-check after stage 1,
-    # stage 2, and the signal file itself.
-    assert requests == 5
+    # The ranking probe (reused by the guard), stage 1, the signal file (fetched after stage 1,
+    # put in place after stage 2), stage 2.
+    assert requests == 4
 
 
 def test_a_dry_run_is_never_recorded_as_a_success(tmp_path: Path, served: str,

@@ -60,8 +60,8 @@ def test_first_full_sync(tmp_path: Path, mirror_config: Path, upstream: DebianLi
     record = sync_once(mirror_config)
     assert record.outcome == "success" and record.exit_code == 0
     assert tree_files(tmp_path / "mirror") == tree_files(upstream.root)
-    # The update signal comes last, after the indexes, in a one-file step of its own.
-    assert [s.name for s in record.stages] == ["stage1", "stage2", "signal"]
+    # The update signal is fetched after stage 1 (to staging) and put in place after stage 2.
+    assert [s.name for s in record.stages] == ["stage1", "signal", "stage2"]
     assert {k: getattr(record, k) for k in expected} == expected
     assert record.files_failed == 0 and record.errors == {}
     assert record.bytes_transferred > record.size_bytes  # payload plus protocol
@@ -131,7 +131,7 @@ def test_two_stage_order(tmp_path: Path, mirror_config: Path, upstream: DebianLi
     assert "between" in seen and violations == []
     assert record.stages[0].files_deleted == 0
     assert record.files_deleted == len(change.removed)  # after stage 2, by Mirrorkeeper
-    assert record.stages[1].files_transferred == 8 + 2  # only the indexes were held back
+    assert record.stages[-1].files_transferred == 8 + 2  # only the indexes were held back
     assert not any((mirror / rel).exists() for rel in change.removed)
 
 
@@ -159,7 +159,7 @@ def test_every_rsync_line_is_in_the_run_log(mirror_config: Path, tmp_path: Path)
     assert ends[-1]["mirror"] == "deb" and ends[-1]["run_id"] == record.run_id
     assert ends[-1]["files_transferred"] == record.files_transferred
     assert [e["stage"] for e in events if e["event"] == "stage.start"] == [
-        "stage1", "stage2", "signal"]
+        "stage1", "signal", "stage2"]
 
 
 def test_run_logs_are_pruned(tmp_path: Path, served: str) -> None:
@@ -195,7 +195,7 @@ def test_cli_sync_status_history_json(mirror_config: Path, mk: Callable[..., Cli
     assert synced.code == 0, synced.err
     run = synced.json()
     assert set(run) >= RUN_FIELDS
-    assert run["outcome"] == "success" and run["stages"][1]["name"] == "stage2"
+    assert run["outcome"] == "success" and run["stages"][-1]["name"] == "stage2"
     status = mk("-c", cfg, "status", "--json").json()[0]
     assert RUN_FIELDS | {"state", "progress_percent", "last_success_at"} <= set(status)
     assert status["state"] == "idle" and status["progress_percent"] is None

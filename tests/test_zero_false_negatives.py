@@ -53,7 +53,7 @@ def run(tmp_path: Path, upstreams: list[str], on_stage: Callable[[StageResult], 
         = None, **overrides: Any) -> tuple[RunRecord, list[Finding]]:
     path = write_config(tmp_path / "mk.toml", {"deb": {
         "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
-        "retry_backoff": "0.1s", **overrides}})
+        "retry_backoff": "0.1s", "delete_grace": "0s", **overrides}})
     config = load_config(path)
     store = Store.open(config.settings.state_dir)
     try:
@@ -181,9 +181,10 @@ def test_the_update_signal_arrives_after_the_indexes(tmp_path: Path, upstream: D
     assert record.outcome == "success"
     new_trace = (upstream.root / "project/trace/master").read_bytes()
     assert new_trace != old_trace
-    # After stage 2 the new indexes are served, and the signal still says the old publish.
-    assert seen["stage1"] == old_trace and seen["stage2"] == old_trace
-    assert seen["signal"] == new_trace == (mirror / "project/trace/master").read_bytes()
+    # After stage 2 the new indexes are served, and the signal still says the old publish;
+    # it was fetched after stage 1, outside the mirror, and is put in place last of all.
+    assert seen == {"stage1": old_trace, "signal": old_trace, "stage2": old_trace}
+    assert (mirror / "project/trace/master").read_bytes() == new_trace
 
 
 def test_a_publish_during_stage_1_runs_stage_1_again(tmp_path: Path, upstream: DebianLikeTree,
@@ -198,9 +199,9 @@ def test_a_publish_during_stage_1_runs_stage_1_again(tmp_path: Path, upstream: D
 
     record, _ = run(tmp_path, [served], on_stage=on_stage)
     assert record.outcome == "success"
-    assert [s.name for s in record.stages] == ["stage1", "stage1", "stage2", "signal"]
+    assert [s.name for s in record.stages] == ["stage1", "signal", "stage1", "signal", "stage2"]
     # Stage 2 brought indexes only: every pool file of the second publish came in stage 1.
-    assert record.stages[2].files_transferred == 8 + 2
+    assert record.stages[-1].files_transferred == 8 + 2
     assert tree_files(tmp_path / "mirror") == tree_files(upstream.root)
 
 
@@ -217,7 +218,7 @@ def test_an_upstream_mid_update_is_waited_for(tmp_path: Path, upstream: DebianLi
 
     record, findings = run(tmp_path, [served], on_stage=on_stage, upstream_busy_wait="0.1s")
     assert record.outcome == "success" and findings == []
-    assert [s.name for s in record.stages] == ["stage1", "stage1", "stage2", "signal"]
+    assert [s.name for s in record.stages] == ["stage1", "stage1", "signal", "stage2"]
     assert not (tmp_path / "mirror" / marker.name).exists()
     assert tree_files(tmp_path / "mirror") == tree_files(upstream.root)
 

@@ -6,7 +6,9 @@ and *lists* what the upstream dropped (``--delete-after --max-delete=0 --debug=D
 deletes nothing itself; :mod:`mirrorkeeper.plan.deletions` decides (grace, guards, upstream
 errors). Clients therefore never see an index that names a file the mirror does not have yet.
 
-The upstream's update-signal file comes last of all, in a one-file step after stage 2, so a
+The upstream's update-signal file is held back from both stages. After stage 1 a one-file step
+fetches it into a staging file outside the mirror — which also tells whether the upstream
+published again meanwhile — and it is put into the mirror after stage 2, last of all, so a
 downstream that polls it never sees a publish before the mirror serves it.
 """
 
@@ -62,8 +64,12 @@ class SyncPlan:
     max_delete: int
     #: Seconds of total silence from rsync before the runner's watchdog stops it.
     no_output_timeout: float
-    #: Copies the update-signal file after the content stages (None: the profile has none).
+    #: Fetches the update-signal file to ``signal_staging`` after stage 1 (None: no signal).
     signal: StagePlan | None = None
+    #: Where the fetched signal waits until stage 2 is done; then it goes to the mirror.
+    signal_staging: str | None = None
+    #: The signal's path relative to the mirror root.
+    signal_path: str | None = None
 
 
 def max_delete_bound(settings: SyncSettings, last_files_total: int | None) -> int:
@@ -110,6 +116,7 @@ def build_plan(
     rsync: str = "rsync",
     last_files_total: int | None = None,
     own_trace: str | None = None,
+    signal_staging: str | None = None,
 ) -> SyncPlan:
     """Plan one run of ``mirror`` from ``upstream``.
 
@@ -122,10 +129,11 @@ def build_plan(
     shared = _shared(s, upstream)
     if own_trace:
         shared.append(f"--exclude=/{own_trace}")
-    signal = None
+    signal = path = None
     if s.update_signal:
         path = s.update_signal.strip("/")
-        signal = StagePlan("signal", (rsync, *shared, source + path, dest + path), deletes=False)
+        staging = signal_staging or dest + path
+        signal = StagePlan("signal", (rsync, *shared, source + path, staging), deletes=False)
         shared.append(f"--exclude=/{path}")
     deleting = ["--delay-updates", *LIST_DELETIONS]
     stages: tuple[StagePlan, ...]
@@ -140,4 +148,5 @@ def build_plan(
     else:
         stages = (StagePlan("single", (rsync, *shared, *deleting, source, dest), deletes=True),)
     return SyncPlan(mirror=mirror.name, upstream=upstream, dest=dest, stages=stages,
-                    max_delete=bound, no_output_timeout=s.no_output_timeout, signal=signal)
+                    max_delete=bound, no_output_timeout=s.no_output_timeout, signal=signal,
+                    signal_staging=signal.argv[-1] if signal else None, signal_path=path)

@@ -265,6 +265,8 @@ def unescape_name(name: str) -> str:
 
 def parse_line(line: str) -> Event:
     """Classify one line of rsync's stdout or stderr (see :func:`parse_output` for glued ones)."""
+    if line.startswith("delete_in_dir("):  # one per directory of the deleting stage: cheap
+        return Info(line)
     if line.startswith("delete_item(") and (m := _DELETE_ITEM.match(line)):
         return DeleteCandidate(unescape_name(m.group("path")),
                                is_dir=int(m.group("mode"), 8) & 0o170000 == 0o040000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +50,13 @@ StageCallback = Callable[[StageResult], None]  # after a stage ends, before the 
 
 def lock_dir(config: Config) -> Path:
     return Path(config.settings.state_dir) / "locks"
+
+
+def signal_staging(config: Config, mirror: MirrorSpec) -> Path:
+    """Where the upstream's update signal waits between stage 1 and the end of stage 2: ours,
+    outside the mirror (never served, never deleted by a stage)."""
+    name = Path(mirror.settings.update_signal or "signal").name
+    return Path(config.settings.state_dir) / "signals" / mirror.name / name
 
 
 def outcome_of(attempts: list[Attempt], stages: list[StageResult]) -> str:
@@ -299,7 +307,8 @@ def _one_attempt(
             return done(refusal[0], "preflight", refusal[1])
     plan = build_plan(mirror, upstream, rsync=config.settings.rsync,
                       last_files_total=last_total,
-                      own_trace=trace_path(s.trace, config.settings.hostname))
+                      own_trace=trace_path(s.trace, config.settings.hostname),
+                      signal_staging=str(signal_staging(config, mirror)))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
     return _run_stages(plan, number, run, last_total, stages, skipped, done, signal_mtime)
 
@@ -392,27 +401,37 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
                                         "stopped while the upstream was busy"), stage.name,
                                 result.exit_code)
                 continue
-            newer = _published_meanwhile(plan, run, signal_mtime)
-            if newer is not None and reruns < s.stage1_reruns:
-                reruns += 1
-                run.runlog.note(f"the upstream published again during stage 1 (its "
-                                f"{s.update_signal} changed); stage 1 again ({reruns} of "
-                                f"{s.stage1_reruns}) so that stage 2 brings no index whose "
-                                "files the mirror lacks")
-                event("stage1.rerun", reason="published", rerun=reruns)
+        if index == 0 and plan.signal is not None:
+            # The signal now, into staging: did the upstream publish during stage 1?
+            assert plan.signal_staging is not None
+            Path(plan.signal_staging).parent.mkdir(parents=True, exist_ok=True)
+            fetched, verdict, _ = _run_stage(plan, plan.signal, index, count, number, run,
+                                             last_total, stages)
+            if verdict.category != "ok":
+                skipped.extend(x.name for x in plan.stages[index + 1:])
+                return done(verdict, SIGNAL_STAGE, fetched.exit_code)
+            newer = _staged_mtime(plan)
+            if (stage.name == "stage1" and newer is not None and signal_mtime is not None
+                    and newer > signal_mtime + MTIME_SLACK_SECONDS):
                 signal_mtime = newer
-                continue
-            if newer is not None:
-                run.runlog.note(f"the upstream published again during each of {reruns + 1} "
-                                "stage-1 runs; going on with stage 2")
+                if reruns < s.stage1_reruns:
+                    reruns += 1
+                    run.runlog.note(
+                        f"the upstream published again during stage 1 (its "
+                        f"{s.update_signal} changed); stage 1 again ({reruns} of "
+                        f"{s.stage1_reruns}) so that stage 2 brings no index whose files "
+                        "the mirror lacks")
+                    event("stage1.rerun", reason="published", rerun=reruns)
+                    continue
+                run.runlog.note(f"the upstream published again during each of "
+                                f"{reruns + 1} stage-1 runs; going on with stage 2")
         index += 1
-    if plan.signal is not None and not run.stop.is_set():
-        Path(plan.signal.argv[-1]).parent.mkdir(parents=True, exist_ok=True)
-        result, verdict, _ = _run_stage(plan, plan.signal, count - 1, count, number, run,
-                                        last_total, stages)
-        if verdict.category != "ok":
-            return done(verdict, SIGNAL_STAGE, result.exit_code)
-        last_stage, last_exit = SIGNAL_STAGE, result.exit_code
+    if plan.signal is not None:
+        problem = _install_signal(plan)
+        if problem:
+            run.runlog.note(problem)
+            return done(Verdict("local", "local.not_writable", problem), SIGNAL_STAGE, None)
+        run.runlog.note(f"{plan.signal_path} put in place, last of all")
     return done(verdict, last_stage, last_exit)
 
 
@@ -520,20 +539,25 @@ def _remove_markers(dest: str, markers: list[str], run: _RunContext) -> None:
             run.runlog.note(f"cannot remove {name}: {exc.strerror}")
 
 
-def _published_meanwhile(plan: SyncPlan, run: _RunContext,
-                         before: float | None) -> float | None:
-    """The upstream signal's new mtime if it changed since the attempt began, else None."""
-    s = run.mirror.settings
-    if not s.update_signal or before is None:
+def _staged_mtime(plan: SyncPlan) -> float | None:
+    try:
+        return Path(plan.signal_staging or "").stat().st_mtime
+    except OSError:
         return None
-    again = probe(run.rsync, plan.upstream, s.update_signal, s)
-    event("guard.signal_recheck", exists=again.exists, upstream_mtime=again.mtime,
-          before=before, seconds=round(again.seconds, 3))
-    if again.exists and again.mtime is not None and again.mtime > before + MTIME_SLACK_SECONDS:
-        return again.mtime
-    if not again.exists:
-        run.runlog.note(f"re-check of {s.update_signal} after stage 1 failed "
-                        f"({again.message or again.error_kind}); going on with stage 2")
+
+
+def _install_signal(plan: SyncPlan) -> str | None:
+    """Put the fetched update signal into the mirror (atomically, its mtime kept); None when
+    done, else why not."""
+    assert plan.signal_staging and plan.signal_path
+    target = Path(plan.dest, plan.signal_path)
+    temporary = target.with_name(f".{target.name}.mirrorkeeper-new")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(plan.signal_staging, temporary)
+        os.replace(temporary, target)
+    except OSError as exc:
+        return f"cannot put {plan.signal_path} in place: {exc.strerror or exc}"
     return None
 
 
