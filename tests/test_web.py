@@ -232,3 +232,15 @@ def test_public_status_documents_are_built_once_per_interval(
         jobs = {j["name"]: j for j in fresh.get("/jobs").json()}
         assert jobs["never"]["status"] == "success"
         assert fresh.get("/mirrorz.json").headers["access-control-allow-origin"] == "*"
+
+
+def test_files_waiting_for_deletion_show_on_the_api_and_the_page(
+        setup: tuple[TestClient, Daemon, Path]) -> None:
+    client, daemon, _ = setup
+    daemon.store.set_pending_deletions("good", {"pool/a.deb": 1000.0, "pool/b.deb": 2000.0})
+    rows = {r["mirror"]: r for r in client.get("/api/status").json()}
+    assert rows["good"]["pending_deletions"] == 2 and rows["bad"]["pending_deletions"] == 0
+    assert rows["good"]["pending_deletions_since"] == "1970-01-01T00:16:40Z"
+    page = client.get("/mirrors/good").text
+    assert "2 files the upstream dropped wait for deletion" in page
+    assert "wait for deletion" not in client.get("/mirrors/bad").text

@@ -572,6 +572,8 @@ class _LiveStage:
         self._published = 0.0
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
+        if self.stage.name == SIGNAL_STAGE:
+            return  # one small file between the stages: no place on the progress bar
         run = self.run
         now = time.time()
         live = estimate(progress, stage=self.stage.name, stage_index=self.index,
