@@ -33,6 +33,11 @@ CODES: dict[str, Code] = {
     "upstream.fallback": Code(S.WARNING, "an upstream failed and another one worked"),
     "upstream.busy": Code(S.ERROR, "the upstream stayed mid-update (a foreign "
                                    "Archive-Update-in-Progress marker) through every retry"),
+    # The profile.
+    "profile.signal_missing": Code(S.WARNING, "the upstream lacks the profile's update-signal "
+                                              "file but has content: synced without it"),
+    "profile.signal_unparsable": Code(S.WARNING, "the update-signal file's content is not of "
+                                                 "the profile's signal_kind; its mtime stood in"),
     # The transfer.
     "transfer.partial": Code(S.INFO, "a few files could not be transferred (failure ratio "
                                      "within the info bound)"),

@@ -180,6 +180,8 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             add("transfer.vanished", f"{vanished} files vanished upstream during the run",
                 files=vanished)
     _deletion_findings(record, settings, add)
+    for code, upstream, summary in record.notices:
+        add(code, summary, None, upstream or None)
     unparsed = sum(s.unparsed_lines for s in record.stages)
     if unparsed:
         add("internal.unparsed_output", f"rsync printed {unparsed} lines not understood",

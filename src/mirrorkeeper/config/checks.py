@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
+from ..plan.signals import SIGNAL_KINDS
 from .options import check_rsync_options
 from .schedule import parse_schedule
 from .spec import TRACE_STYLES, UPSTREAM_STRATEGIES, SyncSettings
@@ -86,6 +87,9 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):
         found.append(("update_signal", "must be a path relative to the upstream's root",
                       "e.g. \"project/trace/master\""))
+    if s.signal_kind not in SIGNAL_KINDS:
+        found.append(("signal_kind", f"`{s.signal_kind}` is not a signal kind",
+                      "use one of " + ", ".join(SIGNAL_KINDS)))
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
                       "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))

@@ -37,6 +37,9 @@ class SyncSettings:
     rsync_options: tuple[str, ...] = ()
     #: Path (relative to the upstream root) of the file the project touches when it publishes.
     update_signal: str | None = None
+    #: How the signal says when the upstream published: ``mtime`` (of the file), ``epoch``,
+    #: ``date``, ``trace`` (Debian) or ``keyvalue`` (``date=``); see plan/signals.py.
+    signal_kind: str = "mtime"
     schedule: str = "every 6h"
     stale_after: float = 2 * 86400.0
     #: rsync ``--timeout``: I/O silence before rsync gives up.

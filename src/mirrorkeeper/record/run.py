@@ -128,6 +128,8 @@ class RunRecord:
     attempts: tuple[Attempt, ...] = ()
     #: The deletions of the final attempt, if it reached them.
     deletions: Deletions | None = None
+    #: What the run noticed that is no failure but must be heard: (code, upstream, summary).
+    notices: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def upstreams_tried(self) -> tuple[str, ...]:
