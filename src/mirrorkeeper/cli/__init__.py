@@ -345,8 +345,10 @@ def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
     dest_path = os.path.abspath(dest)
     added = append_mirror(path, name or profile, profile, dest_path)
     console.print(f"added to {path}:\n{added.strip()}")
-    console.print(f"next: mirrorkeeper{' -c ' + str(path) if ctx.obj['config'] else ''} "
-                  f"sync {name or profile}")
+    command = f"mirrorkeeper{' -c ' + str(path) if ctx.obj['config'] else ''}"
+    console.print(f"next: {command} doctor {name or profile}   (are the upstreams and this "
+                  "host ready?)\n"
+                  f"then: {command} sync {name or profile}")
     return Exit.OK
 
 
@@ -377,6 +379,38 @@ def demo(workdir: Path, packages: int) -> int:
     from ..demo.run import run_demo
 
     return run_demo(workdir.resolve(), packages, console)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_mirrors", is_flag=True, help="Every enabled mirror.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, as_json: bool) -> int:
+    """Is a mirror ready to enable? Checks each upstream and this host; exit 0 ready,
+    1 warnings, 2 errors. Writes nothing."""
+    from ..doctor import diagnose, exit_status
+
+    config = _load(ctx)
+    unknown = [n for n in names if n not in config.mirrors]
+    if unknown:
+        raise UsageProblem(f"no mirror `{unknown[0]}`. "
+                           + did_you_mean(unknown[0], config.mirrors))
+    if bool(names) == all_mirrors:
+        raise UsageProblem("name a mirror or use --all")
+    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+    catalogue = load_catalogue(config.settings.profiles_dir)
+    reports = []
+    for mirror in mirrors:
+        profile = catalogue.get(mirror.profile)
+        reports.append(diagnose(config.settings.rsync, mirror,
+                                profile.info if profile else None))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for report in reports:
+            console.print(render.doctor_table(report))
+    return exit_status(reports)
 
 
 # -- monitoring -------------------------------------------------------------------------------

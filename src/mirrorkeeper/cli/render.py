@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -13,6 +13,9 @@ from ..logs import iso
 from ..record import RunRecord
 from ..record.present import deletions_text, human_bytes, human_rate
 from ..rsync.exitcodes import meaning
+
+if TYPE_CHECKING:
+    from ..doctor import MirrorReport
 
 
 def run_summary(record: RunRecord) -> Table:
@@ -133,4 +136,22 @@ def profile_detail(p: Profile) -> Table:
         if isinstance(value, list):
             value = "\n".join(value) or "-"
         table.add_row(key, "-" if value in (None, "") else str(value))
+    return table
+
+
+_MARK = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "error": "[red]error[/]",
+         "skipped": "[dim]skipped[/]"}
+
+
+def doctor_table(report: MirrorReport) -> Table:
+    """``doctor``: one row per check, upstream by upstream, then this host."""
+    table = Table(title=f"{report.mirror}: {report.status}", title_justify="left")
+    for column in ("where", "check", "result", "detail"):
+        table.add_column(column)
+    for upstream in report.upstreams:
+        for i, c in enumerate(upstream.checks):
+            table.add_row(upstream.upstream if i == 0 else "", c.name, _MARK[c.status],
+                          c.detail)
+    for i, c in enumerate(report.local):
+        table.add_row("this host" if i == 0 else "", c.name, _MARK[c.status], c.detail)
     return table
