@@ -279,3 +279,34 @@ def test_every_option_of_the_installed_rsync_is_decided() -> None:
     undecided = sorted(n for n in names if n not in ALLOWED and n not in REFUSED)
     assert undecided == []
     assert not set(ALLOWED) & set(REFUSED)
+
+
+def test_the_example_config_checks_and_matches_the_schema(tmp_path: Path,
+                                                          mk: Callable[..., CliResult]) -> None:
+    import tomllib
+
+    import jsonschema
+
+    example = mk("init", "--example")
+    assert example.code == 0 and "[mirrors.debian]" in example.out
+    path = tmp_path / "mirrorkeeper.toml"
+    path.write_text(example.out)
+    checked = mk("-c", str(path), "config", "check")
+    assert checked.code == 0, checked.out + checked.err
+    schema = mk("config", "schema").json()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(tomllib.loads(example.out), schema)
+    mirror = schema["properties"]["mirrors"]["additionalProperties"]
+    # Each key's `#:` comment in config/spec.py is its description.
+    assert mirror["properties"]["delete_grace"]["description"].startswith(
+        "Files the upstream dropped stay this long")
+    assert mirror["properties"]["upstreams"] == {
+        "type": "array", "items": {"type": "string"},
+        "description": mirror["properties"]["upstreams"]["description"]}
+    for wrong in ({"mirrors": {"d": {"profile": "debian"}}},  # no dest
+                  {"mirrors": {"d": {"profile": "debian", "dest": "/x", "bwlimt": 5}}},
+                  {"global": {"statedir": "/x"}},
+                  {"mirrors": {"d": {"profile": "debian", "dest": "/x", "timeout": "soon"}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, schema)
+    assert mk("init").code == 64  # a profile and --dest, or --example

@@ -330,12 +330,22 @@ def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
 
 
 @cli.command()
-@click.argument("profile")
-@click.option("--dest", required=True, metavar="DIR", help="Directory to mirror into.")
+@click.argument("profile", required=False)
+@click.option("--dest", metavar="DIR", help="Directory to mirror into.")
 @click.option("--name", metavar="NAME", help="Mirror name (default: the profile's name).")
+@click.option("--example", is_flag=True, help="Print an annotated example config instead.")
 @click.pass_context
-def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
+def init(ctx: click.Context, profile: str | None, dest: str | None, name: str | None,
+         example: bool) -> int:
     """Add a mirror of PROFILE to the config (created if missing), keeping its comments."""
+    if example:
+        from importlib import resources
+
+        click.echo((resources.files("mirrorkeeper.config") / "example.toml").read_text(
+            encoding="utf-8"), nl=False)
+        return Exit.OK
+    if not profile or not dest:
+        raise UsageProblem("name a PROFILE and --dest DIR (or use --example)")
     path = find_config(ctx.obj["config"])
     catalogue = load_catalogue(_admin_profiles_dir(ctx))
     if catalogue.get(profile) is None:
@@ -355,6 +365,15 @@ def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
 @cli.group("config")
 def config_group() -> None:
     """Inspect the configuration."""
+
+
+@config_group.command("schema")
+def config_schema_cmd() -> int:
+    """Print a JSON Schema of the config, for editors (taplo, Even Better TOML)."""
+    from ..config.schema import config_schema
+
+    click.echo(json.dumps(config_schema(), indent=2))
+    return Exit.OK
 
 
 @config_group.command("check")
