@@ -94,6 +94,9 @@ def connection_options(settings: SyncSettings, upstream: str) -> list[str]:
     args = [f"--timeout={math.ceil(settings.timeout)}"]
     if is_daemon(upstream):
         args.append(f"--contimeout={math.ceil(settings.contimeout)}")
+        # The protocol's small request/answer packets otherwise wait on Nagle and delayed
+        # ACKs: a one-file probe took 156 ms on loopback, 114 ms with it (bench notes).
+        args.append("--sockopts=TCP_NODELAY")
         if settings.password_file:
             args.append(f"--password-file={settings.password_file}")
     return args
