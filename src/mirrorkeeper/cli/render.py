@@ -6,10 +6,12 @@ import time
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..config.durations import format_duration
 from ..config.spec import Profile
 from ..logs import iso
+from ..profiles import BrokenProfile
 from ..record import RunRecord
 from ..record.present import deletions_text, human_bytes, human_rate
 from ..rsync.exitcodes import meaning
@@ -112,16 +114,28 @@ def profile_json(p: Profile) -> dict[str, Any]:
         "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,
         "schedule": s.schedule, "stale_after_seconds": s.stale_after,
         "timeout_seconds": s.timeout, "two_stage": bool(s.stage2),
+        "valid": True, "problems": [],
     }
 
 
-def profiles_table(profiles: list[Profile]) -> Table:
-    table = Table(title=f"{len(profiles)} profiles", title_justify="left")
+def broken_profile_json(b: BrokenProfile) -> dict[str, Any]:
+    """A profile file that does not validate: where it is and what is wrong."""
+    return {"name": b.name, "source": b.source, "valid": False,
+            "problems": [str(p) for p in b.problems]}
+
+
+def profiles_table(profiles: list[Profile], broken: list[BrokenProfile] | None = None) -> Table:
+    broken = broken or []
+    title = f"{len(profiles)} profiles" + (f", {len(broken)} invalid" if broken else "")
+    table = Table(title=title, title_justify="left")
     for column in ("profile", "description", "size", "schedule", "stages", "update signal"):
         table.add_column(column)
     for p in profiles:
         table.add_row(p.name, p.info.description, p.info.approx_size, p.settings.schedule,
                       "2" if p.settings.stage2 else "1", p.settings.update_signal or "-")
+    for b in broken:
+        table.add_row(Text(b.name), Text(f"INVALID: {len(b.problems)} problem(s), listed "
+                                         "above"), "-", "-", "-", "-")
     return table
 
 
