@@ -7,6 +7,7 @@ process or the real plugin executables, with the input an admin or an upstream c
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
+from mirrorkeeper.demo.tree import DebianLikeTree
 
 from .conftest import CliResult, python_cli, wait_for, write_config
 from .test_daemon import RunningDaemon, finished, start_daemon
@@ -233,6 +235,49 @@ def test_a_real_host_name_is_accepted(tmp_path: Path, mk: Mk) -> None:
 
 
 # -- 18: password and token files ----------------------------------------------------------------
+def test_a_password_file_others_can_read(tmp_path: Path, upstream: DebianLikeTree,
+                                         rsyncd: Daemons, mk: Mk) -> None:
+    secrets = tmp_path / "rsyncd.secrets"
+    secrets.write_text("mirror:right\n")
+    secrets.chmod(0o600)
+    daemon = rsyncd([Module("debian", upstream.root, {"auth users": "mirror",
+                                                      "secrets file": str(secrets)})])
+    password = tmp_path / "password"
+    password.write_text("right\n")
+    password.chmod(0o644)
+    config = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "delete_grace": "0s",
+        "upstreams": [daemon.url("debian").replace("rsync://", "rsync://mirror@"),
+                      "rsync://127.0.0.1:9/debian/"],
+        "password_file": str(password), "retry_backoff": "0.1s"}})
+    jsonl_plugin(config, tmp_path / "alerts.jsonl")
+    check = clean(mk("-c", str(config), "config", "check"))
+    assert check.code == 78
+    assert (f"{config}: mirrors.deb.password_file: {password} can be read or written by others "
+            f"(mode 0644); rsync refuses such a password file — chmod o-rwx {password}"
+            in check.err)
+    run = clean(mk("-c", str(config), "sync", "deb", "-q", "--json"))
+    assert run.code == 1
+    attempts = run.json()["attempts"]
+    assert len(attempts) == 1  # a local problem: no retry, no other upstream
+    assert attempts[0]["code"] == "config.password_file"
+    assert "password file must not be other-accessible" in attempts[0]["detail"]
+    (alert,) = sent(tmp_path / "alerts.jsonl")
+    assert (alert["code"], alert["severity"]) == ("config.password_file", "critical")
+    assert "password file must not be other-accessible" in alert["summary"]
+    password.unlink()
+    assert f"{password} does not exist" in clean(mk("-c", str(config), "config", "check")).err
+    password.write_text("right\n")
+    password.chmod(0o600)
+    if os.geteuid() == 0:  # rsync run by root also wants root to own it
+        os.chown(password, 65534, -1)
+        check = clean(mk("-c", str(config), "config", "check"))
+        assert f"{password} is owned by uid 65534" in check.err
+        os.chown(password, 0, -1)
+    assert clean(mk("-c", str(config), "config", "check")).code == 0
+    assert clean(mk("-c", str(config), "sync", "deb", "-q")).code == 0
+
+
 def test_a_relative_password_file_is_relative_to_the_config(tmp_path: Path) -> None:
     config = write_config(tmp_path / "mk.toml", {"deb": {
         "profile": "debian", "dest": str(tmp_path / "m"), "password_file": "secret"}})
@@ -265,5 +310,41 @@ def test_a_token_file_that_would_refuse_every_action(tmp_path: Path, mk: Mk) -> 
         assert f"web.token_file: {why}" in started.stderr and "Traceback" not in started.stderr
     token.write_text("s3cret\n")
     assert clean(mk("-c", str(config), "config", "check")).code == 0
+
+
+# -- 19: a failed run says why --------------------------------------------------------------------
+def summary_row(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if re.match(rf"^\W*{name}\s", line))
+
+
+def test_a_failed_run_says_why_in_rsyncs_words(tmp_path: Path, mk: Mk) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "plain.toml").write_text('upstreams = ["rsync://h/m/"]\n')  # no update signal
+    unresolvable = {"upstreams": ["rsync://nosuchhost.invalid/debian/"],
+                    "attempts_per_upstream": 1}
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = write_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "deb"), **unresolvable},
+        "plain": {"profile": "plain", "dest": str(tmp_path / "plain"), **unresolvable},
+        "blocked": {"profile": "debian", "dest": str(blocker / "mirror")}})
+    log = tmp_path / "alerts.jsonl"
+    jsonl_plugin(config, log)
+    for mirror in ("deb", "plain"):  # the pre-flight probe's failure, and a stage's
+        result = clean(mk("-c", str(config), "sync", mirror, "-q"))
+        assert result.code == 1
+        assert "Name or service not known" in summary_row(result.out, "cause")
+        assert "none" not in summary_row(result.out, "errors")
+        alert = sent(log)[-1]
+        assert alert["mirror"] == mirror and alert["code"] == "upstream.unreachable"
+        assert "Name or service not known" in alert["summary"]
+        assert "Name or service not known" in alert["details"]["rsync_error"]
+    blocked = clean(mk("-c", str(config), "sync", "blocked", "-q"))
+    assert blocked.code == 1 and "exit None" not in blocked.out
+    assert "not started: cannot create destination" in summary_row(blocked.out, "stage1")
+    assert "cannot create destination" in summary_row(blocked.out, "cause")
+    as_json = clean(mk("-c", str(config), "sync", "plain", "--json")).json()
+    assert "Name or service not known" in as_json["attempts"][0]["detail"]
 
 

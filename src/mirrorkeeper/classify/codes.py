@@ -56,6 +56,9 @@ CODES: dict[str, Code] = {
     "config.profile_invalid": Code(S.ERROR, "the mirror's profile file (or one it extends) "
                                             "does not validate: the mirror is not synced, the "
                                             "other mirrors are"),
+    "config.password_file": Code(S.CRITICAL, "rsync refused the password_file (others may read "
+                                             "it, root does not own it, or it is missing)",
+                                 protected=True),
     # Guards that kept the mirror intact.
     "guard.mass_delete": Code(S.CRITICAL, "stage 2 would delete more than the bound allows; "
                                           "deletions stopped", protected=True),

@@ -23,8 +23,13 @@ def run_summary(record: RunRecord) -> Table:
                   show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    rows = [
-        ("upstream", record.upstream),
+    failed = record.outcome != "success"
+    last = record.attempts[-1] if record.attempts else None
+    rows = [("upstream", record.upstream)]
+    if failed and last is not None:
+        # The cause first, in rsync's own words: the exit status alone does not tell it.
+        rows.append(("cause", last.detail or last.reason))
+    rows += [
         ("started", iso(record.started_at) or "-"),
         ("duration", f"{record.duration_seconds:.2f} s"),
         ("transferred", f"{human_bytes(record.bytes_transferred)} ({record.bytes_transferred} B)"),
@@ -33,14 +38,17 @@ def run_summary(record: RunRecord) -> Table:
         ("files transferred", str(record.files_transferred)),
         ("files deleted", str(record.files_deleted)),
         ("files failed", str(record.files_failed)),
-        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items()) or "none"),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items())
+         or ("-" if failed else "none")),
     ]
     if deletions := deletions_text(record):
         rows.append(("deletions", deletions))
     for stage in record.stages:
-        detail = stage.start_error or meaning(stage.exit_code)
         label = stage.name if len(record.attempts) < 2 else f"{stage.name} #{stage.attempt}"
-        rows.append((label, f"exit {stage.exit_code} ({detail}) in "
+        if stage.exit_code is None and stage.start_error:
+            rows.append((label, f"not started: {stage.start_error}"))
+            continue
+        rows.append((label, f"exit {stage.exit_code} ({meaning(stage.exit_code)}) in "
                      f"{stage.duration_seconds:.2f} s, {stage.files_transferred} files, "
                      f"{stage.files_deleted} deleted"))
     for name in record.skipped:
@@ -48,10 +56,11 @@ def run_summary(record: RunRecord) -> Table:
     if len(record.attempts) > 1 or (record.attempts and record.attempts[-1].category != "ok"):
         for a in record.attempts:
             rows.append((f"attempt {a.number}", f"{a.upstream}: {a.category}"
-                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"))
+                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"
+                         + (f": {a.detail}" if a.detail and a.detail not in a.reason else "")))
     rows.append(("log", record.log_path))
     for field_name, value in rows:
-        table.add_row(field_name, value)
+        table.add_row(field_name, Text(value))  # Text: an upstream's words are never markup
     return table
 
 
