@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.plan.argv import build_plan
 
 from .conftest import CliResult, python_cli, wait_for, write_config
 from .test_daemon import RunningDaemon, finished, start_daemon
@@ -346,5 +348,50 @@ def test_a_failed_run_says_why_in_rsyncs_words(tmp_path: Path, mk: Mk) -> None:
     assert "cannot create destination" in summary_row(blocked.out, "cause")
     as_json = clean(mk("-c", str(config), "sync", "plain", "--json")).json()
     assert "Name or service not known" in as_json["attempts"][0]["detail"]
+
+
+# -- 20: modes from the upstream ------------------------------------------------------------------
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_an_upstream_cannot_plant_setuid_files_or_open_directories(
+        tmp_path: Path, upstream: DebianLikeTree, served: str, mirror_config: Path,
+        mk: Mk) -> None:
+    root = upstream.root
+    (root / "tools").mkdir()
+    planted = {"tools/suid": 0o4755, "tools/sgid": 0o2755, "tools/install.sh": 0o755,
+               "tools/private": 0o600, "tools/open": 0o666, "tools/sticky": 0o1644}
+    for name, bits in planted.items():
+        (root / name).write_text("#!/bin/sh\n")
+        (root / name).chmod(bits)
+    (root / "incoming").mkdir(mode=0o777)
+    (root / "incoming").chmod(0o777)
+    (root / "shared").mkdir()
+    (root / "shared").chmod(0o3775)
+    assert mode(root / "tools/suid") == 0o4755  # really planted, as root can
+    assert clean(mk("-c", str(mirror_config), "sync", "deb", "-q")).code == 0
+    mirror = tmp_path / "mirror"
+    expected = {"tools/suid": 0o755, "tools/sgid": 0o755, "tools/install.sh": 0o755,
+                "tools/private": 0o644, "tools/open": 0o644, "tools/sticky": 0o644,
+                "incoming": 0o755, "shared": 0o755, "tools": 0o755}
+    assert {name: mode(mirror / name) for name in expected} == expected
+    # A mirror an older version synced with the upstream's modes is repaired on the next run.
+    (mirror / "tools/suid").chmod(0o4755)
+    (mirror / "incoming").chmod(0o777)
+    assert clean(mk("-c", str(mirror_config), "sync", "deb", "-q")).code == 0
+    assert (mode(mirror / "tools/suid"), mode(mirror / "incoming")) == (0o755, 0o755)
+    # An admin's --chmod replaces the default rather than adding to it.
+    from mirrorkeeper.plan.argv import DEFAULT_CHMOD
+
+    own = write_config(tmp_path / "own.toml", {"own": {
+        "profile": "debian", "dest": str(tmp_path / "own"), "upstreams": [served],
+        "delete_grace": "0s", "rsync_options": ["--chmod=D750,F640"]}})
+    plan = build_plan(load_config(own).mirrors["own"], served)
+    assert [a for a in plan.stages[0].argv if a.startswith("--chmod")] == ["--chmod=D750,F640"]
+    default_plan = build_plan(load_config(mirror_config).mirrors["deb"], served)
+    assert [a for a in default_plan.stages[1].argv if a.startswith("--chmod")] == [DEFAULT_CHMOD]
+    assert clean(mk("-c", str(own), "sync", "own", "-q")).code == 0
+    assert (mode(tmp_path / "own/tools/suid"), mode(tmp_path / "own/incoming")) == (0o640, 0o750)
 
 
