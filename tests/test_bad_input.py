@@ -6,10 +6,13 @@ process or the real plugin executables, with the input an admin or an upstream c
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 from collections.abc import Callable
@@ -18,7 +21,10 @@ from typing import Any
 
 import pytest
 
+from mirrorkeeper.alerts.payload import payload
+from mirrorkeeper.alerts.plugins import run_plugin
 from mirrorkeeper.config.load import load_config
+from mirrorkeeper.config.spec import PluginSpec
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import build_plan
@@ -395,3 +401,81 @@ def test_an_upstream_cannot_plant_setuid_files_or_open_directories(
     assert (mode(tmp_path / "own/tools/suid"), mode(tmp_path / "own/incoming")) == (0o640, 0o750)
 
 
+# -- 21: plugins forward no control characters ----------------------------------------------------
+FORGED = ("disk full\nMar  1 00:00:00 mirror1 sshd[1]: Accepted password for root\r"
+          "[1] PROCESS_SERVICE_CHECK_RESULT;mirror1;x;0;OK\r\nBcc: victim@example.org\x1b[2J")
+ALERT = {"id": 7, "mirror": "debian", "severity": "critical", "code": "local.disk_full",
+         "summary": FORGED, "details": {"rsync_error": FORGED}, "run_id": 3,
+         "upstream": "rsync://a/debian/", "first_seen": 1.0e9, "last_seen": 1.0e9 + 60}
+
+
+def inert(text: str) -> None:
+    assert not any(ch in text for ch in "\n\r\x1b"), repr(text)
+    assert "disk full\\nMar  1" in text and "\\x1b[2J" in text  # shown, not obeyed or lost
+
+
+def test_syslog_gets_one_line(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(10)
+        spec = PluginSpec(name="syslog", command=("mirrorkeeper-alert-syslog", "--socket", path))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None
+        message = server.recv(9000).decode()
+        server.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            server.recv(9000)  # one datagram, nothing more
+    assert message.startswith("<26>")
+    inert(message)
+
+
+def test_nagios_gets_one_command(tmp_path: Path) -> None:
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        spec = PluginSpec(name="nagios", command=(
+            "mirrorkeeper-alert-nagios", "--command-file", str(fifo), "--host", "mirror1"))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None
+        line = os.read(reader, 8192).decode()
+    finally:
+        os.close(reader)
+    assert line.endswith("\n") and line.count("PROCESS_SERVICE_CHECK_RESULT") == 2
+    inert(line[:-1])
+
+
+def test_email_headers_cannot_be_injected_and_the_mail_goes_out() -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
+                                                "ops@example.org", "--smtp", f"127.0.0.1:{port}"))
+        assert run_plugin(spec, payload(ALERT, host="h")) is None  # delivered, not retried
+    finally:
+        controller.stop()
+    (mail,) = received
+    assert mail.rcpt_tos == ["ops@example.org"]
+    message = email.message_from_bytes(mail.content, policy=email.policy.default)
+    assert message["Bcc"] is None and "victim" not in str(message["To"])
+    inert(str(message["Subject"]))  # the injected text is in the subject, inert
+    assert "\\r\\nBcc: victim@example.org" in str(message["Subject"])
+
+
+def test_jsonl_carries_no_control_characters(tmp_path: Path) -> None:
+    log = tmp_path / "alerts.jsonl"
+    spec = PluginSpec(name="log", command=("mirrorkeeper-alert-jsonl", str(log)))
+    assert run_plugin(spec, payload(ALERT, host="h")) is None
+    (line,) = log.read_text().splitlines()
+    alert = json.loads(line)
+    inert(alert["summary"])
+    inert(alert["details"]["rsync_error"])
