@@ -6,10 +6,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..config.durations import format_duration
 from ..config.spec import Profile
 from ..logs import iso
+from ..profiles import BrokenProfile
 from ..record import RunRecord
 from ..record.present import deletions_text, human_bytes, human_rate
 from ..rsync.exitcodes import meaning
@@ -24,8 +26,13 @@ def run_summary(record: RunRecord) -> Table:
                   show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    rows = [
-        ("upstream", record.upstream),
+    failed = record.outcome != "success"
+    last = record.attempts[-1] if record.attempts else None
+    rows = [("upstream", record.upstream)]
+    if failed and last is not None:
+        # The cause first, in rsync's own words: the exit status alone does not tell it.
+        rows.append(("cause", last.detail or last.reason))
+    rows += [
         ("started", iso(record.started_at) or "-"),
         ("duration", f"{record.duration_seconds:.2f} s"),
         ("transferred", f"{human_bytes(record.bytes_transferred)} ({record.bytes_transferred} B)"),
@@ -34,14 +41,17 @@ def run_summary(record: RunRecord) -> Table:
         ("files transferred", str(record.files_transferred)),
         ("files deleted", str(record.files_deleted)),
         ("files failed", str(record.files_failed)),
-        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items()) or "none"),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items())
+         or ("-" if failed else "none")),
     ]
     if deletions := deletions_text(record):
         rows.append(("deletions", deletions))
     for stage in record.stages:
-        detail = stage.start_error or meaning(stage.exit_code)
         label = stage.name if len(record.attempts) < 2 else f"{stage.name} #{stage.attempt}"
-        rows.append((label, f"exit {stage.exit_code} ({detail}) in "
+        if stage.exit_code is None and stage.start_error:
+            rows.append((label, f"not started: {stage.start_error}"))
+            continue
+        rows.append((label, f"exit {stage.exit_code} ({meaning(stage.exit_code)}) in "
                      f"{stage.duration_seconds:.2f} s, {stage.files_transferred} files, "
                      f"{stage.files_deleted} deleted"))
     for name in record.skipped:
@@ -49,10 +59,11 @@ def run_summary(record: RunRecord) -> Table:
     if len(record.attempts) > 1 or (record.attempts and record.attempts[-1].category != "ok"):
         for a in record.attempts:
             rows.append((f"attempt {a.number}", f"{a.upstream}: {a.category}"
-                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"))
+                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"
+                         + (f": {a.detail}" if a.detail and a.detail not in a.reason else "")))
     rows.append(("log", record.log_path))
     for field_name, value in rows:
-        table.add_row(field_name, value)
+        table.add_row(field_name, Text(value))  # Text: an upstream's words are never markup
     return table
 
 
@@ -115,16 +126,28 @@ def profile_json(p: Profile) -> dict[str, Any]:
         "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,
         "schedule": s.schedule, "stale_after_seconds": s.stale_after,
         "timeout_seconds": s.timeout, "two_stage": bool(s.stage2),
+        "valid": True, "problems": [],
     }
 
 
-def profiles_table(profiles: list[Profile]) -> Table:
-    table = Table(title=f"{len(profiles)} profiles", title_justify="left")
+def broken_profile_json(b: BrokenProfile) -> dict[str, Any]:
+    """A profile file that does not validate: where it is and what is wrong."""
+    return {"name": b.name, "source": b.source, "valid": False,
+            "problems": [str(p) for p in b.problems]}
+
+
+def profiles_table(profiles: list[Profile], broken: list[BrokenProfile] | None = None) -> Table:
+    broken = broken or []
+    title = f"{len(profiles)} profiles" + (f", {len(broken)} invalid" if broken else "")
+    table = Table(title=title, title_justify="left")
     for column in ("profile", "description", "size", "schedule", "stages", "update signal"):
         table.add_column(column)
     for p in profiles:
         table.add_row(p.name, p.info.description, p.info.approx_size, p.settings.schedule,
                       "2" if p.settings.stage2 else "1", p.settings.update_signal or "-")
+    for b in broken:
+        table.add_row(Text(b.name), Text(f"INVALID: {len(b.problems)} problem(s), listed "
+                                         "above"), "-", "-", "-", "-")
     return table
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .problems import Problem
+
 #: Keys whose values are durations ("6h") in the TOML and seconds in the dataclasses.
 DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "stale_after", "timeout", "contimeout", "no_output_timeout",
@@ -120,6 +122,18 @@ class MirrorSpec:
     dest: str
     enabled: bool
     settings: SyncSettings
+
+
+@dataclass(frozen=True)
+class BrokenMirror:
+    """A mirror whose profile does not validate: it is not synced, but the rest of the config
+    still works (one bad file in ``profiles_dir`` must not stop every mirror)."""
+
+    name: str
+    profile: str
+    enabled: bool
+    #: What is wrong with the profile (its own file and any file it extends).
+    problems: tuple[Problem, ...]
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,14 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    #: Mirrors that cannot run because their profile does not validate.
+    broken: dict[str, BrokenMirror] = field(default_factory=dict)
+    #: Every problem in the profile catalogue, used by a mirror or not (``config check`` and
+    #: ``profiles`` report them; the rest of the program works around them).
+    profile_problems: tuple[Problem, ...] = ()
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]
+
+    def broken_enabled(self) -> list[BrokenMirror]:
+        return [b for b in self.broken.values() if b.enabled]

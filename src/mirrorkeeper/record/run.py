@@ -107,6 +107,8 @@ class Attempt:
     started_at: float
     finished_at: float
     failure_ratio: float = 0.0
+    #: rsync's own error line (or why nothing could start): what the exit status hides.
+    detail: str = ""
 
     @property
     def duration_seconds(self) -> float:

@@ -106,6 +106,7 @@ FILE_ERROR_KINDS = frozenset({
 ERROR_KINDS = FILE_ERROR_KINDS | {
     "connection_refused", "connection", "dns", "connection_lost", "timeout", "module_missing",
     "auth", "daemon_busy", "daemon", "protocol", "max_delete", "deletion_skipped", "other",
+    "password_file",
 }
 
 _PROGRESS = re.compile(
@@ -170,6 +171,8 @@ def _num(text: str) -> float:
 
 def _classify_message(msg: str, errno: int | None) -> str:
     low = msg.lower()
+    if "password file" in low:  # could not open it; others may read it; root does not own it
+        return "password_file"
     if "io timeout" in low or ("timeout" in low and "exiting" in low):
         return "timeout"
     if "failed to connect" in low or ("connection" in low and "refused" in low):
@@ -317,7 +320,8 @@ def parse_line(line: str) -> Event:
         return Error(kind, msg, path=path_m.group("path") if path_m else None, errno=errno,
                      role=m.group("role"))
     if line.startswith(("ERROR: ", "WARNING: ")):
-        kind = "verification" if "failed verification" in line else "other"
+        kind = ("verification" if "failed verification" in line
+                else "password_file" if "password file" in line else "other")
         path_m = _QUOTED.search(line)
         return Error(kind, line, path=path_m.group("path") if path_m else None)
     if m := _STAT.match(line):

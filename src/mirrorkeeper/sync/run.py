@@ -38,6 +38,7 @@ from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
+from ..safetext import printable
 from ..store import Store
 from .deletions import delete_paths
 from .lock import MirrorLock
@@ -195,7 +196,8 @@ def _run_locked(
                                       started_at=now, finished_at=now, exit_code=None,
                                       start_error=dest_problem, upstream=candidates[0]))
             attempts.append(Attempt(1, candidates[0], "local", "local.not_writable",
-                                    dest_problem, "preflight", None, now, now))
+                                    dest_problem, "preflight", None, now, now,
+                                    detail=dest_problem))
         else:
             _attempt_all(config, mirror, candidates, context, started, last_total,
                          stages, attempts, skipped)
@@ -284,7 +286,7 @@ def _attempt_all(
             attempts.append(attempt)
             event("attempt.end", number=number, upstream=upstream, category=attempt.category,
                   code=attempt.code, reason=attempt.reason, stage=attempt.stage,
-                  exit_code=attempt.exit_code)
+                  exit_code=attempt.exit_code, detail=attempt.detail)
             run.runlog.note(f"attempt {number} from {upstream}: {attempt.category}"
                             + (f" ({attempt.code})" if attempt.code else "")
                             + f" — {attempt.reason}")
@@ -304,7 +306,7 @@ def _one_attempt(
 
     def done(verdict: Verdict, stage: str, exit_code: int | None) -> Attempt:
         return Attempt(number, upstream, verdict.category, verdict.code, verdict.reason, stage,
-                       exit_code, begun, time.time(), verdict.failure_ratio)
+                       exit_code, begun, time.time(), verdict.failure_ratio, verdict.detail)
 
     run.deletions = None
     signal_mtime = None
@@ -364,7 +366,8 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
             return None, None, True
         reason = f"it has no {s.update_signal}: empty, incomplete or mid-update"
         run.runlog.note(f"guard: {upstream}: {reason}")
-        return (Verdict("upstream", "upstream.empty", reason), result.exit_code), None, False
+        return (Verdict("upstream", "upstream.empty", reason, detail=printable(result.message)),
+                result.exit_code), None, False
     run.runlog.note(f"probe of {upstream} failed: {result.message}")
     if result.error_kind == "rsync_missing":
         return (Verdict("local", "local.rsync_missing", result.message), None), None, False
@@ -373,7 +376,8 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
                         error_samples=(result.message,))
     verdict = judge_stage(stage, s, None)
     if verdict.category == "ok":
-        verdict = Verdict("internal", "internal.error", f"probe failed: {result.message}")
+        verdict = Verdict("internal", "internal.error", "the probe failed",
+                          detail=printable(result.message))
     return (verdict, result.exit_code), None, False
 
 
