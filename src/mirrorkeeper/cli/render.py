@@ -121,6 +121,8 @@ def profile_json(p: Profile) -> dict[str, Any]:
     return {
         "name": p.name, "description": p.info.description, "docs": p.info.docs,
         "approx_size": p.info.approx_size, "notes": p.info.notes, "extends": p.info.extends,
+        "restricted": p.info.restricted, "checked_against": list(p.info.checked_against),
+        "unverified": list(p.info.unverified),
         "source": p.source, "upstreams": list(s.upstreams), "stage2": list(s.stage2),
         "stage1_include": list(s.stage1_include), "excludes": list(s.excludes),
         "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,

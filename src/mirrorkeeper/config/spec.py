@@ -104,6 +104,16 @@ class ProfileInfo:
     notes: str = ""
     #: Name of another profile whose settings this one starts from.
     extends: str | None = None
+    #: URLs of the pages and configurations the profile's values were checked against.
+    checked_against: tuple[str, ...] = ()
+    #: Names of the profile's fields that no source backs (e.g. ``update_signal``): a value
+    #: there is a best guess, or the field is left unset because nothing better is known.
+    unverified: tuple[str, ...] = ()
+    #: Access limits an admin should know before relying on the profile, e.g. "the master
+    #: needs registration" or "takes no new public mirrors" (empty: none known). Any upstream
+    #: host named here is one that needs registration; it is never listed first when the
+    #: profile has a public one.
+    restricted: str = ""
 
 
 @dataclass(frozen=True)
