@@ -100,3 +100,29 @@ def test_a_wrong_signal_path_warns_and_still_syncs(tmp_path: Path, upstream: Deb
     assert refused.outcome == "failed"
     assert {f.code: f.severity for f in classify_run(refused, config.mirrors["void"].settings)
             } == {"guard.upstream_empty": Severity.CRITICAL}
+
+
+#: Each shipped profile that reads its signal's content, with a sample in that project's format
+#: (research/project-profiles.md §1: the readers of MirrorZ, OCF and the projects' own scripts).
+PROFILE_SAMPLES = {
+    "arch": b"1795984201\n", "msys2": b"1795984201\n", "termux": b"1795984201\n",
+    "alpine": b"1795984201\n", "centos-stream": b"1795984201\n", "almalinux": b"1795984201\n",
+    "apache": b"1795984201\n", "gnu": b"1795984201\n", "freebsd": b"1795984201\n",
+    "gentoo": b"1795984201\n",
+    "gentoo-portage": b"Sun, 29 Nov 2026 20:30:01 +0000\n",
+    "ctan": b"CTAN mirror timestamp\nmaster: ftp.dante.de\n2026-11-29-20-30\n",
+    "manjaro": b"date=2026-11-29T20:30:01Z\nbranch=stable\n",
+    "debian-cd": b"Sun Nov 29 20:30:01 UTC 2026\nUsed ftpsync version: 20180513\n",
+}
+
+
+def test_every_content_signal_profile_reads_its_projects_format() -> None:
+    from mirrorkeeper.profiles import load_catalogue
+
+    catalogue = load_catalogue()
+    kinds = {name: p.settings.signal_kind for name, p in catalogue.profiles.items()
+             if p.settings.signal_kind != "mtime"}
+    assert set(kinds) == set(PROFILE_SAMPLES)
+    for name, kind in kinds.items():
+        when = signal_time(kind, PROFILE_SAMPLES[name], mtime=None)
+        assert when is not None and abs(when - T) <= 60, name  # CTAN's has minutes only

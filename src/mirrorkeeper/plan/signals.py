@@ -5,8 +5,8 @@ Projects signal a publish in one of a few shapes (``signal_kind`` of a profile):
 - ``mtime``: the file's modification time is the publish time (Fedora
   ``fullfiletimelist-*``, Rocky);
 - ``epoch``: it holds Unix seconds (Arch/MSYS2 ``lastupdate``, Alpine ``last-updated``, ``TIME``);
-- ``date``: it holds a date, the first line that parses (Gentoo ``timestamp.chk``, CTAN
-  ``timestamp``);
+- ``date``: it holds a date, the last line that parses (Gentoo ``timestamp.chk``; CTAN's
+  ``timestamp`` ends with ``YYYY-MM-DD-HH-MM``);
 - ``trace``: a Debian trace, its ``Date:`` field, else its first line (``date -u``);
 - ``keyvalue``: ``date=…`` among ``key=value`` lines (Manjaro ``<branch>/state``).
 
@@ -71,7 +71,7 @@ def signal_time(kind: str, content: bytes | None, mtime: float | None) -> float 
     if kind == "epoch":
         found = parse_date(lines[0]) if lines and lines[0].isdigit() else None
     elif kind == "date":
-        found = next((t for t in map(parse_date, lines) if t is not None), None)
+        found = next((t for t in map(parse_date, reversed(lines)) if t is not None), None)
     elif kind == "trace":
         dated = [line.split(":", 1)[1] for line in lines if line.startswith("Date:")]
         found = parse_date(dated[0]) if dated else (parse_date(lines[0]) if lines else None)
