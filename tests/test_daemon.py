@@ -440,3 +440,87 @@ def test_pushes_during_a_sync_earn_exactly_one_more_run(
     assert len(runs(config, "deb")) == 2
     assert [e["reason"] for e in events(tmp_path, "job.start")] == ["first run", "push"]
     assert daemon.stop()[0] == 0
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raw_http(port: int, head: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Send a request's head and part of its body over a plain socket; whatever the server
+    answered within ``timeout`` (it may answer before the body is complete, or never)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode() + body)
+        data = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:  # a timeout: no answer
+            pass
+    return data
+
+
+def test_huge_bodies_are_refused_from_the_headers_alone(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    seed_run(config, "deb", time.time() - 60)  # fresh: nothing is due
+    daemon = start_daemon(config, port)
+    rss_before = vm_rss_kib(daemon.proc.pid)
+
+    def head(method: str, path: str, *extra: str, length: int | None = 1_500_000_000) -> str:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *extra]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    form = "Content-Type: application/x-www-form-urlencoded"
+    # No token, 1.5 GB announced: the answer comes before the body (it used to be read whole).
+    started = time.monotonic()
+    reply = raw_http(port, head("POST", "/api/mirrors/deb/sync", form), b"token=" + b"x" * 65536)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    assert b"connection: close" in reply.lower() and time.monotonic() - started < 5
+    # The limit holds with a valid token, and on every endpoint.
+    for request in (head("POST", "/api/mirrors/deb/sync", f"Authorization: Bearer {TOKEN}",
+                         "Content-Type: application/json"),
+                    head("GET", "/api/status"), head("POST", "/api/alerts/1/ack", form)):
+        assert raw_http(port, request).startswith(b"HTTP/1.1 413 "), request
+    # No length at all (chunked): counted as it arrives.
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    reply = raw_http(port, head("POST", "/api/mirrors/deb/sync", form,
+                                "Transfer-Encoding: chunked", length=None), chunk * 16)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    # A client that keeps sending after the refusal is cut off; the daemon's memory stays.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head("POST", "/api/mirrors/deb/sync", form).encode())
+        sent = 0
+        try:
+            while sent < 300 * 2**20:
+                sock.sendall(b"x" * 2**20)
+                sent += 2**20
+        except OSError:
+            pass
+    assert sent < 300 * 2**20, "the daemon read on after refusing the request"
+    assert vm_rss_kib(daemon.proc.pid) - rss_before < 32 * 1024
+    assert daemon.get("/api/status")[0]["mirror"] == "deb"
+    assert events(tmp_path, "job.queued") == []
+    code, err = daemon.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_trigger_logs_a_bounded_prefix_of_the_ssh_command(
+        mirror_config: Path, mk: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
+        ) -> None:
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "sync:all " + "A" * 100_000)
+    assert mk("-c", str(mirror_config), "trigger", "deb").code == 0
+    logged = events(mirror_config.parent, "trigger")[0]
+    assert logged["ssh_command"].startswith("sync:all AAAA")
+    assert len(logged["ssh_command"]) <= 256 and logged["ssh_command_length"] == 100_009
+    assert (mirror_config.parent / "logs" / "events.jsonl").stat().st_size < 20_000

@@ -46,6 +46,10 @@ console = _console()
 err_console = _console(stderr=True)
 
 
+#: At most this much of what an ssh client sent (``SSH_ORIGINAL_COMMAND``) reaches the log.
+MAX_LOGGED_COMMAND = 256
+
+
 class UsageProblem(click.UsageError):
     """A usage error that exits 64 (EX_USAGE), like every other usage error here."""
 
@@ -196,8 +200,13 @@ def trigger(ctx: click.Context, name: str) -> int:
     mirror = config.mirrors.get(name)
     if mirror is None or not mirror.enabled:
         raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
-    event("trigger", mirror=name, ssh_command=os.environ.get("SSH_ORIGINAL_COMMAND"),
-          ssh_client=os.environ.get("SSH_CONNECTION"))
+    command = os.environ.get("SSH_ORIGINAL_COMMAND")
+    client = os.environ.get("SSH_CONNECTION")
+    # Whoever holds the key chooses the command line: log a bounded prefix, and its length.
+    event("trigger", mirror=name,
+          ssh_command=command[:MAX_LOGGED_COMMAND] if command is not None else None,
+          ssh_command_length=len(command) if command is not None else None,
+          ssh_client=client[:MAX_LOGGED_COMMAND] if client is not None else None)
     if daemon_running(config.settings.state_dir):
         queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         try:

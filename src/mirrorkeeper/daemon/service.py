@@ -31,6 +31,7 @@ from ..plan.due import Due, TickPlan, plan_tick
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir
+from ..web.hosts import beyond_loopback
 from .facts import gather_facts
 from .poller import poll_signal
 from .queue import SyncQueue
@@ -309,6 +310,10 @@ class Daemon:
         from ..web.app import create_app
 
         host, _, port = web.listen.rpartition(":")
+        if beyond_loopback(host):
+            event("web.exposed", level=logging.WARNING, listen=web.listen,
+                  why="the dashboard and API answer other machines; keep [web] listen on "
+                      "loopback behind a reverse proxy, or firewall the port")
         server = uvicorn.Server(uvicorn.Config(
             create_app(self), host=host.strip("[]"), port=int(port), log_config=None,
             access_log=False, lifespan="off", timeout_graceful_shutdown=2))
