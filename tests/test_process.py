@@ -188,3 +188,41 @@ def test_logs_follow_streams_until_the_run_ends(
     assert follow.returncode == 0
     assert "# stage1: rsync " in follow.stdout and "# stage2: rsync " in follow.stdout
     assert "# outcome success" in follow.stdout  # it kept reading to the end of the run
+
+
+def tree_state(root: Path) -> dict[str, int]:
+    return {str(p): p.lstat().st_size for p in root.rglob("*")}
+
+
+def test_a_stop_ends_rsync_s_whole_tree_promptly(tmp_path: Path, served: str) -> None:
+    """SIGTERM makes rsync's receiver try a controlled shutdown through the throttled socket
+    while its generator exits: the receiver must not live on, writing files, until the SIGKILL
+    fallback. Three stops, since which of the two exits first varies."""
+    for attempt in range(3):
+        dest = tmp_path / f"mirror{attempt}"
+        stop = threading.Event()
+        lines: list[str] = []
+        asked: list[float] = []
+
+        def stop_while_transferring(dest: Path = dest, stop: threading.Event = stop,
+                                    asked: list[float] = asked) -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(
+                    p.is_file() for p in dest.rglob("*.deb")):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            asked.append(time.monotonic())
+            stop.set()
+
+        threading.Thread(target=stop_while_transferring, daemon=True).start()
+        argv = ["rsync", "-a", "--bwlimit=300", "--out-format=%i %n", served, f"{dest}/"]
+        result = run_process(argv, lambda _s, line, lines=lines: lines.append(line), stop=stop,
+                             poll_seconds=0.1)
+        took = time.monotonic() - asked[0]
+        assert result.stopped_by == "signal"
+        assert processes_mentioning(str(dest)) == []  # nothing of rsync's tree lives on
+        assert not any("sending SIGKILL" in line for line in lines), lines[-3:]
+        assert took < 2.5, f"stop {attempt + 1} took {took:.1f}s"
+        before = tree_state(dest)
+        time.sleep(0.5)
+        assert tree_state(dest) == before  # and nothing writes into the mirror any more
