@@ -251,6 +251,7 @@ def test_sigterm_stops_running_syncs_and_records_them_interrupted(
     assert code == 0, err
     assert time.monotonic() - began < 15
     assert [r.outcome for r in runs(config, "deb")] == ["interrupted"]
+    assert runs(config, "deb")[0].attempts[-1].reason == "stopped by SIGTERM"
     assert processes_mentioning(str(dest)) == []
     assert "daemon.stop" in err  # the events reach stderr, for journald
 

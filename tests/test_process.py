@@ -226,3 +226,29 @@ def test_a_stop_ends_rsync_s_whole_tree_promptly(tmp_path: Path, served: str) ->
         before = tree_state(dest)
         time.sleep(0.5)
         assert tree_state(dest) == before  # and nothing writes into the mirror any more
+
+
+@pytest.mark.parametrize(("command", "sig"), [
+    ("sync", signal.SIGHUP), ("sync", signal.SIGINT), ("sync", signal.SIGQUIT),
+    ("trigger", signal.SIGHUP), ("trigger", signal.SIGINT)])
+def test_every_terminating_signal_is_recorded_as_interrupted_with_its_name(
+        slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
+        tmp_path: Path, command: str, sig: signal.Signals) -> None:
+    """README: exit 128+N, rsync stopped, the run `interrupted` — for any signal, not only
+    SIGTERM (SIGHUP used to kill the process and leave the run `running`)."""
+    config = slow_config(200)
+    dest = str(tmp_path / "mirror")
+    proc = subprocess.Popen([*python_cli(), "-c", str(config), command, "deb"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)),
+             what="rsync started")
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert processes_mentioning(dest) == []
+    run = mk("-c", str(config), "history", "deb", "--json").json()[0]
+    assert run["outcome"] == "interrupted"
+    assert run["attempts"][-1]["reason"] == f"stopped by {sig.name}"
+    assert run["stages"][0]["stopped_by"] == "signal"
+    assert f"stopped by {sig.name}" in Path(run["log_path"]).read_text()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -19,7 +16,7 @@ from .. import __version__
 from ..config.edit import append_mirror
 from ..config.load import find_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
-from ..config.spec import Config
+from ..config.spec import Config, MirrorSpec
 from ..errors import StateUnavailable
 from ..exitcodes import Exit
 from ..job import run_job
@@ -33,6 +30,7 @@ from ..sync.lock import MirrorLocked, is_locked
 from ..sync.run import lock_dir
 from . import render
 from .progress import ProgressDisplay
+from .signals import SignalStop
 
 
 def _console(stderr: bool = False) -> Console:
@@ -87,33 +85,33 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     """Sync the named mirrors (or --all, or --due) once, one after the other."""
     if (bool(names) + all_mirrors + due) != 1:
         raise UsageProblem("name one or more mirrors, or use --all or --due")
-    config = _load(ctx)
-    if due:
-        from ..daemon.service import plan_once
+    with SignalStop() as signals:  # from the start: a signal must never kill a run midway
+        config = _load(ctx)
+        if due:
+            from ..daemon.service import plan_once
 
-        store = Store.open(config.settings.state_dir)
-        try:
-            names = tuple(d.mirror for d in plan_once(config, store))
-        finally:
-            store.close()
-        if not names:
-            if not quiet and not as_json:
-                console.print("nothing is due")
-            return Exit.OK
-    for name in names:
-        if name not in config.mirrors:
-            raise UsageProblem(f"no mirror `{name}` in {config.path}. "
-                               + (did_you_mean(name, config.mirrors) or
-                                  f"Known: {', '.join(config.mirrors) or 'none'}"))
-    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
-    stop = threading.Event()
-    received: list[int] = []
+            store = Store.open(config.settings.state_dir)
+            try:
+                names = tuple(d.mirror for d in plan_once(config, store))
+            finally:
+                store.close()
+            if not names:
+                if not quiet and not as_json:
+                    console.print("nothing is due")
+                return signals.exit_status or Exit.OK
+        for name in names:
+            if name not in config.mirrors:
+                raise UsageProblem(f"no mirror `{name}` in {config.path}. "
+                                   + (did_you_mean(name, config.mirrors) or
+                                      f"Known: {', '.join(config.mirrors) or 'none'}"))
+        mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+        return _sync_mirrors(config, mirrors, signals, quiet=quiet, as_json=as_json)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
+                  quiet: bool, as_json: bool) -> int:
+    """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
+    stop = signals.stop
     store = Store.open(config.settings.state_dir)
     sink = None
     if config.metrics.enabled:
@@ -146,13 +144,11 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             else:
                 console.print(render.run_summary(job.record))
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if sink is not None:
             sink.close()  # at most a couple of seconds, whatever the endpoints do
         store.close()
-    if received:
-        return 128 + received[0]
+    if signals.exit_status is not None:
+        return signals.exit_status
     if any(r.outcome != "success" for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
@@ -193,6 +189,11 @@ def trigger(ctx: click.Context, name: str) -> int:
     authorized_keys). With the daemon running the sync is queued ahead of scheduled ones and
     this returns at once; without it, the sync runs here and now.
     """
+    with SignalStop() as signals:
+        return _trigger(ctx, name, signals)
+
+
+def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
     from ..daemon.queue import SyncQueue
     from ..daemon.service import daemon_running
 
@@ -214,11 +215,9 @@ def trigger(ctx: click.Context, name: str) -> int:
         finally:
             queue.close()
         click.echo(f"{name}: sync queued with the daemon")
-        return Exit.OK
+        return signals.exit_status or Exit.OK
     click.echo(f"{name}: no daemon is running; syncing now")
-    code: int = ctx.invoke(sync, names=(name,), all_mirrors=False, quiet=True, as_json=False,
-                           due=False)
-    return code
+    return _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False)
 
 
 # -- status / history -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, age_seconds
 from ..plan.due import Due, TickPlan, plan_tick
+from ..stop import TERMINATING_SIGNALS, StopRequest
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir
@@ -92,7 +93,7 @@ class Daemon:
         self.store = Store.open(config.settings.state_dir)
         self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         self.queue.handler = self.execute
-        self.stop = threading.Event()
+        self.stop = StopRequest()
         self.wake = threading.Event()
         self._reload = threading.Event()
         self._lock = threading.Lock()
@@ -289,17 +290,17 @@ class Daemon:
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
-            event("daemon.signal", signal=signal.Signals(signum).name)
-            self.stop.set()
+            name = signal.Signals(signum).name
+            event("daemon.signal", signal=name)
+            self.stop.request(name)  # runs record "stopped by SIGTERM"
             self.wake.set()
 
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self._reload.set()
             self.wake.set()
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
+        for sig in TERMINATING_SIGNALS:  # each a clean stop, but SIGHUP: reload
+            signal.signal(sig, on_hup if sig == signal.SIGHUP else on_stop)
 
     def _start_web(self) -> Any:
         web = self.config.web
