@@ -525,3 +525,92 @@ def test_trigger_logs_a_bounded_prefix_of_the_ssh_command(
     assert logged["ssh_command"].startswith("sync:all AAAA")
     assert len(logged["ssh_command"]) <= 256 and logged["ssh_command_length"] == 100_009
     assert (mirror_config.parent / "logs" / "events.jsonl").stat().st_size < 20_000
+
+
+def with_plugins(config: Path, plugins: list[dict[str, Any]]) -> None:
+    config.write_text(config.read_text() + "".join(
+        "\n[[alerts.plugins]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in p.items())
+        for p in plugins))
+
+
+def test_each_notice_is_sent_once_per_plugin_with_parallel_workers(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Three mirrors fail at once (three workers), then recover: three notices and three
+    `resolved`, each delivered exactly once although workers and the tick all send."""
+    names = ("a", "b", "c")
+    mirrors = {name: {"profile": "debian", "dest": str(tmp_path / name),
+                      "upstreams": ["rsync://127.0.0.1:9/debian/"], "attempts_per_upstream": 1}
+               for name in names}
+    config, port = daemon_config(tmp_path, mirrors, {"max_parallel": 3})
+    sent = tmp_path / "sent.jsonl"
+    slow = tmp_path / "slow-jsonl"  # a slow mail server: wide windows for double sends
+    slow.write_text(f"#!/bin/sh\nsleep 0.5\nexec mirrorkeeper-alert-jsonl {sent}\n")
+    slow.chmod(0o755)
+    with_plugins(config, [{"name": "mail", "command": [str(slow)], "min_severity": "info"}])
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in sent.read_text().splitlines()] if sent.exists() else []
+
+    daemon = start_daemon(config, port)
+    wait_for(lambda: len(lines()) >= 3, timeout=30, what="three notices")
+    config.write_text(config.read_text().replace("rsync://127.0.0.1:9/debian/", served))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(events(tmp_path, "config.reloaded")), what="the good upstream")
+    for name in names:
+        assert daemon.post(f"/api/mirrors/{name}/sync", token=TOKEN)[0] == 202
+    wait_for(lambda: len(lines()) >= 6, timeout=60, what="three resolved notices")
+    time.sleep(3)  # three more ticks: nothing more may go out
+    sent_lines = lines()
+    keys = [(x["mirror"], x["code"], x["resolved"]) for x in sent_lines]
+    assert sorted(keys) == sorted((n, "upstream.unreachable", r) for n in names
+                                  for r in (False, True)), keys
+    assert daemon.stop()[0] == 0
+
+
+def test_a_hung_plugin_holds_up_no_sync_and_no_shutdown(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Two plugins hang (one times out after 3 s, one would wait 10 min): a sync queued behind
+    the failing run starts at once, the timed-out one's process group is gone, and SIGTERM
+    stops the daemon within 10 s while the other still hangs."""
+    marker = f"mk-hang-{os.getpid()}-{time.monotonic_ns()}"
+    sleep = f"{sys.executable} -c 'import time; time.sleep(900)'"
+    plugins = []
+    for name, timeout in (("short", "3s"), ("long", "10m")):
+        path = tmp_path / f"hang-{name}"
+        path.write_text(f"#!/bin/sh\n{sleep} {marker}-{name}-helper &\n"
+                        f"exec {sleep} {marker}-{name}\n")
+        path.chmod(0o755)
+        plugins.append({"name": name, "command": [str(path)], "timeout": timeout,
+                        "min_severity": "info"})
+    config, port = daemon_config(tmp_path, {
+        "broken": {"profile": "debian", "dest": str(tmp_path / "broken"),
+                   "upstreams": ["rsync://127.0.0.1:9/debian/"], "attempts_per_upstream": 1},
+        "good": {"profile": "debian", "dest": str(tmp_path / "good"), "upstreams": [served]}},
+        {"max_parallel": 1})
+    with_plugins(config, plugins)
+    seed_run(config, "good", time.time() - 60)  # fresh: only `broken` is due
+    daemon = start_daemon(config, port)
+    try:
+        wait_for(lambda: len(finished(config, "broken")) == 1, what="the failing run")
+        wait_for(lambda: processes_mentioning(f"{marker}-long") != [], what="plugins hanging")
+        pushed = time.time()
+        assert daemon.post("/api/mirrors/good/sync", token=TOKEN)[0] == 202
+        wait_for(lambda: len(finished(config, "good")) == 2, timeout=20,
+                 what="the pushed sync, with the only worker free")
+        assert finished(config, "good")[0].started_at - pushed < 3
+        assert finished(config, "good")[0].outcome == "success"
+        wait_for(lambda: any(e["plugin"] == "short" and e["error"] == "timed out after 3s"
+                             for e in events(tmp_path, "alert.delivery")), timeout=15,
+                 what="the short plugin's timeout")
+        wait_for(lambda: processes_mentioning(f"{marker}-short") == [], timeout=3,
+                 what="the timed-out plugin's process group killed")
+        assert len(processes_mentioning(f"{marker}-long")) == 2  # still hanging, helper too
+        began = time.monotonic()
+        code, err = daemon.stop()
+        assert code == 0 and time.monotonic() - began < 10, err
+        assert "Traceback" not in err
+        wait_for(lambda: processes_mentioning(marker) == [], timeout=3,
+                 what="the hanging plugin killed at shutdown")
+    finally:
+        for pid in processes_mentioning(marker):  # only ours: the marker is unique
+            os.kill(pid, signal.SIGKILL)

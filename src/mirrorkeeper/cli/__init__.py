@@ -566,17 +566,19 @@ def alerts_test(ctx: click.Context) -> int:
 @click.pass_context
 def alerts_watchdog(ctx: click.Context) -> int:
     """Check every enabled mirror's age now (for cron, e.g. every 10 minutes)."""
-    from ..alerts.dispatch import watchdog
+    from ..alerts.dispatch import deliver_pending, watchdog
 
-    config = _load(ctx)
-    store = Store.open(config.settings.state_dir)
-    try:
-        for notice in watchdog(config, store):
-            console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
-                          f"({notice.severity})", markup=False)
-    finally:
-        store.close()
-    return Exit.OK
+    with SignalStop() as signals:
+        config = _load(ctx)
+        store = Store.open(config.settings.state_dir)
+        try:
+            for notice in watchdog(config, store):
+                console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
+                              f"({notice.severity})", markup=False)
+            deliver_pending(config, store, stop=signals.stop)  # and earlier ones still due
+        finally:
+            store.close()
+        return signals.exit_status or Exit.OK
 
 
 @alerts_group.command("replay")

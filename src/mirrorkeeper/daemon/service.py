@@ -33,6 +33,7 @@ from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir
 from ..web.hosts import beyond_loopback
+from .deliveries import Deliverer
 from .facts import gather_facts
 from .poller import poll_signal
 from .queue import SyncQueue
@@ -104,6 +105,7 @@ class Daemon:
         self._polling: set[str] = set()
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
+        self.deliverer = Deliverer(lambda: self.config, self.store, self.stop)
         self._last_pruned = 0.0
         self._closed = False
 
@@ -113,6 +115,7 @@ class Daemon:
             return
         self._closed = True
         self._pollers.shutdown(wait=True, cancel_futures=True)
+        self.deliverer.close()
         if self.sink is not None:
             self.sink.close()
         self.queue.close()
@@ -150,7 +153,8 @@ class Daemon:
             self.running.add(name)
         event("job.start", mirror=name, reason=reason)
         try:
-            result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink)
+            result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink,
+                             deliver=False)  # the delivery workers send, not this one
             event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
@@ -163,6 +167,7 @@ class Daemon:
             event("job.crashed", level=logging.CRITICAL, mirror=name, reason=reason,
                   error=repr(exc))
         finally:
+            self.deliverer.kick()
             with self._lock:
                 self.running.discard(name)
                 again = name in self._rerun and not self.stop.is_set()
@@ -204,15 +209,15 @@ class Daemon:
 
     def _housekeeping(self, now: float) -> None:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
-        from ..alerts.dispatch import deliver_pending, watchdog
+        from ..alerts.dispatch import watchdog
 
         config = self.config
         try:
-            watchdog(config, self.store, now)
-            deliver_pending(config, self.store, now)
+            watchdog(config, self.store, now)  # queues; the delivery workers send
         except Exception as exc:
             log.exception("alert housekeeping failed")
             event("alert.failure", level=logging.ERROR, error=repr(exc))
+        self.deliverer.kick()
         if self.sink is not None:
             for mirror in config.enabled():
                 age = age_seconds(self.store, mirror.name, now)  # not the whole last run
