@@ -614,3 +614,33 @@ def test_a_hung_plugin_holds_up_no_sync_and_no_shutdown(
     finally:
         for pid in processes_mentioning(marker):  # only ours: the marker is unique
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_queued_mirror_absorbs_further_pushes(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """With the only worker busy, 12 pushes over HTTP and 2 through `trigger` for a mirror
+    that waits in the queue are one run (they were 5 back-to-back runs)."""
+    config, port = daemon_config(tmp_path, {
+        "blocker": {"profile": "debian", "dest": str(tmp_path / "blocker"),
+                    "upstreams": [served], "bwlimit": 400},
+        "deb": {"profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}},
+        {"max_parallel": 1})
+    seed_run(config, "deb", time.time() - 60)  # fresh: only `blocker` is due
+    daemon = start_daemon(config, port)
+    daemon.wait_for_rsync(tmp_path / "blocker")
+    for _ in range(12):
+        assert daemon.post("/api/mirrors/deb/sync", token=TOKEN)[0] == 202
+    triggers = [subprocess.Popen([*python_cli(), "-c", str(config), "trigger", "deb"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for trigger in triggers:
+        out, err = trigger.communicate(timeout=30)
+        assert trigger.returncode == 0 and "queued with the daemon" in out, err
+    assert len(finished(config, "blocker")) == 0, "the blocker ended before the pushes"
+    wait_for(lambda: len(finished(config, "deb")) == 2, timeout=60, what="deb synced")
+    wait_for(lambda: len([e for e in events(tmp_path, "job.coalesced")
+                          if e["mirror"] == "deb"]) == 13, what="every other push absorbed")
+    time.sleep(2.5)  # two more ticks: nothing else may start
+    assert len(runs(config, "deb")) == 2
+    assert [e["mirror"] for e in events(tmp_path, "job.start")] == ["blocker", "deb"]
+    assert daemon.stop()[0] == 0

@@ -101,6 +101,13 @@ class Daemon:
         self.running: set[str] = set()
         #: Jobs waiting in the queue, including those left by a previous daemon.
         self.queued: set[str] = {mirror for mirror, _ in self.queue.pending()}
+        #: ... and those of them that are pushes or changed signals (queued ahead).
+        self._queued_urgent: set[str] = {m for m, r in self.queue.pending()
+                                         if r in URGENT_REASONS}
+        #: When this daemon last started a run of each mirror: a job queued before that is
+        #: covered by that run (it saw the upstream as it was when the job was queued, or
+        #: newer).
+        self._started: dict[str, float] = {}
         self._rerun: set[str] = set()
         self._polling: set[str] = set()
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
@@ -123,34 +130,54 @@ class Daemon:
 
     # -- jobs ---------------------------------------------------------------------------------
     def enqueue(self, mirror: str, reason: str) -> bool:
-        """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread."""
+        """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread.
+
+        A mirror already waiting in the queue absorbs the request (the run it waits for will
+        see the upstream as it is now, or newer) — unless this one is urgent and the waiting
+        job is not: then it is queued too, ahead, and the waiting one is dropped when its turn
+        comes (:meth:`execute`)."""
         spec = self.config.mirrors.get(mirror)
         if spec is None or not spec.enabled:
             return False
+        urgent = reason in URGENT_REASONS
         with self._lock:
+            absorbed = mirror in self.queued and (mirror in self._queued_urgent or not urgent)
             self.queued.add(mirror)
-        self.queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+            if urgent:
+                self._queued_urgent.add(mirror)
+        if absorbed:
+            event("job.coalesced", mirror=mirror, reason=reason, why="already queued")
+            return True
+        self.queue.enqueue(mirror, reason, urgent=urgent)
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
-    def execute(self, name: str, reason: str) -> None:
+    def execute(self, name: str, reason: str, queued_at: float = 0.0) -> None:
         """A queue worker runs this for each job; it never raises."""
         config = self.config
         mirror = config.mirrors.get(name)
         with self._lock:
             self.queued.discard(name)
+            self._queued_urgent.discard(name)
             if mirror is None or not mirror.enabled:
                 event("job.dropped", level=logging.WARNING, mirror=name, reason=reason,
                       why="not an enabled mirror in the current config")
                 return
             if self.stop.is_set():
                 return
+            started = self._started.get(name)
+            if started is not None and queued_at <= started:
+                # Queued (by `trigger`, say) before a run that has started since: covered.
+                event("job.coalesced", mirror=name, reason=reason,
+                      why="a run that started after it was queued covers it")
+                return
             if name in self.running:  # coalesce: a push or new signal earns one more run
                 if reason in URGENT_REASONS:
                     self._rerun.add(name)
-                event("job.coalesced", mirror=name, reason=reason)
+                event("job.coalesced", mirror=name, reason=reason, why="running")
                 return
             self.running.add(name)
+            before, self._started[name] = started, time.time()
         event("job.start", mirror=name, reason=reason)
         try:
             result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink,
@@ -159,6 +186,11 @@ class Daemon:
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
         except MirrorLocked as exc:
+            with self._lock:  # no run of ours started after all
+                if before is None:
+                    self._started.pop(name, None)
+                else:
+                    self._started[name] = before
             event("job.busy", mirror=name, reason=reason, holder=exc.holder)
             if reason in URGENT_REASONS and not self.stop.is_set():
                 self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
