@@ -284,33 +284,47 @@ def test_every_response_carries_the_security_headers_and_the_pages_fit_the_csp(
             assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page), path
 
 
-def test_unknown_host_names_are_refused(tmp_path: Path) -> None:
-    """DNS rebinding: a browser that was sent here under a foreign name says so in Host."""
+def host_check_client(tmp_path: Path, web: str) -> tuple[TestClient, Daemon]:
     path = write_config(tmp_path / "mk.toml", {"m": {"profile": "debian",
                                                      "dest": str(tmp_path / "m")}})
-    path.write_text(path.read_text() + '\n[web]\nlisten = "192.0.2.10:8118"\n'
-                    'site_url = "https://Mirror.Example.org"\n'
-                    'allowed_hosts = ["status.example.net", "2001:db8::7"]\n')
+    path.write_text(path.read_text() + "\n[web]\n" + web)
     daemon = Daemon(load_config(path))
-    try:
-        with TestClient(create_app(daemon), base_url="http://localhost") as client:
-            def status(host: str) -> int:
-                return client.get("/api/status", headers={"host": host}).status_code
+    return TestClient(create_app(daemon), base_url="http://localhost"), daemon
 
+
+def test_unknown_host_names_are_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a browser that was sent here under a foreign name says so in Host."""
+    client, daemon = host_check_client(
+        tmp_path, 'listen = "192.0.2.10:8118"\nsite_url = "https://Mirror.Example.org"\n')
+    try:
+        with client:
             for host in ("localhost", "localhost:8118", "127.0.0.1:8118", "[::1]:8118",
-                         "192.0.2.10:8118", "mirror.example.org", "MIRROR.example.org.:443",
-                         "status.example.net", "[2001:db8::7]:8118"):
-                assert status(host) == 200, host
+                         "192.0.2.10:8118", "mirror.example.org", "MIRROR.example.org.:443"):
+                assert client.get("/api/status", headers={"host": host}).status_code == 200, host
             for host in ("evil.example", "mirror.example.org.evil.example", "127.0.0.2",
                          "localhost:x", "[::1", ""):
                 reply = client.get("/api/status", headers={"host": host})
                 assert reply.status_code == 400, host
                 assert "allowed_hosts" in reply.text
                 assert reply.headers["x-frame-options"] == "DENY"
+            post = client.post("/api/mirrors/m/sync", headers={"host": "evil.example"})
+            assert post.status_code == 400
     finally:
         daemon.close()
-    bad = tmp_path / "bad.toml"
-    bad.write_text(path.read_text().replace('"status.example.net"', '"http://x.example/"'))
+
+
+def test_allowed_hosts_adds_names_and_is_checked(tmp_path: Path) -> None:
+    client, daemon = host_check_client(
+        tmp_path, 'allowed_hosts = ["status.example.net", "2001:db8::7"]\n')
+    try:
+        with client:
+            for host in ("status.example.net", "[2001:db8::7]:8118", "127.0.0.1"):
+                assert client.get("/api/status", headers={"host": host}).status_code == 200, host
+            assert client.get("/api/status", headers={"host": "example.net"}).status_code == 400
+    finally:
+        daemon.close()
+    bad = tmp_path / "mk.toml"
+    bad.write_text(bad.read_text().replace('"status.example.net"', '"http://x.example/"'))
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert "web.allowed_hosts.0" in str(info.value.problems[0])

@@ -214,13 +214,13 @@ def deliver_pending(config: Config, store: Store, now: float | None = None, *,
     backoffs = astore.backoffs()
     left = 0
     for name, rows in by_plugin.items():
-        if only is not None and name != only:
-            continue
         spec = specs.get(name)
-        if spec is None:
+        if spec is None:  # closed by any sender: no plugin runs for it
             for row in rows:
                 if astore.claim(row["id"], time.time(), time.time() + CLAIM_MARGIN_SECONDS):
                     astore.delivered(row["id"], now, "plugin no longer configured")
+            continue
+        if only is not None and name != only:
             continue
         rest = backoffs.get(name)
         if (stop is not None and stop.is_set()) or (rest is not None and rest.retry_at > now):
