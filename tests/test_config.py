@@ -86,13 +86,8 @@ def test_type_and_value_errors_name_the_key(tmp_path: Path) -> None:
         "rsync_options": ["--delete", "--quiet"], "max_delete_fraction": 2.0}})
     found = "\n".join(problems_of(path))
     assert "mirrors.u.timeout: 'soon' is not a duration" in found
-    # Type errors are reported before the value checks, so fix-and-rerun shows the rest.
+    # Types and values in the same pass: fixing one never reveals the next.
     assert "mirrors.u.bwlimit: should be a whole number (got 'fast')" in found
-    path = write_config(tmp_path / "mk.toml", {"u": {
-        "profile": "ubuntu", "dest": "/srv/u",
-        "upstreams": ["rsync://ok.example.org/ubuntu/", "ftp.example.org:/ubuntu"],
-        "rsync_options": ["--delete", "--quiet"], "max_delete_fraction": 2.0}})
-    found = "\n".join(problems_of(path))
     assert "mirrors.u.upstreams.1: `ftp.example.org:/ubuntu` uses rsync over ssh" in found
     assert "mirrors.u.rsync_options.0: `--delete` is set by Mirrorkeeper itself" in found
     assert "mirrors.u.rsync_options.1: `--quiet` changes the output the parser reads" in found
@@ -279,3 +274,34 @@ def test_every_option_of_the_installed_rsync_is_decided() -> None:
     undecided = sorted(n for n in names if n not in ALLOWED and n not in REFUSED)
     assert undecided == []
     assert not set(ALLOWED) & set(REFUSED)
+
+
+def test_the_example_config_checks_and_matches_the_schema(tmp_path: Path,
+                                                          mk: Callable[..., CliResult]) -> None:
+    import tomllib
+
+    import jsonschema
+
+    example = mk("init", "--example")
+    assert example.code == 0 and "[mirrors.debian]" in example.out
+    path = tmp_path / "mirrorkeeper.toml"
+    path.write_text(example.out)
+    checked = mk("-c", str(path), "config", "check")
+    assert checked.code == 0, checked.out + checked.err
+    schema = mk("config", "schema").json()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(tomllib.loads(example.out), schema)
+    mirror = schema["properties"]["mirrors"]["additionalProperties"]
+    # Each key's `#:` comment in config/spec.py is its description.
+    assert mirror["properties"]["delete_grace"]["description"].startswith(
+        "Files the upstream dropped stay this long")
+    assert mirror["properties"]["upstreams"] == {
+        "type": "array", "items": {"type": "string"},
+        "description": mirror["properties"]["upstreams"]["description"]}
+    for wrong in ({"mirrors": {"d": {"profile": "debian"}}},  # no dest
+                  {"mirrors": {"d": {"profile": "debian", "dest": "/x", "bwlimt": 5}}},
+                  {"global": {"statedir": "/x"}},
+                  {"mirrors": {"d": {"profile": "debian", "dest": "/x", "timeout": "soon"}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, schema)
+    assert mk("init").code == 64  # a profile and --dest, or --example

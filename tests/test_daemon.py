@@ -47,6 +47,7 @@ def daemon_config(tmp_path: Path, mirrors: dict[str, dict[str, Any]],
     """A config plus [daemon] (1 s tick, no jitter) and [web] (a free port, a token)."""
     port = free_port()
     (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)  # the daemon refuses a token others can read
     path = write_config(tmp_path / "mirrorkeeper.toml", mirrors)
     settings = {"tick": '"1s"', "jitter": '"0s"', "poll_interval": '"0s"', "max_parallel": "2",
                 **{k: json.dumps(v) for k, v in (daemon or {}).items()}}

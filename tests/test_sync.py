@@ -149,7 +149,7 @@ def test_every_rsync_line_is_in_the_run_log(mirror_config: Path, tmp_path: Path)
     log = Path(record.log_path).read_text().splitlines()
     assert log[0].endswith(f"# mirrorkeeper run {record.run_id} of deb (profile debian), "
                            f"upstreams in order: {record.upstream}")
-    assert any(x.endswith(f"# attempt 1 from {record.upstream} (max-delete 1000)") for x in log)
+    assert any(x.endswith(f"# attempt 1 from {record.upstream} (max-delete 40000)") for x in log)
     received = [x for x in log if re.match(r"^\S+ out >f", x)]
     assert len(received) == record.files_transferred
     assert any(" out Number of files: " in x for x in log)

@@ -80,7 +80,8 @@ def gather(config: Config, store: Store, mirror: MirrorSpec, now: float) -> Mirr
     last = history[0] if history else None
     poll = store.last_poll(mirror.name) if mirror.settings.update_signal else None
     upstream_mtime = poll["upstream_mtime"] if poll else None
-    local_signal = (local_mtime(mirror.dest, mirror.settings.update_signal)
+    local_signal = (local_mtime(mirror.dest, mirror.settings.update_signal,
+                                mirror.settings.signal_kind)
                     if mirror.settings.update_signal else None)
     return MirrorFacts(
         name=mirror.name,

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..classify.codes import default_severity
 from ..classify.findings import Finding, Severity
 from ..classify.judge import classify_run, stale_finding
 from ..classify.rules import Ruled, apply_rules
-from ..config.spec import AlertSettings, Config, MirrorSpec, PluginSpec
+from ..config.spec import AlertSettings, BrokenMirror, Config, MirrorSpec, PluginSpec
 from ..logs import event
 from ..record import RunRecord
 from ..store import Store
@@ -282,8 +283,28 @@ def process_run(config: Config, mirror: MirrorSpec, store: Store,
                          complete=record.outcome != "interrupted")
 
 
+PROFILE_INVALID = "config.profile_invalid"
+
+
+def _open_except(store: Store, mirror: str, codes: set[str]) -> list[Ruled]:
+    """A mirror's open alerts but ``codes``, as they stand (the watchdog decides those)."""
+    return [Ruled(Finding(mirror, a["code"], Severity.parse(a["severity"]), a["summary"],
+                          a["details"] or {}, a["run_id"], a["upstream"], a["rule"]))
+            for a in AlertStore(store.engine).open_alerts(mirror) if a["code"] not in codes]
+
+
+def profile_finding(mirror: BrokenMirror) -> Finding:
+    """A mirror that cannot sync because its profile does not validate."""
+    first = mirror.problems[0] if mirror.problems else None
+    return Finding(mirror.name, PROFILE_INVALID, default_severity(PROFILE_INVALID),
+                   f"profile `{mirror.profile}` does not validate, so the mirror is not synced"
+                   + (f": {first}" if first else ""),
+                   {"profile": mirror.profile, "problems": [str(p) for p in mirror.problems]})
+
+
 def watchdog(config: Config, store: Store, now: float | None = None) -> list[Notice]:
-    """The staleness watchdog on its own (for cron or the daemon): no sync needed."""
+    """What needs no sync to be known (for cron or the daemon): staleness, and mirrors whose
+    profile does not validate (``config.profile_invalid``, resolved once it loads again)."""
     now = now or time.time()
     notices: list[Notice] = []
     for mirror in config.enabled():
@@ -291,11 +312,12 @@ def watchdog(config: Config, store: Store, now: float | None = None) -> list[Not
         first = store.first_started(mirror.name)
         stale = stale_finding(mirror.name, last_ok.finished_at if last_ok else None, first, now,
                               mirror.settings.stale_after)
-        astore = AlertStore(store.engine)
-        others = [Ruled(Finding(mirror.name, a["code"], Severity.parse(a["severity"]),
-                                a["summary"], a["details"] or {}, a["run_id"], a["upstream"],
-                                a["rule"]))
-                  for a in astore.open_alerts(mirror.name) if a["code"] != "mirror.stale"]
+        others = _open_except(store, mirror.name, {"mirror.stale", PROFILE_INVALID})
         ruled = others + ([Ruled(stale)] if stale else [])
         notices += update_alerts(config, store, mirror.name, ruled, complete=True, now=now)
+    for broken in config.broken_enabled():
+        # Without settings there is no staleness to judge: its other alerts stay as they are.
+        ruled = _open_except(store, broken.name, {PROFILE_INVALID})
+        ruled += apply_rules([profile_finding(broken)], config.alerts, {})
+        notices += update_alerts(config, store, broken.name, ruled, complete=True, now=now)
     return notices

@@ -33,6 +33,11 @@ CODES: dict[str, Code] = {
     "upstream.fallback": Code(S.WARNING, "an upstream failed and another one worked"),
     "upstream.busy": Code(S.ERROR, "the upstream stayed mid-update (a foreign "
                                    "Archive-Update-in-Progress marker) through every retry"),
+    # The profile.
+    "profile.signal_missing": Code(S.WARNING, "the upstream lacks the profile's update-signal "
+                                              "file but has content: synced without it"),
+    "profile.signal_unparsable": Code(S.WARNING, "the update-signal file's content is not of "
+                                                 "the profile's signal_kind; its mtime stood in"),
     # The transfer.
     "transfer.partial": Code(S.INFO, "a few files could not be transferred (failure ratio "
                                      "within the info bound)"),
@@ -52,6 +57,13 @@ CODES: dict[str, Code] = {
     "local.not_writable": Code(S.CRITICAL, "the destination cannot be created or written",
                                protected=True),
     "local.rsync_missing": Code(S.CRITICAL, "the rsync binary cannot be run", protected=True),
+    # The configuration: a human must fix a file before the mirror can sync again.
+    "config.profile_invalid": Code(S.ERROR, "the mirror's profile file (or one it extends) "
+                                            "does not validate: the mirror is not synced, the "
+                                            "other mirrors are"),
+    "config.password_file": Code(S.CRITICAL, "rsync refused the password_file (others may read "
+                                             "it, root does not own it, or it is missing)",
+                                 protected=True),
     # Guards that kept the mirror intact.
     "guard.mass_delete": Code(S.CRITICAL, "stage 2 would delete more than the bound allows; "
                                           "deletions stopped", protected=True),

@@ -15,11 +15,14 @@ An attempt's *category* decides what the runner does next:
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config.spec import SyncSettings
-from ..record import RunRecord, StageResult
+from ..record import Attempt, RunRecord, StageResult
+from ..safetext import printable
 from .codes import default_severity
 from .findings import Finding, Severity
 
@@ -36,6 +39,33 @@ class Verdict:
     code: str | None  # the finding code, if any
     reason: str
     failure_ratio: float = 0.0
+    #: rsync's own words for what went wrong (its first error line), made printable: the
+    #: cause an admin needs, which the exit status alone does not tell.
+    detail: str = ""
+
+
+#: The most of rsync's line a summary carries.
+DETAIL_LIMIT = 300
+_EXIT_SAMPLE = re.compile(r"\(code \d+\)")
+
+
+def cause(stage: StageResult) -> str:
+    """rsync's own error line for a stage: why it could not start, else the first error it
+    printed that is more than its closing ``rsync error: ... (code N)``."""
+    if stage.start_error:
+        return printable(stage.start_error)[:DETAIL_LIMIT]
+    samples = stage.error_samples
+    line = next((x for x in samples if not _EXIT_SAMPLE.search(x)), samples[0] if samples else "")
+    return printable(line)[:DETAIL_LIMIT]
+
+
+def judge_stage(stage: StageResult, settings: SyncSettings,
+                last_files_total: int | None) -> Verdict:
+    """What one stage's result means, and what to do next; rsync's error line rides along."""
+    verdict = _judge(stage, settings, last_files_total)
+    if verdict.category == "ok" and verdict.code is None:
+        return verdict
+    return dataclasses.replace(verdict, detail=cause(stage))
 
 
 def failure_ratio(failed: int, files_total: int, last_files_total: int | None) -> float:
@@ -43,9 +73,8 @@ def failure_ratio(failed: int, files_total: int, last_files_total: int | None) -
     return failed / tree
 
 
-def judge_stage(stage: StageResult, settings: SyncSettings,
-                last_files_total: int | None) -> Verdict:
-    """What one stage's result means, and what to do next."""
+def _judge(stage: StageResult, settings: SyncSettings,
+           last_files_total: int | None) -> Verdict:
     errors = stage.errors
     if stage.start_error:
         if stage.start_error.startswith("cannot run"):
@@ -62,6 +91,9 @@ def judge_stage(stage: StageResult, settings: SyncSettings,
     if stage.stopped_by == "watchdog":
         return Verdict("transient", "upstream.timeout", "no output from rsync; stopped it")
     rc = stage.exit_code
+    if errors.get("password_file"):
+        return Verdict("local", "config.password_file",
+                       "rsync refused the password_file; no upstream can be tried without it")
     if rc == 25 or errors.get("max_delete"):
         return Verdict("guard", "guard.mass_delete", "the --max-delete bound stopped deletions")
     if errors.get("auth"):
@@ -136,9 +168,9 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             continue
         if attempt.category in ("transient", "upstream") and final_ok:
             code = attempt.code if attempt.code.startswith("upstream.") else "upstream.fallback"
-            add(code, f"{attempt.upstream}: {attempt.reason} (another attempt succeeded)",
+            add(code, f"{said(attempt)} (another attempt succeeded)",
                 Severity.WARNING, attempt.upstream, stage=attempt.stage,
-                exit_code=attempt.exit_code)
+                exit_code=attempt.exit_code, rsync_error=attempt.detail)
     if record.outcome == "interrupted":
         last = record.attempts[-1].reason if record.attempts else ""
         how = last if last.startswith("stopped by") else "stopped by a signal"
@@ -161,9 +193,10 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         severity = None
         if final.code == "transfer.failure_ratio":
             severity = max(ratio_severity(final.failure_ratio, settings), Severity.ERROR)
-        add(final.code, f"{final.upstream or 'no upstream'}: {final.reason}", severity,
+        add(final.code, said(final), severity,
             final.upstream, stage=final.stage, exit_code=final.exit_code,
-            upstreams_tried=list(record.upstreams_tried), failure_ratio=final.failure_ratio)
+            upstreams_tried=list(record.upstreams_tried), failure_ratio=final.failure_ratio,
+            rsync_error=final.detail)
     elif not final_ok:
         add("internal.error", f"the run ended {record.outcome} without a known cause")
     if final_ok:
@@ -182,11 +215,21 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             add("transfer.vanished", f"{vanished} files vanished upstream during the run",
                 files=vanished)
     _deletion_findings(record, settings, add)
+    for code, upstream, summary in record.notices:
+        add(code, summary, None, upstream or None)
     unparsed = sum(s.unparsed_lines for s in record.stages)
     if unparsed:
         add("internal.unparsed_output", f"rsync printed {unparsed} lines not understood",
             samples=[x for s in record.stages for x in s.error_samples][:10])
     return _dedup(findings)
+
+
+def said(attempt: Attempt) -> str:
+    """An attempt in one line: the upstream, our judgement, and rsync's own words for it."""
+    text = f"{attempt.upstream or 'no upstream'}: {attempt.reason}"
+    if attempt.detail and attempt.detail not in attempt.reason:
+        text += f" — {attempt.detail}"
+    return text
 
 
 def _deletion_findings(record: RunRecord, settings: SyncSettings,

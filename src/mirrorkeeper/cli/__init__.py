@@ -14,9 +14,10 @@ from rich.console import Console
 
 from .. import __version__
 from ..config.edit import append_mirror
-from ..config.load import find_config, load_config
+from ..config.files import file_problems, web_file_problems
+from ..config.load import find_config, inspect_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
-from ..config.spec import Config, MirrorSpec
+from ..config.spec import BrokenMirror, Config, MirrorSpec
 from ..errors import StateUnavailable
 from ..exitcodes import Exit
 from ..job import run_job
@@ -58,6 +59,21 @@ def _load(ctx: click.Context) -> Config:
     return config
 
 
+def _not_runnable(config: Config, broken: BrokenMirror) -> list[Problem]:
+    """Why a mirror whose profile does not validate is not synced, and the profile's problems."""
+    return [Problem(config.path, f"mirrors.{broken.name}.profile",
+                    f"profile `{broken.profile}` does not validate, so the mirror is not synced",
+                    "fix the profile's file (below), or choose another profile"),
+            *broken.problems]
+
+
+def _warn_not_runnable(config: Config) -> None:
+    """``sync --all``/``--due`` go on without the mirrors of a broken profile, but say so."""
+    for broken in config.broken_enabled():
+        for problem in _not_runnable(config, broken):
+            err_console.print(f"mirrorkeeper: {problem}", markup=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config_path", metavar="PATH", envvar=None,
               help="Config file (default: $MIRRORKEEPER_CONFIG, then "
@@ -87,6 +103,8 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
         raise UsageProblem("name one or more mirrors, or use --all or --due")
     with SignalStop() as signals:  # from the start: a signal must never kill a run midway
         config = _load(ctx)
+        if not names:
+            _warn_not_runnable(config)
         if due:
             from ..daemon.service import plan_once
 
@@ -98,14 +116,20 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             if not names:
                 if not quiet and not as_json:
                     console.print("nothing is due")
-                return signals.exit_status or Exit.OK
+                return signals.exit_status or (
+                    Exit.CONFIG if config.broken_enabled() else Exit.OK)
         for name in names:
+            if name in config.broken:
+                raise ConfigError(_not_runnable(config, config.broken[name]))
             if name not in config.mirrors:
                 raise UsageProblem(f"no mirror `{name}` in {config.path}. "
                                    + (did_you_mean(name, config.mirrors) or
                                       f"Known: {', '.join(config.mirrors) or 'none'}"))
         mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
-        return _sync_mirrors(config, mirrors, signals, quiet=quiet, as_json=as_json)
+        code = _sync_mirrors(config, mirrors, signals, quiet=quiet, as_json=as_json)
+        if code in (Exit.OK, Exit.LOCKED) and not names and config.broken_enabled():
+            return Exit.CONFIG  # every mirror that could run did; the others wait for a fix
+        return code
 
 
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
@@ -166,6 +190,9 @@ def daemon(ctx: click.Context) -> int:
     from ..daemon.service import Daemon, WebUnavailable
 
     config = _load(ctx)
+    problems = web_file_problems(config)
+    if problems:  # every action would be a 401: say why now, not in a browser later
+        raise ConfigError(problems)
     daemon = Daemon(config)
     try:
         return daemon.run()
@@ -198,6 +225,8 @@ def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
     from ..daemon.service import daemon_running
 
     config = _load(ctx)
+    if name in config.broken:
+        raise ConfigError(_not_runnable(config, config.broken[name]))
     mirror = config.mirrors.get(name)
     if mirror is None or not mirror.enabled:
         raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
@@ -301,12 +330,23 @@ def logs(ctx: click.Context, name: str, run_id: int | None, follow: bool) -> int
 
 
 # -- profiles / init / config -----------------------------------------------------------------
+DEFAULT_PROFILES_DIR = "/etc/mirrorkeeper/profiles"
+
+
 def _admin_profiles_dir(ctx: click.Context) -> str | None:
-    """The admin's profiles dir from the config if it loads, else the default."""
+    """The admin's profiles dir from the config, even when other parts of it are wrong; the
+    default only when there is no config to read (``init`` creates it), or, with a warning,
+    when it cannot be read or parsed."""
+    path = find_config(ctx.obj["config"])
     try:
-        return load_config(find_config(ctx.obj["config"])).settings.profiles_dir
-    except ConfigError:
-        return "/etc/mirrorkeeper/profiles"
+        return inspect_config(path).config.settings.profiles_dir
+    except ConfigError as exc:
+        if path.exists() or path.is_symlink():
+            for problem in exc.problems:
+                err_console.print(f"warning: {problem}", markup=False)
+            err_console.print(f"warning: the config cannot be read, so profiles_dir is taken to "
+                              f"be {DEFAULT_PROFILES_DIR}", markup=False)
+        return DEFAULT_PROFILES_DIR
 
 
 @cli.command()
@@ -317,7 +357,9 @@ def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
     """List the profile catalogue, or show one profile."""
     catalogue = load_catalogue(_admin_profiles_dir(ctx))
     for problem in catalogue.problems:
-        err_console.print(f"warning: {problem}")
+        err_console.print(f"warning: {problem}", markup=False)
+    if name and name in catalogue.broken:
+        raise ConfigError(list(catalogue.broken[name].problems))
     if name:
         profile = catalogue.get(name)
         if profile is None:
@@ -330,20 +372,32 @@ def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
             console.print(render.profile_detail(profile))
         return Exit.OK
     listed = sorted(catalogue.profiles.values(), key=lambda p: p.name)
+    broken = sorted(catalogue.broken.values(), key=lambda b: b.name)
     if as_json:
-        click.echo(json.dumps([render.profile_json(p) for p in listed], indent=2))
+        click.echo(json.dumps([render.profile_json(p) for p in listed]
+                              + [render.broken_profile_json(b) for b in broken], indent=2))
     else:
-        console.print(render.profiles_table(listed))
+        console.print(render.profiles_table(listed, broken))
     return Exit.OK
 
 
 @cli.command()
-@click.argument("profile")
-@click.option("--dest", required=True, metavar="DIR", help="Directory to mirror into.")
+@click.argument("profile", required=False)
+@click.option("--dest", metavar="DIR", help="Directory to mirror into.")
 @click.option("--name", metavar="NAME", help="Mirror name (default: the profile's name).")
+@click.option("--example", is_flag=True, help="Print an annotated example config instead.")
 @click.pass_context
-def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
+def init(ctx: click.Context, profile: str | None, dest: str | None, name: str | None,
+         example: bool) -> int:
     """Add a mirror of PROFILE to the config (created if missing), keeping its comments."""
+    if example:
+        from importlib import resources
+
+        click.echo((resources.files("mirrorkeeper.config") / "example.toml").read_text(
+            encoding="utf-8"), nl=False)
+        return Exit.OK
+    if not profile or not dest:
+        raise UsageProblem("name a PROFILE and --dest DIR (or use --example)")
     path = find_config(ctx.obj["config"])
     catalogue = load_catalogue(_admin_profiles_dir(ctx))
     if catalogue.get(profile) is None:
@@ -353,8 +407,10 @@ def init(ctx: click.Context, profile: str, dest: str, name: str | None) -> int:
     dest_path = os.path.abspath(dest)
     added = append_mirror(path, name or profile, profile, dest_path)
     console.print(f"added to {path}:\n{added.strip()}")
-    console.print(f"next: mirrorkeeper{' -c ' + str(path) if ctx.obj['config'] else ''} "
-                  f"sync {name or profile}")
+    command = f"mirrorkeeper{' -c ' + str(path) if ctx.obj['config'] else ''}"
+    console.print(f"next: {command} doctor {name or profile}   (are the upstreams and this "
+                  "host ready?)\n"
+                  f"then: {command} sync {name or profile}")
     return Exit.OK
 
 
@@ -363,11 +419,28 @@ def config_group() -> None:
     """Inspect the configuration."""
 
 
+@config_group.command("schema")
+def config_schema_cmd() -> int:
+    """Print a JSON Schema of the config, for editors (taplo, Even Better TOML)."""
+    from ..config.schema import config_schema
+
+    click.echo(json.dumps(config_schema(), indent=2))
+    return Exit.OK
+
+
 @config_group.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> int:
-    """Validate the config; list every problem with its file, key and fix."""
-    config = load_config(find_config(ctx.obj["config"]))
+    """Validate the config; list every problem with its file, key and fix.
+
+    One pass: the config file, every profile file (used by a mirror or not), and the files the
+    config names (password files, the web's token file).
+    """
+    inspection = inspect_config(find_config(ctx.obj["config"]))
+    config = inspection.config
+    problems = inspection.problems + list(config.profile_problems) + file_problems(config)
+    if problems:
+        raise ConfigError(problems)
     enabled = [m.name for m in config.enabled()]
     console.print(f"{config.path}: OK — {len(config.mirrors)} mirror(s), "
                   f"{len(enabled)} enabled: {', '.join(enabled) or 'none'}")
@@ -385,6 +458,38 @@ def demo(workdir: Path, packages: int) -> int:
     from ..demo.run import run_demo
 
     return run_demo(workdir.resolve(), packages, console)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_mirrors", is_flag=True, help="Every enabled mirror.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, as_json: bool) -> int:
+    """Is a mirror ready to enable? Checks each upstream and this host; exit 0 ready,
+    1 warnings, 2 errors. Writes nothing."""
+    from ..doctor import diagnose, exit_status
+
+    config = _load(ctx)
+    unknown = [n for n in names if n not in config.mirrors]
+    if unknown:
+        raise UsageProblem(f"no mirror `{unknown[0]}`. "
+                           + did_you_mean(unknown[0], config.mirrors))
+    if bool(names) == all_mirrors:
+        raise UsageProblem("name a mirror or use --all")
+    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+    catalogue = load_catalogue(config.settings.profiles_dir)
+    reports = []
+    for mirror in mirrors:
+        profile = catalogue.get(mirror.profile)
+        reports.append(diagnose(config.settings.rsync, mirror,
+                                profile.info if profile else None))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for report in reports:
+            console.print(render.doctor_table(report))
+    return exit_status(reports)
 
 
 # -- monitoring -------------------------------------------------------------------------------
@@ -407,6 +512,13 @@ def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning
     except ConfigError as exc:
         click.echo(f"MIRRORKEEPER UNKNOWN - configuration: {exc.problems[0]}")
         return 3
+    for name in names:
+        if name in config.broken:
+            broken = config.broken[name]
+            first = f": {broken.problems[0]}" if broken.problems else ""
+            click.echo(f"MIRRORKEEPER UNKNOWN - configuration: mirror {name} is not synced, "
+                       f"its profile {broken.profile} does not validate{first}")
+            return 3
     unknown = [n for n in names if n not in config.mirrors]
     if unknown or bool(names) == all_mirrors:
         click.echo("MIRRORKEEPER UNKNOWN - " + (f"no mirror {', '.join(unknown)}" if unknown

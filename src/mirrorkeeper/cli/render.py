@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..config.durations import format_duration
 from ..config.spec import Profile
 from ..logs import iso
+from ..profiles import BrokenProfile
 from ..record import RunRecord
 from ..record.present import deletions_text, human_bytes, human_rate
 from ..rsync.exitcodes import meaning
+
+if TYPE_CHECKING:
+    from ..doctor import MirrorReport
 
 
 def run_summary(record: RunRecord) -> Table:
@@ -21,8 +26,13 @@ def run_summary(record: RunRecord) -> Table:
                   show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    rows = [
-        ("upstream", record.upstream),
+    failed = record.outcome != "success"
+    last = record.attempts[-1] if record.attempts else None
+    rows = [("upstream", record.upstream)]
+    if failed and last is not None:
+        # The cause first, in rsync's own words: the exit status alone does not tell it.
+        rows.append(("cause", last.detail or last.reason))
+    rows += [
         ("started", iso(record.started_at) or "-"),
         ("duration", f"{record.duration_seconds:.2f} s"),
         ("transferred", f"{human_bytes(record.bytes_transferred)} ({record.bytes_transferred} B)"),
@@ -31,14 +41,17 @@ def run_summary(record: RunRecord) -> Table:
         ("files transferred", str(record.files_transferred)),
         ("files deleted", str(record.files_deleted)),
         ("files failed", str(record.files_failed)),
-        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items()) or "none"),
+        ("errors", ", ".join(f"{k}: {v}" for k, v in record.errors.items())
+         or ("-" if failed else "none")),
     ]
     if deletions := deletions_text(record):
         rows.append(("deletions", deletions))
     for stage in record.stages:
-        detail = stage.start_error or meaning(stage.exit_code)
         label = stage.name if len(record.attempts) < 2 else f"{stage.name} #{stage.attempt}"
-        rows.append((label, f"exit {stage.exit_code} ({detail}) in "
+        if stage.exit_code is None and stage.start_error:
+            rows.append((label, f"not started: {stage.start_error}"))
+            continue
+        rows.append((label, f"exit {stage.exit_code} ({meaning(stage.exit_code)}) in "
                      f"{stage.duration_seconds:.2f} s, {stage.files_transferred} files, "
                      f"{stage.files_deleted} deleted"))
     for name in record.skipped:
@@ -46,10 +59,11 @@ def run_summary(record: RunRecord) -> Table:
     if len(record.attempts) > 1 or (record.attempts and record.attempts[-1].category != "ok"):
         for a in record.attempts:
             rows.append((f"attempt {a.number}", f"{a.upstream}: {a.category}"
-                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"))
+                         + (f" ({a.code})" if a.code else "") + f" — {a.reason}"
+                         + (f": {a.detail}" if a.detail and a.detail not in a.reason else "")))
     rows.append(("log", record.log_path))
     for field_name, value in rows:
-        table.add_row(field_name, value)
+        table.add_row(field_name, Text(value))  # Text: an upstream's words are never markup
     return table
 
 
@@ -107,21 +121,35 @@ def profile_json(p: Profile) -> dict[str, Any]:
     return {
         "name": p.name, "description": p.info.description, "docs": p.info.docs,
         "approx_size": p.info.approx_size, "notes": p.info.notes, "extends": p.info.extends,
+        "restricted": p.info.restricted, "checked_against": list(p.info.checked_against),
+        "unverified": list(p.info.unverified),
         "source": p.source, "upstreams": list(s.upstreams), "stage2": list(s.stage2),
         "stage1_include": list(s.stage1_include), "excludes": list(s.excludes),
         "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,
         "schedule": s.schedule, "stale_after_seconds": s.stale_after,
         "timeout_seconds": s.timeout, "two_stage": bool(s.stage2),
+        "valid": True, "problems": [],
     }
 
 
-def profiles_table(profiles: list[Profile]) -> Table:
-    table = Table(title=f"{len(profiles)} profiles", title_justify="left")
+def broken_profile_json(b: BrokenProfile) -> dict[str, Any]:
+    """A profile file that does not validate: where it is and what is wrong."""
+    return {"name": b.name, "source": b.source, "valid": False,
+            "problems": [str(p) for p in b.problems]}
+
+
+def profiles_table(profiles: list[Profile], broken: list[BrokenProfile] | None = None) -> Table:
+    broken = broken or []
+    title = f"{len(profiles)} profiles" + (f", {len(broken)} invalid" if broken else "")
+    table = Table(title=title, title_justify="left")
     for column in ("profile", "description", "size", "schedule", "stages", "update signal"):
         table.add_column(column)
     for p in profiles:
         table.add_row(p.name, p.info.description, p.info.approx_size, p.settings.schedule,
                       "2" if p.settings.stage2 else "1", p.settings.update_signal or "-")
+    for b in broken:
+        table.add_row(Text(b.name), Text(f"INVALID: {len(b.problems)} problem(s), listed "
+                                         "above"), "-", "-", "-", "-")
     return table
 
 
@@ -133,4 +161,22 @@ def profile_detail(p: Profile) -> Table:
         if isinstance(value, list):
             value = "\n".join(value) or "-"
         table.add_row(key, "-" if value in (None, "") else str(value))
+    return table
+
+
+_MARK = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "error": "[red]error[/]",
+         "skipped": "[dim]skipped[/]"}
+
+
+def doctor_table(report: MirrorReport) -> Table:
+    """``doctor``: one row per check, upstream by upstream, then this host."""
+    table = Table(title=f"{report.mirror}: {report.status}", title_justify="left")
+    for column in ("where", "check", "result", "detail"):
+        table.add_column(column)
+    for upstream in report.upstreams:
+        for i, c in enumerate(upstream.checks):
+            table.add_row(upstream.upstream if i == 0 else "", c.name, _MARK[c.status],
+                          c.detail)
+    for i, c in enumerate(report.local):
+        table.add_row("this host" if i == 0 else "", c.name, _MARK[c.status], c.detail)
     return table

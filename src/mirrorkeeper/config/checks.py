@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
+from ..plan.signals import SIGNAL_KINDS
 from .options import check_rsync_options
 from .schedule import parse_schedule
 from .spec import TRACE_STYLES, UPSTREAM_STRATEGIES, SyncSettings
@@ -26,8 +27,23 @@ def check_upstream(url: str) -> str | None:
     return "is neither an rsync:// URL, HOST::MODULE nor an absolute local path"
 
 
-def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
-    """Return (key, message, hint) for every problem in ``s``."""
+#: Checks that read more than the key they report under: skipped when any of these is unknown.
+_ALSO_READS = {"failure_ratio_info": ("failure_ratio_warning", "failure_ratio_error")}
+
+
+def check_settings(s: SyncSettings,
+                   unknown: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """Return (key, message, hint) for every problem in ``s``.
+
+    ``unknown``: keys whose value did not validate (``s`` holds a default there); their
+    problems are already reported, and a check of the default would only add false ones.
+    """
+    found = _checks(s)
+    return [f for f in found if not ({f[0].split(".")[0], *_ALSO_READS.get(f[0], ())}
+                                     & unknown)]
+
+
+def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     if not s.upstreams:
         found.append(("upstreams", "no upstream is set",
@@ -86,7 +102,38 @@ def check_settings(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.update_signal is not None and (s.update_signal.startswith("/") or ".." in s.update_signal):
         found.append(("update_signal", "must be a path relative to the upstream's root",
                       "e.g. \"project/trace/master\""))
+    if s.signal_kind not in SIGNAL_KINDS:
+        found.append(("signal_kind", f"`{s.signal_kind}` is not a signal kind",
+                      "use one of " + ", ".join(SIGNAL_KINDS)))
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
                       "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))
     return found
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_hostname(name: str) -> str | None:
+    """Why ``name`` is not a host name (RFC 1123: dot-separated labels of letters, digits and
+    inner hyphens), or None. It becomes a path in the mirror (``project/trace/HOSTNAME``), so
+    a ``/`` or ``..`` would write the trace anywhere."""
+    if not name or len(name) > 253:
+        return "is not a host name (1 to 253 characters)"
+    if not all(_LABEL.match(label) for label in name.split(".")):
+        return ("is not a host name: letters, digits and '-' in dot-separated labels, "
+                "no '/' or '..'")
+    return None
+
+
+def check_secret_mode(mode: int, owner: int, euid: int, *, for_rsync: bool) -> str | None:
+    """Why a file holding a secret is too open, or None. Others may have no access (rsync's own
+    rule for ``--password-file``; the web token is no less secret); rsync run by root also
+    wants root to own it."""
+    if mode & 0o006:
+        return (f"can be read or written by others (mode {mode & 0o7777:04o})"
+                + ("; rsync refuses such a password file" if for_rsync else ""))
+    if for_rsync and euid == 0 and owner != 0:
+        return (f"is owned by uid {owner}; rsync run by root refuses a password file that "
+                "root does not own")
+    return None

@@ -42,13 +42,14 @@ def append_mirror(path: Path, name: str, profile: str, dest: str) -> str:
     """Add a mirror to ``path`` (created with a commented header if missing); return the text
     that was appended. Raises :class:`ConfigError` and leaves the file untouched on any problem."""
     existed = path.exists()
-    original = path.read_text(encoding="utf-8") if existed else HEADER
     if existed:
-        # The file as it stands must load, or we would append to something broken.
+        # The file as it stands must load, or we would append to something broken; loading it
+        # first also turns a file that is not UTF-8 text into a problem, not a traceback.
         current = load_config(path)
-        if name in current.mirrors:
+        if name in current.mirrors or name in current.broken:
             raise ConfigError([Problem(str(path), f"mirrors.{name}", "already exists",
                                        "pick another name with --name")])
+    original = path.read_text(encoding="utf-8") if existed else HEADER
     added = mirror_table(name, profile, dest)
     text = original if original.endswith("\n") else original + "\n"
     text += added

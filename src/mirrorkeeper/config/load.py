@@ -6,17 +6,18 @@ import dataclasses
 import os
 import re
 import socket
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..profiles import SETTING_KEYS, Catalogue, load_catalogue
 from ..web.hosts import valid_host_entry
-from .checks import check_settings
+from .checks import check_hostname, check_settings
 from .problems import ConfigError, Problem, did_you_mean
 from .spec import (
     AlertRule,
     AlertSettings,
+    BrokenMirror,
     Config,
     DaemonSettings,
     GlobalSettings,
@@ -26,7 +27,8 @@ from .spec import (
     SyncSettings,
     WebSettings,
 )
-from .validate import field_names, validate_table
+from .tomlfile import read_toml_file
+from .validate import field_names, validate_partial
 
 T = TypeVar("T")
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
@@ -46,18 +48,13 @@ def find_config(explicit: str | None = None) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "", "no such file",
-                                   "create it with `mirrorkeeper init PROFILE --dest DIR`, or "
-                                   f"point --config or ${ENV_VAR} at your config")]) from None
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot be read: {exc.strerror}")]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
+    """The parsed file; :class:`ConfigError` for every way it cannot be read or parsed."""
+    data, problem = read_toml_file(
+        path, "create it with `mirrorkeeper init PROFILE --dest DIR`, or point --config or "
+              f"${ENV_VAR} at your config")
+    if problem is not None or data is None:
+        raise ConfigError([problem] if problem else [])
+    return data
 
 
 def _absolute(value: str, base: Path) -> str:
@@ -76,11 +73,13 @@ def _section(raw: Any, name: str, file: str, problems: list[Problem]) -> dict[st
 
 
 def _table(cls: type[T], raw: Any, name: str, file: str, problems: list[Problem]) -> T | None:
-    """An optional top-level table, validated: None when absent or invalid (problems say why)."""
+    """An optional top-level table, validated as far as it goes: None when absent; its keys
+    that did not validate keep their defaults (problems say why), so the checks of the other
+    keys still run in the same pass."""
     raw = _section(raw, name, file, problems)
     if not raw:
         return None
-    value, found = validate_table(cls, raw, file, f"{name}.")
+    value, found, _bad = validate_partial(cls, raw, file, f"{name}.")
     problems.extend(found)
     return value
 
@@ -89,13 +88,20 @@ def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> Gl
     raw = _section(raw, "global", file, problems)
     if raw is None:
         return GlobalSettings()
-    settings, found = validate_table(GlobalSettings, raw, file, "global.")
+    settings, found, _bad = validate_partial(GlobalSettings, raw, file, "global.")
     problems.extend(found)
     settings = settings or GlobalSettings()
+    hostname = settings.hostname or socket.getfqdn()
+    why = check_hostname(hostname)
+    if why:
+        problems.append(Problem(file, "global.hostname", f"`{hostname}` {why}",
+                                "it names this host's trace file in each mirror; e.g. "
+                                "\"mirror.example.org\"" if settings.hostname else
+                                "this is the machine's name; set [global] hostname"))
     return GlobalSettings(
         state_dir=_absolute(settings.state_dir, base),
         log_dir=_absolute(settings.log_dir, base),
-        hostname=settings.hostname or socket.getfqdn(),
+        hostname=hostname,
         profiles_dir=_absolute(settings.profiles_dir, base),
         rsync=settings.rsync,
         keep_run_logs=settings.keep_run_logs,
@@ -103,12 +109,22 @@ def _load_global(raw: Any, file: str, base: Path, problems: list[Problem]) -> Gl
     )
 
 
-def _load_mirror(
-    name: str, table: Any, file: str, base: Path, catalogue: Catalogue
-) -> tuple[MirrorSpec | None, list[Problem]]:
+@dataclass(frozen=True)
+class _Mirror:
+    """One ``[mirrors.NAME]`` table as far as it loads: problems in the config file (each
+    blocks the load), and a spec, or a mirror whose profile does not validate."""
+
+    problems: list[Problem]
+    spec: MirrorSpec | None = None
+    broken: BrokenMirror | None = None
+    #: The destination, when it is a path (for the overlap checks, whatever else is wrong).
+    dest: str | None = None
+
+
+def _table_problems(name: str, table: dict[str, Any], file: str,
+                    catalogue: Catalogue) -> list[Problem]:
+    """What is wrong with the table's own keys: name, unknown keys, profile, dest, enabled."""
     prefix = f"mirrors.{name}."
-    if not isinstance(table, dict):
-        return None, [Problem(file, f"mirrors.{name}", "should be a table ([mirrors.NAME])")]
     problems: list[Problem] = []
     if not MIRROR_NAME.match(name):
         problems.append(Problem(file, f"mirrors.{name}", "a mirror name may hold letters, digits, "
@@ -118,36 +134,78 @@ def _load_mirror(
             problems.append(Problem(file, prefix + key, "unknown key",
                                     did_you_mean(key, MIRROR_KEYS | SETTING_KEYS)))
     profile_name, dest = table.get("profile"), table.get("dest")
-    enabled = table.get("enabled", True)
     if not isinstance(profile_name, str):
         problems.append(Problem(file, prefix + "profile", "is required (a string)",
                                 "see `mirrorkeeper profiles` for the catalogue"))
-    elif catalogue.get(profile_name) is None:
+    elif catalogue.get(profile_name) is None and profile_name not in catalogue.broken:
         problems.append(Problem(file, prefix + "profile", f"no profile `{profile_name}`",
                                 did_you_mean(profile_name, catalogue.profiles)
                                 or "see `mirrorkeeper profiles`"))
     if not isinstance(dest, str) or not dest.strip():
         problems.append(Problem(file, prefix + "dest",
                                 "is required (the directory to mirror into)"))
-    if not isinstance(enabled, bool):
+    if not isinstance(table.get("enabled", True), bool):
         problems.append(Problem(file, prefix + "enabled", "should be true or false"))
-    if problems:
-        return None, problems
-    assert isinstance(profile_name, str) and isinstance(dest, str)
+    return problems
+
+
+def _settings_problems(name: str, table: dict[str, Any], file: str, catalogue: Catalogue,
+                       ) -> tuple[SyncSettings | None, list[Problem]]:
+    """The mirror's settings (profile, then its overrides) and the problems in what the config
+    file says. Without a usable profile only the overrides are checked: a problem that comes
+    from the profile's own file belongs to the profile, which reports it."""
+    prefix = f"mirrors.{name}."
+    profile_name = table.get("profile")
+    usable = isinstance(profile_name, str) and catalogue.get(profile_name) is not None
+    base_raw = catalogue.raw.get(profile_name, {}) if isinstance(profile_name, str) else {}
+    base_origin = catalogue.origin.get(profile_name, {}) if isinstance(profile_name, str) else {}
     overrides = {k: v for k, v in table.items() if k in SETTING_KEYS}
-    raw = {**catalogue.raw[profile_name], **overrides}
-    origin = {k: (src, "") for k, src in catalogue.origin[profile_name].items()}
+    raw = {**{k: v for k, v in base_raw.items() if k in SETTING_KEYS}, **overrides}
+    origin = {k: (src, "") for k, src in base_origin.items()}
     origin.update({k: (file, prefix) for k in overrides})
-    settings, problems = validate_table(SyncSettings, raw, file, prefix, origin)
-    if settings is None:
-        return None, problems
-    for key, message, hint in check_settings(settings):
-        where_file, where_prefix = origin.get(key.split(".")[0], (file, prefix))
-        problems.append(Problem(where_file, where_prefix + key, message, hint))
-    if problems:
-        return None, problems
-    return MirrorSpec(name=name, profile=profile_name, dest=_absolute(dest, base),
-                      enabled=bool(enabled), settings=settings), []
+    settings, problems, bad = validate_partial(SyncSettings, raw, file, prefix, origin)
+    if settings is not None:
+        for key, message, hint in check_settings(settings, bad):
+            where_file, where_prefix = origin.get(key.split(".")[0], (file, prefix))
+            problems.append(Problem(where_file, where_prefix + key, message, hint))
+    if not usable:
+        problems = [p for p in problems if p.file == file and p.key.startswith(prefix)
+                    and p.key[len(prefix):].split(".")[0] in overrides]
+    return settings, problems
+
+
+def _password_file(settings: SyncSettings, table: dict[str, Any], file: str,
+                   profile_origin: dict[str, str]) -> SyncSettings:
+    """A relative ``password_file`` is relative to the file that names it (the config or the
+    profile), like every other path, not to the directory the daemon was started in."""
+    path = settings.password_file
+    if not path or os.path.isabs(path):
+        return settings
+    source = file if "password_file" in table else profile_origin.get("password_file", file)
+    return dataclasses.replace(settings,
+                               password_file=_absolute(path, Path(source).resolve().parent))
+
+
+def _load_mirror(name: str, table: Any, file: str, base: Path,
+                 catalogue: Catalogue) -> _Mirror:
+    if not isinstance(table, dict):
+        return _Mirror([Problem(file, f"mirrors.{name}", "should be a table ([mirrors.NAME])")])
+    problems = _table_problems(name, table, file, catalogue)
+    dest = table.get("dest")
+    dest = _absolute(dest, base) if isinstance(dest, str) and dest.strip() else None
+    settings, found = _settings_problems(name, table, file, catalogue)
+    problems += found
+    profile_name, enabled = table.get("profile"), table.get("enabled", True)
+    if problems or dest is None or not isinstance(profile_name, str):
+        return _Mirror(problems, dest=dest)
+    if profile_name in catalogue.broken:
+        return _Mirror([], broken=BrokenMirror(name, profile_name, bool(enabled),
+                                               catalogue.broken[profile_name].problems),
+                       dest=dest)
+    assert settings is not None
+    settings = _password_file(settings, table, file, catalogue.origin.get(profile_name, {}))
+    return _Mirror([], MirrorSpec(name=name, profile=profile_name, dest=dest,
+                                  enabled=bool(enabled), settings=settings), dest=dest)
 
 
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -158,6 +216,8 @@ def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
     if not raw:
         return AlertSettings()
     lists: dict[str, tuple[Any, ...]] = {}
+    #: Per item, the keys that did not validate: their checks would only see defaults.
+    bad_keys: dict[str, list[frozenset[str]]] = {}
     for key, cls in (("rules", AlertRule), ("plugins", PluginSpec)):
         items = raw.get(key, [])
         if not isinstance(items, list):
@@ -168,18 +228,21 @@ def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
             if not isinstance(item, dict):
                 problems.append(Problem(file, f"alerts.{key}.{i}", "should be a table"))
                 continue
-            value, found = validate_table(cls, item, file, f"alerts.{key}.{i}.")
+            value, found, bad = validate_partial(cls, item, file, f"alerts.{key}.{i}.")
             problems.extend(found)
             if value is not None:
                 parsed.append(value)
+                bad_keys.setdefault(key, []).append(bad)
         lists[key] = tuple(parsed)
     top = {k: v for k, v in raw.items() if k not in ("rules", "plugins")}
-    settings, found = validate_table(AlertSettings, top, file, "alerts.")
+    settings, found, _bad = validate_partial(AlertSettings, top, file, "alerts.")
     problems.extend(found)
     settings = settings or AlertSettings()
     for i, rule in enumerate(lists.get("rules", ())):
         where = f"alerts.rules.{i}."
-        if rule.set_severity is None and rule.suppress_for is None:
+        unknown = bad_keys["rules"][i]
+        if (rule.set_severity is None and rule.suppress_for is None
+                and not unknown & {"set_severity", "suppress_for"}):
             problems.append(Problem(file, where + "set_severity", "a rule needs an action",
                                     "set_severity = \"info\" or suppress_for = \"1d\""))
         if rule.set_severity is not None and rule.set_severity not in SEVERITIES:
@@ -205,8 +268,19 @@ def load_alerts(raw: Any, file: str, problems: list[Problem]) -> AlertSettings:
                             "rules": lists.get("rules", ()), "plugins": lists.get("plugins", ())})
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate the whole config; raise :class:`ConfigError` listing every problem."""
+@dataclass(frozen=True)
+class Inspection:
+    """A config as far as it loads, and every problem its own file has (each of them blocks
+    :func:`load_config`). Problems of profile files are in ``config.profile_problems``: they
+    stop only the mirrors that use those profiles (``config.broken``)."""
+
+    config: Config
+    problems: list[Problem]
+
+
+def inspect_config(path: Path | str) -> Inspection:
+    """Read and check the whole config in one pass. Raises :class:`ConfigError` only when the
+    file cannot be read or parsed at all."""
     path = Path(path)
     file = str(path)
     base = path.resolve().parent
@@ -218,41 +292,61 @@ def load_config(path: Path | str) -> Config:
                                     or "the top level holds [global] and [mirrors.NAME] tables"))
     settings = _load_global(data.get("global"), file, base, problems)
     catalogue = load_catalogue(settings.profiles_dir)
-    problems.extend(catalogue.problems)
     raw_mirrors = data.get("mirrors", {})
     mirrors: dict[str, MirrorSpec] = {}
+    broken: dict[str, BrokenMirror] = {}
+    dests: dict[str, str] = {}
     if not isinstance(raw_mirrors, dict):
         problems.append(Problem(file, "mirrors", "should hold tables: [mirrors.NAME]"))
         raw_mirrors = {}
     for name, table in raw_mirrors.items():
-        mirror, found = _load_mirror(name, table, file, base, catalogue)
-        problems.extend(found)
-        if mirror:
-            mirrors[name] = mirror
-    dests: dict[str, str] = {}
-    for mirror in mirrors.values():
-        for other_dest, other in dests.items():
-            inside = Path(mirror.dest).is_relative_to(other_dest) or Path(
-                other_dest).is_relative_to(mirror.dest)
-            if inside:
-                problems.append(Problem(
-                    file, f"mirrors.{mirror.name}.dest",
-                    f"overlaps mirror `{other}` ({other_dest}); one mirror's deletions "
-                    "would remove the other's files", "give each mirror its own directory"))
-        dests[mirror.dest] = mirror.name
-        for state in (settings.state_dir, settings.log_dir):
-            if Path(state).is_relative_to(mirror.dest):
-                problems.append(Problem(file, f"mirrors.{mirror.name}.dest",
-                                        f"contains {state}; stage 2 would delete it",
-                                        "keep state and logs outside mirrored trees"))
+        loaded = _load_mirror(name, table, file, base, catalogue)
+        problems.extend(loaded.problems)
+        if loaded.spec:
+            mirrors[name] = loaded.spec
+        if loaded.broken:
+            broken[name] = loaded.broken
+        if loaded.dest:
+            problems.extend(_dest_problems(name, loaded.dest, dests, settings, file))
+            dests[loaded.dest] = name
     alerts = load_alerts(data.get("alerts"), file, problems)
     metrics = _load_metrics(data.get("metrics"), file, problems)
     daemon = _load_daemon(data.get("daemon"), file, problems)
     web = _load_web(data.get("web"), file, base, problems)
-    if problems:
-        raise ConfigError(problems)
-    return Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts,
-                  metrics=metrics, daemon=daemon, web=web)
+    config = Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts,
+                    metrics=metrics, daemon=daemon, web=web, broken=broken,
+                    profile_problems=tuple(catalogue.problems))
+    return Inspection(config, problems)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the whole config; raise :class:`ConfigError` listing every problem.
+
+    A profile file that does not validate is no problem of the config file: the mirrors that
+    use it are in ``broken`` and every other mirror works (``config check`` still fails).
+    """
+    inspection = inspect_config(path)
+    if inspection.problems:
+        raise ConfigError(inspection.problems + list(inspection.config.profile_problems))
+    return inspection.config
+
+
+def _dest_problems(name: str, dest: str, others: dict[str, str], settings: GlobalSettings,
+                   file: str) -> list[Problem]:
+    """Two mirrors may not share or nest destinations, nor hold the state or the logs."""
+    problems: list[Problem] = []
+    for other_dest, other in others.items():
+        if Path(dest).is_relative_to(other_dest) or Path(other_dest).is_relative_to(dest):
+            problems.append(Problem(
+                file, f"mirrors.{name}.dest",
+                f"overlaps mirror `{other}` ({other_dest}); one mirror's deletions "
+                "would remove the other's files", "give each mirror its own directory"))
+    for state in (settings.state_dir, settings.log_dir):
+        if Path(state).is_relative_to(dest):
+            problems.append(Problem(file, f"mirrors.{name}.dest",
+                                    f"contains {state}; stage 2 would delete it",
+                                    "keep state and logs outside mirrored trees"))
+    return problems
 
 
 def _load_daemon(raw: Any, file: str, problems: list[Problem]) -> DaemonSettings:
@@ -305,4 +399,5 @@ def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettin
     return metrics
 
 
-__all__ = ["field_names", "find_config", "load_config", "read_toml"]
+__all__ = ["Inspection", "field_names", "find_config", "inspect_config", "load_config",
+           "read_toml"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .problems import Problem
+
 #: Keys whose values are durations ("6h") in the TOML and seconds in the dataclasses.
 DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "stale_after", "timeout", "contimeout", "no_output_timeout",
@@ -37,6 +39,9 @@ class SyncSettings:
     rsync_options: tuple[str, ...] = ()
     #: Path (relative to the upstream root) of the file the project touches when it publishes.
     update_signal: str | None = None
+    #: How the signal says when the upstream published: ``mtime`` (of the file), ``epoch``,
+    #: ``date``, ``trace`` (Debian) or ``keyvalue`` (``date=``); see plan/signals.py.
+    signal_kind: str = "mtime"
     schedule: str = "every 6h"
     stale_after: float = 2 * 86400.0
     #: rsync ``--timeout``: I/O silence before rsync gives up.
@@ -99,6 +104,16 @@ class ProfileInfo:
     notes: str = ""
     #: Name of another profile whose settings this one starts from.
     extends: str | None = None
+    #: URLs of the pages and configurations the profile's values were checked against.
+    checked_against: tuple[str, ...] = ()
+    #: Names of the profile's fields that no source backs (e.g. ``update_signal``): a value
+    #: there is a best guess, or the field is left unset because nothing better is known.
+    unverified: tuple[str, ...] = ()
+    #: Access limits an admin should know before relying on the profile, e.g. "the master
+    #: needs registration" or "takes no new public mirrors" (empty: none known). Any upstream
+    #: host named here is one that needs registration; it is never listed first when the
+    #: profile has a public one.
+    restricted: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,18 @@ class MirrorSpec:
     dest: str
     enabled: bool
     settings: SyncSettings
+
+
+@dataclass(frozen=True)
+class BrokenMirror:
+    """A mirror whose profile does not validate: it is not synced, but the rest of the config
+    still works (one bad file in ``profiles_dir`` must not stop every mirror)."""
+
+    name: str
+    profile: str
+    enabled: bool
+    #: What is wrong with the profile (its own file and any file it extends).
+    problems: tuple[Problem, ...]
 
 
 @dataclass(frozen=True)
@@ -250,6 +277,14 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    #: Mirrors that cannot run because their profile does not validate.
+    broken: dict[str, BrokenMirror] = field(default_factory=dict)
+    #: Every problem in the profile catalogue, used by a mirror or not (``config check`` and
+    #: ``profiles`` report them; the rest of the program works around them).
+    profile_problems: tuple[Problem, ...] = ()
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]
+
+    def broken_enabled(self) -> list[BrokenMirror]:
+        return [b for b in self.broken.values() if b.enabled]

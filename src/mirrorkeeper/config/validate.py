@@ -50,8 +50,12 @@ def field_names(cls: type[Any]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def normalise(raw: dict[str, Any], file: str, prefix: str) -> tuple[dict[str, Any], list[Problem]]:
-    """TOML arrays become tuples; durations ('6h') become seconds."""
+def normalise(raw: dict[str, Any], file: str, prefix: str,
+              origin: dict[str, tuple[str, str]] | None = None,
+              ) -> tuple[dict[str, Any], list[Problem]]:
+    """TOML arrays become tuples; durations ('6h') become seconds. A duration that does not
+    parse is left out (and reported), so the other keys can still be checked."""
+    origin = origin or {}
     out: dict[str, Any] = {}
     problems: list[Problem] = []
     for key, value in raw.items():
@@ -61,10 +65,64 @@ def normalise(raw: dict[str, Any], file: str, prefix: str) -> tuple[dict[str, An
             try:
                 value = parse_duration(value)
             except ValueError as exc:
-                problems.append(Problem(file, f"{prefix}{key}", str(exc)))
+                where_file, where_prefix = origin.get(key, (file, prefix))
+                problems.append(Problem(where_file, f"{where_prefix}{key}", str(exc)))
                 continue
         out[key] = value
     return out, problems
+
+
+def _problems_of(exc: ValidationError, names: list[str], file: str, prefix: str,
+                 origin: dict[str, tuple[str, str]]) -> tuple[list[Problem], set[str]]:
+    """pydantic's errors as problems at the key the admin wrote, and the keys they concern."""
+    problems: list[Problem] = []
+    bad: set[str] = set()
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        top = loc[0] if loc else ""
+        bad.add(top)
+        where_file, where_prefix = origin.get(top, (file, prefix))
+        key = where_prefix + ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            problems.append(Problem(where_file, key, "unknown key", did_you_mean(top, names)))
+        else:
+            message = _FRIENDLY_TYPES.get(err["type"], err["msg"])
+            got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+            problems.append(Problem(where_file, key, message + got))
+    return problems, bad
+
+
+def validate_partial(
+    cls: type[T],
+    raw: dict[str, Any],
+    file: str,
+    prefix: str,
+    origin: dict[str, tuple[str, str]] | None = None,
+) -> tuple[T | None, list[Problem], frozenset[str]]:
+    """Validate ``raw`` into ``cls`` as far as it goes: every problem, the keys they concern,
+    and a value built from the keys that are fine (defaults for the rest), so that the checks
+    that come after types can run in the same pass. The value is None only when a required key
+    is missing or wrong.
+
+    ``origin`` maps a key to the (file, prefix) it came from when ``raw`` merges several tables
+    (a profile and a mirror's overrides), so an error points at the line the admin wrote.
+    """
+    origin = origin or {}
+    data, problems = normalise(raw, file, prefix, origin)
+    bad = {key for key in raw if key not in data}
+    model_cls = _strict_model(cls)  # type: ignore[arg-type]
+    names = field_names(cls)
+    try:
+        model = model_cls.model_validate(data)
+    except ValidationError as exc:
+        found, keys = _problems_of(exc, names, file, prefix, origin)
+        problems += found
+        bad |= keys
+        try:
+            model = model_cls.model_validate({k: v for k, v in data.items() if k not in bad})
+        except ValidationError:
+            return None, problems, frozenset(bad)
+    return cls(**{name: getattr(model, name) for name in names}), problems, frozenset(bad)
 
 
 def validate_table(
@@ -74,29 +132,7 @@ def validate_table(
     prefix: str,
     origin: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[T | None, list[Problem]]:
-    """Validate ``raw`` into ``cls``; problems carry the file and dotted key path.
-
-    ``origin`` maps a key to the (file, prefix) it came from when ``raw`` merges several tables
-    (a profile and a mirror's overrides), so an error points at the line the admin wrote.
-    """
-    origin = origin or {}
-    data, problems = normalise(raw, file, prefix)
-    try:
-        model = _strict_model(cls).model_validate(data)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        names = field_names(cls)
-        for err in exc.errors():
-            loc = [str(part) for part in err["loc"]]
-            top = loc[0] if loc else ""
-            where_file, where_prefix = origin.get(top, (file, prefix))
-            key = where_prefix + ".".join(loc)
-            if err["type"] == "extra_forbidden":
-                problems.append(Problem(where_file, key, "unknown key", did_you_mean(top, names)))
-            else:
-                message = _FRIENDLY_TYPES.get(err["type"], err["msg"])
-                got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
-                problems.append(Problem(where_file, key, message + got))
-        return None, problems
-    if problems:
-        return None, problems
-    return cls(**{name: getattr(model, name) for name in field_names(cls)}), []
+    """Validate ``raw`` into ``cls``; problems carry the file and dotted key path. None unless
+    every key is fine (see :func:`validate_partial` for a value in spite of problems)."""
+    value, problems, _bad = validate_partial(cls, raw, file, prefix, origin)
+    return (None if problems else value), problems

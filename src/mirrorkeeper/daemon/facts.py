@@ -29,7 +29,7 @@ def gather_facts(config: Config, store: Store, running: set[str], queued: set[st
             has_signal=s.update_signal is not None,
             last_polled_at=poll["polled_at"] if poll else None,
             signal=SignalSeen(seen[0], seen[1], seen[2]) if seen else None,
-            local_signal_mtime=local_mtime(mirror.dest, s.update_signal)
+            local_signal_mtime=local_mtime(mirror.dest, s.update_signal, s.signal_kind)
             if s.update_signal else None,
             deletions_due_at=store.next_deletion_due(mirror.name, s.delete_grace, last_started)
             if s.delete_grace > 0 and last_started is not None else None))

@@ -41,7 +41,7 @@ def poll_signal(config: Config, mirror: MirrorSpec, store: Store) -> PollResult:
     upstream = poll_upstream(store, mirror)
     polled_at = time.time()
     result = probe(config.settings.rsync, upstream, s.update_signal, s)
-    ours = local_mtime(mirror.dest, s.update_signal)
+    ours = local_mtime(mirror.dest, s.update_signal, s.signal_kind)
     error = None if result.exists else (result.message or result.error_kind or "unknown error")
     store.record_poll(mirror.name, upstream, polled_at, result.seconds, result.exit_code,
                       result.mtime, ours, error, triggered=False)

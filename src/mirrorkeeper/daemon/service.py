@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from ..clock import local_zone
+from ..config.files import web_file_problems
 from ..config.load import load_config
 from ..config.problems import ConfigError
 from ..config.spec import Config
@@ -51,6 +52,15 @@ POLL_KEEP_SECONDS = 30 * 86400.0
 
 class WebUnavailable(Exception):
     """The web server could not start (its port is taken, say): the daemon does not start."""
+
+
+def log_profile_problems(config: Config) -> None:
+    """Profile files that do not validate, in the event log (and so in journald); the mirrors
+    that use them get a ``config.profile_invalid`` alert from the watchdog."""
+    if config.profile_problems:
+        event("config.profile_invalid", level=logging.ERROR,
+              mirrors=sorted(b.name for b in config.broken_enabled()),
+              problems=[str(p) for p in config.profile_problems])
 
 
 def daemon_running(state_dir: str | Path) -> bool:
@@ -262,9 +272,16 @@ class Daemon:
 
     # -- config reload ------------------------------------------------------------------------
     def reload(self, path: str) -> bool:
-        """Swap in a new config; a bad one is refused with its errors and the old one kept."""
+        """Swap in a new config; a bad one is refused with its errors and the old one kept.
+
+        A profile file that does not validate is not a bad config: only the mirrors that use
+        it stop (``config.profile_invalid``); a token file that would refuse every action is.
+        """
         try:
             new = load_config(path)
+            problems = web_file_problems(new)
+            if problems:
+                raise ConfigError(problems)
         except ConfigError as exc:
             event("config.reload_refused", level=logging.ERROR,
                   problems=[str(p) for p in exc.problems])
@@ -278,6 +295,7 @@ class Daemon:
             self.sink = MetricsSink(new) if new.metrics.enabled else None
         self.config = new
         event("config.reloaded", mirrors=sorted(new.mirrors))
+        log_profile_problems(new)
         self.wake.set()
         return True
 
@@ -296,6 +314,7 @@ class Daemon:
                   max_parallel=config.daemon.max_parallel, tick=config.daemon.tick,
                   pending=len(self.queue.pending()),
                   web=config.web.listen if server else None)
+            log_profile_problems(config)
             try:
                 self._loop()
             finally:

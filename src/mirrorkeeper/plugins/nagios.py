@@ -23,7 +23,7 @@ def main() -> None:
     alert = read_alert()
     state = 0 if alert.get("resolved") else STATE.get(str(alert["severity"]), 3)
     label = "OK" if state == 0 else ("WARNING", "CRITICAL")[state - 1] if state < 3 else "UNKNOWN"
-    text = f"MIRRORKEEPER {label} - {alert['code']}: {alert['summary']}".replace("\n", " ")
+    text = f"MIRRORKEEPER {label} - {alert['code']}: {alert['summary']}"  # one line: read_alert
     service = args.service.replace("%s", str(alert["mirror"]))
     line = (f"[{int(time.time())}] PROCESS_SERVICE_CHECK_RESULT;{args.host};{service};"
             f"{state};{text}\n")

@@ -78,7 +78,7 @@ def run_json(record: RunRecord) -> dict[str, Any]:
             {"number": a.number, "upstream": a.upstream, "category": a.category,
              "code": a.code, "reason": a.reason, "stage": a.stage, "exit_code": a.exit_code,
              "started_at": iso(a.started_at), "duration_seconds": round(a.duration_seconds, 3),
-             "failure_ratio": round(a.failure_ratio, 6)}
+             "failure_ratio": round(a.failure_ratio, 6), "detail": a.detail}
             for a in record.attempts
         ],
         "deletions": _deletions_json(record),

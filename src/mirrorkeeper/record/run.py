@@ -107,6 +107,8 @@ class Attempt:
     started_at: float
     finished_at: float
     failure_ratio: float = 0.0
+    #: rsync's own error line (or why nothing could start): what the exit status hides.
+    detail: str = ""
 
     @property
     def duration_seconds(self) -> float:
@@ -128,6 +130,8 @@ class RunRecord:
     attempts: tuple[Attempt, ...] = ()
     #: The deletions of the final attempt, if it reached them.
     deletions: Deletions | None = None
+    #: What the run noticed that is no failure but must be heard: (code, upstream, summary).
+    notices: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def upstreams_tried(self) -> tuple[str, ...]:

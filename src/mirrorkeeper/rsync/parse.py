@@ -106,6 +106,7 @@ FILE_ERROR_KINDS = frozenset({
 ERROR_KINDS = FILE_ERROR_KINDS | {
     "connection_refused", "connection", "dns", "connection_lost", "timeout", "module_missing",
     "auth", "daemon_busy", "daemon", "protocol", "max_delete", "deletion_skipped", "other",
+    "password_file",
 }
 
 _PROGRESS = re.compile(
@@ -130,6 +131,9 @@ _VANISHED = re.compile(r'^file has vanished: "(?P<path>.*)"')
 _MAXDEL = re.compile(r"^Deletions stopped due to --max-delete limit \((?P<n>\d+) skipped\)")
 _DELETE_ITEM = re.compile(r"^delete_item\((?P<path>.+)\) mode=(?P<mode>[0-7]+) flags=\d+$")
 _ESCAPE = re.compile(r"\\#([0-7]{3})")
+#: A progress line starts with blanks or a digit; an itemized one with one of these.
+_PROGRESS_FIRST = frozenset(" 0123456789")
+_ITEM_FIRST = frozenset("<>ch.")
 _KNOWN_INFO = re.compile(
     r"^(?:receiving|sending) (?:incremental )?file list$|^building file list|^done$|"
     r"^created directory |^delta-transmission |^total: matches=|^Number of files: 0$|"
@@ -167,6 +171,8 @@ def _num(text: str) -> float:
 
 def _classify_message(msg: str, errno: int | None) -> str:
     low = msg.lower()
+    if "password file" in low:  # could not open it; others may read it; root does not own it
+        return "password_file"
     if "io timeout" in low or ("timeout" in low and "exiting" in low):
         return "timeout"
     if "failed to connect" in low or ("connection" in low and "refused" in low):
@@ -227,6 +233,9 @@ def parse_list_line(line: str) -> ListEntry | None:
 def parse_output(line: str) -> list[Event]:
     """Events of one output line. rsync ends a progress update with ``\\r`` or nothing, so the
     next message can arrive glued to it (``... to-chk=0/9)*deleting   a/b``): split those."""
+    first = line[:1]
+    if first not in _PROGRESS_FIRST:  # most lines: an item or a message, never progress
+        return [parse_line(line)]
     events: list[Event] = []
     while (m := _PROGRESS.match(line)) and m.end() < len(line):
         events.append(_progress(m))
@@ -265,6 +274,10 @@ def unescape_name(name: str) -> str:
 
 def parse_line(line: str) -> Event:
     """Classify one line of rsync's stdout or stderr (see :func:`parse_output` for glued ones)."""
+    if line[:1] in _ITEM_FIRST and (m := _ITEM.match(line)):  # the bulk: itemized changes
+        code = m.group("code")
+        kind = "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]
+        return Item(code=code, path=m.group("path"), kind=kind, transferred=code[0] in "<>")
     if line.startswith("delete_in_dir("):  # one per directory of the deleting stage: cheap
         return Info(line)
     if line.startswith("delete_item(") and (m := _DELETE_ITEM.match(line)):
@@ -307,7 +320,8 @@ def parse_line(line: str) -> Event:
         return Error(kind, msg, path=path_m.group("path") if path_m else None, errno=errno,
                      role=m.group("role"))
     if line.startswith(("ERROR: ", "WARNING: ")):
-        kind = "verification" if "failed verification" in line else "other"
+        kind = ("verification" if "failed verification" in line
+                else "password_file" if "password file" in line else "other")
         path_m = _QUOTED.search(line)
         return Error(kind, line, path=path_m.group("path") if path_m else None)
     if m := _STAT.match(line):

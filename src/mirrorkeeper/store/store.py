@@ -131,7 +131,8 @@ class Store:
                         "skipped": list(record.skipped),
                         "attempts": [dataclasses.asdict(a) for a in record.attempts],
                         "deletions": (dataclasses.asdict(record.deletions)
-                                      if record.deletions else None)},
+                                      if record.deletions else None),
+                        "notices": [list(n) for n in record.notices]},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
 
@@ -145,6 +146,7 @@ class Store:
             attempts=tuple(Attempt(**a) for a in stages_json.get("attempts", [])),
             deletions=Deletions(**stages_json["deletions"]) if stages_json.get("deletions")
             else None,
+            notices=tuple((n[0], n[1], n[2]) for n in stages_json.get("notices", [])),
         )
 
     def run(self, run_id: int) -> RunRecord | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..config.spec import SyncSettings
 from ..plan.argv import connection_options
 from ..plan.due import SIGNAL_SLACK_SECONDS
+from ..plan.signals import MAX_SIGNAL_BYTES, content_parses, signal_time
 from ..rsync.parse import Error, parse_line, parse_list_line
 
 #: An upstream's signal may lag ours by this much (clock and filesystem granularity); the same
@@ -32,25 +34,50 @@ class Probe:
     mtime: float | None = None
     error_kind: str | None = None
     message: str = ""
+    #: For the content kinds: whether the content carried a time (else the mtime stood in).
+    parsed: bool = True
 
 
-def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe:
-    """List ``path`` on ``upstream``; never raises for upstream trouble."""
-    source = upstream.rstrip("/") + "/" + path.lstrip("/")
-    argv = [rsync, "--list-only", "--no-motd", "--no-human-readable",
-            *connection_options(settings, upstream), source]
-    started = time.monotonic()
+def _rsync(argv: list[str], settings: SyncSettings,
+           ) -> subprocess.CompletedProcess[str] | tuple[str, str]:
+    """Run a short rsync; (error kind, message) when it could not run or timed out."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
+        return subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
                               env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
                               timeout=settings.contimeout + settings.timeout, check=False)
     except subprocess.TimeoutExpired:
-        return Probe(upstream, time.monotonic() - started, None, error_kind="timeout",
-                     message="the probe timed out")
+        return "timeout", "the probe timed out"
     except OSError as exc:
-        return Probe(upstream, time.monotonic() - started, None, error_kind="rsync_missing",
-                     message=f"cannot run {rsync}: {exc.strerror}")
-    seconds = time.monotonic() - started
+        return "rsync_missing", f"cannot run {argv[0]}: {exc.strerror}"
+
+
+def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe:
+    """Ask ``upstream`` for its signal ``path``: listed (``mtime`` kind) or fetched and read
+    (the kinds whose content carries the time). Never raises for upstream trouble.
+
+    ``Probe.mtime`` is the publish time the signal says, comparable with
+    :func:`local_mtime` of the same kind.
+    """
+    source = upstream.rstrip("/") + "/" + path.lstrip("/")
+    kind = settings.signal_kind
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mk-signal-") as scratch:
+        copy = Path(scratch, "signal")
+        argv = ([rsync, "--list-only"] if kind == "mtime" else [rsync, "--times", "--copy-links"])
+        argv += ["--no-motd", "--no-human-readable", *connection_options(settings, upstream),
+                 source]
+        if kind != "mtime":
+            argv.append(str(copy))
+        proc = _rsync(argv, settings)
+        seconds = time.monotonic() - started
+        if isinstance(proc, tuple):
+            return Probe(upstream, seconds, None, error_kind=proc[0], message=proc[1])
+        if proc.returncode == 0 and kind != "mtime" and copy.is_file():
+            with copy.open("rb") as handle:
+                content = handle.read(MAX_SIGNAL_BYTES)
+            return Probe(upstream, seconds, 0, exists=True,
+                         mtime=signal_time(kind, content, copy.stat().st_mtime),
+                         parsed=content_parses(kind, content))
     for line in proc.stdout.splitlines():
         entry = parse_list_line(line)
         if entry is not None and proc.returncode == 0:
@@ -64,8 +91,30 @@ def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe
                  error_kind=next((k for k in kinds if k != "other"), "other"), message=message)
 
 
-def local_mtime(dest: str, path: str) -> float | None:
+def local_mtime(dest: str, path: str, kind: str = "mtime") -> float | None:
+    """The publish time our copy of the signal says (None: we have none)."""
+    return signal_file_time(Path(dest, path), kind)
+
+
+def signal_file_time(path: Path, kind: str = "mtime") -> float | None:
     try:
-        return Path(dest, path).stat().st_mtime
+        mtime = path.stat().st_mtime
+        if kind == "mtime":
+            return mtime
+        with path.open("rb") as handle:
+            return signal_time(kind, handle.read(MAX_SIGNAL_BYTES), mtime)
     except OSError:
         return None
+
+
+def has_content(rsync: str, upstream: str, settings: SyncSettings) -> bool | None:
+    """Whether the upstream's top level lists anything but itself (None: could not tell).
+    One non-recursive listing: cheap, and enough to tell an empty module from one that only
+    lacks the signal file."""
+    argv = [rsync, "--list-only", "--no-motd", "--no-human-readable",
+            *connection_options(settings, upstream), upstream.rstrip("/") + "/"]
+    proc = _rsync(argv, settings)
+    if isinstance(proc, tuple) or proc.returncode != 0:
+        return None
+    entries = [e for e in map(parse_list_line, proc.stdout.splitlines()) if e is not None]
+    return any(e.name not in (".", "..") for e in entries)

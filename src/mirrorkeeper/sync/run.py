@@ -7,6 +7,7 @@ conditions (the lock) raise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -37,11 +38,19 @@ from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
+from ..safetext import printable
 from ..stop import stopped_by
 from ..store import Store
 from .deletions import delete_paths
 from .lock import MirrorLock
-from .preflight import MTIME_SLACK_SECONDS, Probe, local_mtime, probe
+from .preflight import (
+    MTIME_SLACK_SECONDS,
+    Probe,
+    has_content,
+    local_mtime,
+    probe,
+    signal_file_time,
+)
 from .trace import trace_path, write_trace
 
 ProgressCallback = Callable[[LiveProgress], None]
@@ -188,7 +197,8 @@ def _run_locked(
                                       started_at=now, finished_at=now, exit_code=None,
                                       start_error=dest_problem, upstream=candidates[0]))
             attempts.append(Attempt(1, candidates[0], "local", "local.not_writable",
-                                    dest_problem, "preflight", None, now, now))
+                                    dest_problem, "preflight", None, now, now,
+                                    detail=dest_problem))
         else:
             _attempt_all(config, mirror, candidates, context, started, last_total,
                          stages, attempts, skipped)
@@ -198,7 +208,7 @@ def _run_locked(
                            outcome=outcome_of(attempts, stages), stages=tuple(stages),
                            log_path=str(runlog.path), skipped=tuple(skipped),
                            attempts=tuple(attempts), deletions=context.deletions
-                           if not dest_problem else None)
+                           if not dest_problem else None, notices=tuple(context.notices))
         runlog.note(f"outcome {record.outcome} after {len(attempts)} attempt(s): "
                     f"{record.files_transferred} files transferred, {record.files_deleted} "
                     f"deleted, {record.files_failed} failed, {record.bytes_transferred} bytes "
@@ -278,7 +288,7 @@ def _attempt_all(
             attempts.append(attempt)
             event("attempt.end", number=number, upstream=upstream, category=attempt.category,
                   code=attempt.code, reason=attempt.reason, stage=attempt.stage,
-                  exit_code=attempt.exit_code)
+                  exit_code=attempt.exit_code, detail=attempt.detail)
             run.runlog.note(f"attempt {number} from {upstream}: {attempt.category}"
                             + (f" ({attempt.code})" if attempt.code else "")
                             + f" — {attempt.reason}")
@@ -298,16 +308,20 @@ def _one_attempt(
 
     def done(verdict: Verdict, stage: str, exit_code: int | None) -> Attempt:
         return Attempt(number, upstream, verdict.category, verdict.code, verdict.reason, stage,
-                       exit_code, begun, time.time(), verdict.failure_ratio)
+                       exit_code, begun, time.time(), verdict.failure_ratio, verdict.detail)
 
     run.deletions = None
     signal_mtime = None
+    planned = mirror
     if s.update_signal:
-        refusal, signal_mtime = _check_signal(config, mirror, upstream, run)
+        refusal, signal_mtime, absent = _check_signal(config, mirror, upstream, run)
         if refusal is not None:
             skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
             return done(refusal[0], "preflight", refusal[1])
-    plan = build_plan(mirror, upstream, rsync=config.settings.rsync,
+        if absent:  # sync without it: nothing to hold back, fetch or compare
+            planned = dataclasses.replace(
+                mirror, settings=dataclasses.replace(s, update_signal=None))
+    plan = build_plan(planned, upstream, rsync=config.settings.rsync,
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname),
                       signal_staging=str(signal_staging(config, mirror)))
@@ -316,14 +330,16 @@ def _one_attempt(
 
 
 def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunContext,
-                  ) -> tuple[tuple[Verdict, int | None] | None, float | None]:
-    """(None, its signal's mtime) when the upstream may be synced from; else (why not, with
-    the probe's exit, None)."""
+                  ) -> tuple[tuple[Verdict, int | None] | None, float | None, bool]:
+    """(None, the publish time its signal says, False) when the upstream may be synced from;
+    (None, None, True) when it lacks the signal file but has content (a wrong signal path
+    must not disable a mirror: the file-count and max-delete guards still hold); else (why
+    not, with the probe's exit), None, False)."""
     s = mirror.settings
     assert s.update_signal is not None
     result = run.probes.pop(upstream, None) or probe(config.settings.rsync, upstream,
                                                      s.update_signal, s)
-    ours = local_mtime(mirror.dest, s.update_signal)
+    ours = local_mtime(mirror.dest, s.update_signal, s.signal_kind)
     event("guard.signal", upstream=upstream, exists=result.exists, upstream_mtime=result.mtime,
           local_mtime=ours, exit_code=result.exit_code, seconds=round(result.seconds, 3))
     if result.exists:
@@ -334,22 +350,37 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(ours))} UTC); "
                       "syncing would roll the mirror back")
             run.runlog.note(f"guard: {upstream}: {reason}")
-            return (Verdict("upstream", "upstream.stale", reason), result.exit_code), None
-        return None, result.mtime
+            return (Verdict("upstream", "upstream.stale", reason), result.exit_code), None, False
+        if not result.parsed:
+            run.notice("profile.signal_unparsable", upstream,
+                       f"{upstream}: {s.update_signal} does not read as signal_kind "
+                       f"`{s.signal_kind}`; its mtime stands in — check the profile")
+        return None, result.mtime, False
     if result.error_kind == "not_found":
+        content = has_content(config.settings.rsync, upstream, s)
+        if content:
+            run.notice("profile.signal_missing", upstream,
+                       f"{upstream} has no {s.update_signal}, but has content: synced without "
+                       "it (guarded by the file-count and max-delete bounds); the profile's "
+                       "update_signal is probably wrong for this upstream")
+            run.runlog.note(f"{upstream} has no {s.update_signal} but is not empty: syncing "
+                            "without the signal")
+            return None, None, True
         reason = f"it has no {s.update_signal}: empty, incomplete or mid-update"
         run.runlog.note(f"guard: {upstream}: {reason}")
-        return (Verdict("upstream", "upstream.empty", reason), result.exit_code), None
+        return (Verdict("upstream", "upstream.empty", reason, detail=printable(result.message)),
+                result.exit_code), None, False
     run.runlog.note(f"probe of {upstream} failed: {result.message}")
     if result.error_kind == "rsync_missing":
-        return (Verdict("local", "local.rsync_missing", result.message), None), None
+        return (Verdict("local", "local.rsync_missing", result.message), None), None, False
     stage = StageResult("preflight", (), 0.0, 0.0, result.exit_code,
                         errors={result.error_kind: 1} if result.error_kind else {},
                         error_samples=(result.message,))
     verdict = judge_stage(stage, s, None)
     if verdict.category == "ok":
-        verdict = Verdict("internal", "internal.error", f"probe failed: {result.message}")
-    return (verdict, result.exit_code), None
+        verdict = Verdict("internal", "internal.error", "the probe failed",
+                          detail=printable(result.message))
+    return (verdict, result.exit_code), None, False
 
 
 def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int | None,
@@ -412,7 +443,7 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
             if verdict.category != "ok":
                 skipped.extend(x.name for x in plan.stages[index + 1:])
                 return done(verdict, SIGNAL_STAGE, fetched.exit_code)
-            newer = _staged_mtime(plan)
+            newer = _staged_mtime(plan, s.signal_kind)
             if (stage.name == "stage1" and newer is not None and signal_mtime is not None
                     and newer > signal_mtime + MTIME_SLACK_SECONDS):
                 signal_mtime = newer
@@ -543,11 +574,8 @@ def _remove_markers(dest: str, markers: list[str], run: _RunContext) -> None:
             run.runlog.note(f"cannot remove {name}: {exc.strerror}")
 
 
-def _staged_mtime(plan: SyncPlan) -> float | None:
-    try:
-        return Path(plan.signal_staging or "").stat().st_mtime
-    except OSError:
-        return None
+def _staged_mtime(plan: SyncPlan, kind: str) -> float | None:
+    return signal_file_time(Path(plan.signal_staging or ""), kind)
 
 
 def _install_signal(plan: SyncPlan) -> str | None:
@@ -618,5 +646,12 @@ class _RunContext:
     probes: dict[str, Probe] = field(default_factory=dict)
     #: What the final attempt's deleting stage did with the files the upstream dropped.
     deletions: Deletions | None = None
+    #: Things the run noticed that become findings: (code, upstream, summary).
+    notices: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def notice(self, code: str, upstream: str, summary: str) -> None:
+        if (code, upstream, summary) not in self.notices:
+            self.notices.append((code, upstream, summary))
+            event("run.notice", code=code, upstream=upstream, summary=summary)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -40,7 +41,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import __version__
 from ..config.durations import format_duration
-from ..logs import iso, open_run_log
+from ..logs import event, iso, open_run_log
 from ..metrics.prometheus import registry_for
 from ..overview import alert_row, public_row
 from ..record.present import human_bytes, human_rate, run_json
@@ -134,7 +135,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
             return False
         try:
             expected = Path(path).read_text(encoding="utf-8").strip()
-        except OSError:
+        except (OSError, UnicodeDecodeError) as exc:  # checked at start; changed since
+            event("web.token_unreadable", level=logging.ERROR, path=path, error=str(exc))
             return False
         return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
