@@ -494,3 +494,27 @@ def test_a_timed_out_or_stopped_plugin_s_whole_process_group_is_killed(tmp_path:
     finally:
         for pid in processes_mentioning(marker):  # only ours: the marker is unique
             os.kill(pid, 9)
+
+
+def test_the_watchdog_never_reopens_an_alert_a_run_resolved_meanwhile(tmp_path: Path) -> None:
+    """The watchdog carries a mirror's open alerts over; if a run resolves one between its
+    read and its update, that alert stays resolved (it used to come back as `new`)."""
+    from mirrorkeeper.alerts.dispatch import _open_except, update_alerts
+    from mirrorkeeper.classify.rules import Ruled
+    from mirrorkeeper.config.load import load_config
+    from mirrorkeeper.store import Store
+
+    config = load_config(plugin_config(tmp_path, [
+        {"name": "log", "command": ["mirrorkeeper-alert-jsonl", str(tmp_path / "a.jsonl")],
+         "min_severity": "info"}]))
+    store = Store.open(config.settings.state_dir)
+    try:
+        update_alerts(config, store, "deb", [Ruled(finding("upstream.unreachable"))],
+                      complete=True)
+        others = _open_except(store, "deb", {"mirror.stale"})  # the watchdog reads ...
+        update_alerts(config, store, "deb", [], complete=True)  # ... a good run resolves ...
+        notices = update_alerts(config, store, "deb", others, complete=True,  # ... it writes
+                                carried=frozenset(r.finding.code for r in others))
+        assert notices == [] and AlertStore(store.engine).open_alerts("deb") == []
+    finally:
+        store.close()

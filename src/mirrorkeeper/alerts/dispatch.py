@@ -88,13 +88,16 @@ def evaluate(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord
 
 
 def update_alerts(config: Config, store: Store, mirror: str, ruled: list[Ruled],
-                  complete: bool, now: float | None = None) -> list[Notice]:
+                  complete: bool, now: float | None = None,
+                  carried: frozenset[str] = frozenset()) -> list[Notice]:
     """Record ``ruled`` as alerts of ``mirror`` and queue their notifications (one per plugin
     per notice); :func:`deliver_pending` sends them.
 
     ``complete``: the run reached a verdict (not interrupted), so open alerts whose code did
-    not come back are resolved. It all happens in one exclusive transaction: a run's update and
-    the watchdog's (or another process's) for the same mirror never both notify.
+    not come back are resolved. ``carried``: codes the caller read from the open alerts (the
+    watchdog keeps them open); one that a run resolved meanwhile is not raised again. It all
+    happens in one exclusive transaction: a run's update and the watchdog's (or another
+    process's) for the same mirror never both notify.
     """
     now = now or time.time()
     notices: list[Notice] = []
@@ -110,6 +113,8 @@ def update_alerts(config: Config, store: Store, mirror: str, ruled: list[Ruled],
             suppressed_until = now + r.suppress_for if r.suppress_for else None
             values = dict(severity=sev, summary=f.summary, details=f.details,
                           upstream=f.upstream, run_id=f.run_id, rule=f.rule, last_seen=now)
+            if row is None and f.code in carried:
+                continue  # resolved since the caller read it: stays resolved
             if row is None:
                 alert_id = tx.insert(dict(mirror=mirror, code=f.code, first_seen=now,
                                           suppressed_until=suppressed_until, **values))
@@ -314,10 +319,13 @@ def watchdog(config: Config, store: Store, now: float | None = None) -> list[Not
                               mirror.settings.stale_after)
         others = _open_except(store, mirror.name, {"mirror.stale", PROFILE_INVALID})
         ruled = others + ([Ruled(stale)] if stale else [])
-        notices += update_alerts(config, store, mirror.name, ruled, complete=True, now=now)
+        notices += update_alerts(config, store, mirror.name, ruled, complete=True, now=now,
+                                 carried=frozenset(r.finding.code for r in others))
     for broken in config.broken_enabled():
         # Without settings there is no staleness to judge: its other alerts stay as they are.
         ruled = _open_except(store, broken.name, {PROFILE_INVALID})
+        carried = frozenset(r.finding.code for r in ruled)
         ruled += apply_rules([profile_finding(broken)], config.alerts, {})
-        notices += update_alerts(config, store, broken.name, ruled, complete=True, now=now)
+        notices += update_alerts(config, store, broken.name, ruled, complete=True, now=now,
+                                 carried=carried)
     return notices
