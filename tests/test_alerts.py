@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from mirrorkeeper.classify.findings import Finding, Severity
 from mirrorkeeper.classify.rules import apply_rules
 from mirrorkeeper.config.spec import AlertRule, AlertSettings, PluginSpec
 from mirrorkeeper.demo.rsyncd import free_port
+from mirrorkeeper.store.alerts import AlertStore
 
 from .conftest import CliResult, write_config
 
@@ -291,9 +293,11 @@ digest = "1h"
         t0 = time.time()
         warn = Ruled(finding("upstream.unreachable", Severity.WARNING))
         update_alerts(config, store, "debian", [warn], complete=True, now=t0)
+        assert deliver_pending(config, store, now=t0) == 1
         assert received == []  # held for the digest
         crit = Ruled(finding("local.disk_full", Severity.CRITICAL))
         update_alerts(config, store, "debian", [warn, crit], complete=True, now=t0 + 1)
+        assert deliver_pending(config, store, now=t0 + 1) == 1
         assert len(received) == 1 and "[mirrorkeeper CRITICAL] debian: local.disk_full" in (
             received[0])
         assert deliver_pending(config, store, now=t0 + 60) == 1  # not due yet
@@ -346,3 +350,171 @@ def test_upstream_order_strategies_and_cooldown() -> None:
     cooled = order_upstreams(ups, "ordered", failures={"a": 100.0, "c": 10.0}, now=200.0,
                              cooldown=150.0)
     assert cooled == ["b", "c", "a"]  # a failed 100 s ago: cooling; c's failure has expired
+
+
+# -- delivery: exactly once, apart from syncs, bounded by each plugin ------------------------------
+def script(path: Path, body: str) -> str:
+    """A real plugin executable: a shell script."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def plugin_config(tmp_path: Path, plugins: list[dict[str, Any]]) -> Path:
+    path = write_config(tmp_path / "mk.toml", {"deb": {"profile": "debian",
+                                                       "dest": str(tmp_path / "m")}})
+    text = path.read_text()
+    for plugin in plugins:
+        text += "\n[[alerts.plugins]]\n" + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in plugin.items())
+    path.write_text(text)
+    return path
+
+
+def test_each_notice_goes_out_once_per_plugin_however_many_senders_run(tmp_path: Path) -> None:
+    """Workers, the tick and other processes all send what is queued: each must claim a
+    notification before its plugin runs (15 mails for 7 notices, before)."""
+    import threading
+
+    from mirrorkeeper.alerts.dispatch import deliver_pending, update_alerts
+    from mirrorkeeper.classify.rules import Ruled
+    from mirrorkeeper.config.load import load_config
+    from mirrorkeeper.store import Store
+
+    sent = tmp_path / "sent.jsonl"
+    slow = script(tmp_path / "slow-jsonl", f"sleep 0.3\nexec mirrorkeeper-alert-jsonl {sent}\n")
+    config = load_config(plugin_config(tmp_path, [
+        {"name": "slow", "command": [slow], "min_severity": "info"}]))
+    store = Store.open(config.settings.state_dir)
+    try:
+        codes = ["upstream.unreachable", "local.disk_full", "transfer.partial"]
+        start = threading.Barrier(6)
+
+        def record(code: str) -> None:
+            start.wait(timeout=10)
+            update_alerts(config, store, "debian", [Ruled(finding(code))], complete=False)
+
+        # The same finding recorded by two senders at once (a run and the watchdog) is one
+        # alert and one notice.
+        threads = [threading.Thread(target=record, args=(code,)) for code in codes * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        left: list[int] = []
+
+        def send() -> None:
+            start.wait(timeout=10)
+            left.append(deliver_pending(config, store))
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        alerts = AlertStore(store.engine).open_alerts("debian")
+    finally:
+        store.close()
+    lines = [json.loads(x) for x in sent.read_text().splitlines()]
+    assert sorted(a["code"] for a in alerts) == sorted(codes)
+    assert sorted(line["code"] for line in lines) == sorted(codes), lines
+    assert left == [0] * 6
+
+
+def test_a_failing_plugin_rests_and_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    from mirrorkeeper.alerts.dispatch import deliver_pending, update_alerts
+    from mirrorkeeper.classify.rules import Ruled
+    from mirrorkeeper.config.load import load_config
+    from mirrorkeeper.store import Store
+
+    calls = tmp_path / "calls"
+    failing = script(tmp_path / "failing", f"echo call >> {calls}\necho 'smtp down' >&2\nexit 1\n")
+    good = tmp_path / "good.jsonl"
+    config = load_config(plugin_config(tmp_path, [
+        {"name": "failing", "command": [failing], "min_severity": "info"},
+        {"name": "good", "command": ["mirrorkeeper-alert-jsonl", str(good)],
+         "min_severity": "info"}]))
+    store = Store.open(config.settings.state_dir)
+    try:
+        t0 = time.time()
+        for code in ("upstream.unreachable", "local.disk_full", "transfer.partial"):
+            update_alerts(config, store, "debian", [Ruled(finding(code))], complete=False,
+                          now=t0)
+
+        def called() -> int:
+            return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+        assert deliver_pending(config, store, now=t0) == 3
+        assert called() == 1  # not once per notification
+        assert len(good.read_text().splitlines()) == 3  # the other plugin was not held up
+        assert deliver_pending(config, store, now=t0 + 10) == 3
+        assert called() == 1  # resting: 30 s after the first failure
+        assert deliver_pending(config, store, now=t0 + 31) == 3
+        assert called() == 2
+        assert deliver_pending(config, store, now=t0 + 31 + 45) == 3
+        assert called() == 2  # 60 s after the second
+        assert deliver_pending(config, store, now=t0 + 31 + 61) == 3
+        assert called() == 3
+    finally:
+        store.close()
+
+
+def hanging_plugin(tmp_path: Path, marker: str) -> str:
+    """A plugin that starts a helper and then hangs; both carry ``marker`` on their command
+    line, so a test can see whether they are gone."""
+    sleep = f"{sys.executable} -c 'import time; time.sleep(60)'"
+    return script(tmp_path / f"{marker}.sh",
+                  f"{sleep} {marker}-helper &\nexec {sleep} {marker}-plugin\n")
+
+
+def test_a_timed_out_or_stopped_plugin_s_whole_process_group_is_killed(tmp_path: Path) -> None:
+    import threading
+
+    from .conftest import processes_mentioning, wait_for
+
+    marker = f"mk-hang-{os.getpid()}-{time.monotonic_ns()}"
+    spec = PluginSpec(name="hang", command=(hanging_plugin(tmp_path, marker),), timeout=1.0)
+    try:
+        started = time.monotonic()
+        assert run_plugin(spec, payload(ALERT, host="h")) == "timed out after 1s"
+        assert time.monotonic() - started < 5
+        # The helper it started goes too (it used to linger, re-parented to init).
+        wait_for(lambda: processes_mentioning(marker) == [], timeout=3,
+                 what="the plugin and its helper killed")
+        # A stop (the daemon shutting down) ends a plugin at once, whatever its timeout.
+        patient = PluginSpec(name="hang", command=spec.command, timeout=600.0)
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        error = run_plugin(patient, payload(ALERT, host="h"), stop)
+        assert error is not None and "stopping" in error
+        assert time.monotonic() - started < 3
+        wait_for(lambda: processes_mentioning(marker) == [], timeout=3,
+                 what="the stopped plugin and its helper killed")
+    finally:
+        for pid in processes_mentioning(marker):  # only ours: the marker is unique
+            os.kill(pid, 9)
+
+
+def test_the_watchdog_never_reopens_an_alert_a_run_resolved_meanwhile(tmp_path: Path) -> None:
+    """The watchdog carries a mirror's open alerts over; if a run resolves one between its
+    read and its update, that alert stays resolved (it used to come back as `new`)."""
+    from mirrorkeeper.alerts.dispatch import _open_except, update_alerts
+    from mirrorkeeper.classify.rules import Ruled
+    from mirrorkeeper.config.load import load_config
+    from mirrorkeeper.store import Store
+
+    config = load_config(plugin_config(tmp_path, [
+        {"name": "log", "command": ["mirrorkeeper-alert-jsonl", str(tmp_path / "a.jsonl")],
+         "min_severity": "info"}]))
+    store = Store.open(config.settings.state_dir)
+    try:
+        update_alerts(config, store, "deb", [Ruled(finding("upstream.unreachable"))],
+                      complete=True)
+        others = _open_except(store, "deb", {"mirror.stale"})  # the watchdog reads ...
+        update_alerts(config, store, "deb", [], complete=True)  # ... a good run resolves ...
+        notices = update_alerts(config, store, "deb", others, complete=True,  # ... it writes
+                                carried=frozenset(r.finding.code for r in others))
+        assert notices == [] and AlertStore(store.engine).open_alerts("deb") == []
+    finally:
+        store.close()

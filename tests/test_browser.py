@@ -74,6 +74,8 @@ def test_overview_shows_a_progress_bar_that_moves_during_a_sync(
     wait_for(lambda: "idle" in row.find_element(By.CSS_SELECTOR, ".state-text").text,
              what="the row shows the end of the run without a reload")
     assert not row.find_element(By.CSS_SELECTOR, ".bar").is_displayed()
+    # The Content-Security-Policy (no inline script or style) blocked nothing the page needs.
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     assert daemon.stop()[0] == 0
 
 

@@ -252,6 +252,7 @@ def test_sigterm_stops_running_syncs_and_records_them_interrupted(
     assert code == 0, err
     assert time.monotonic() - began < 15
     assert [r.outcome for r in runs(config, "deb")] == ["interrupted"]
+    assert runs(config, "deb")[0].attempts[-1].reason == "stopped by SIGTERM"
     assert processes_mentioning(str(dest)) == []
     assert "daemon.stop" in err  # the events reach stderr, for journald
 
@@ -440,4 +441,207 @@ def test_pushes_during_a_sync_earn_exactly_one_more_run(
     time.sleep(2.5)  # two more ticks: nothing else may start
     assert len(runs(config, "deb")) == 2
     assert [e["reason"] for e in events(tmp_path, "job.start")] == ["first run", "push"]
+    assert daemon.stop()[0] == 0
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raw_http(port: int, head: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Send a request's head and part of its body over a plain socket; whatever the server
+    answered within ``timeout`` (it may answer before the body is complete, or never)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode() + body)
+        data = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:  # a timeout: no answer
+            pass
+    return data
+
+
+def test_huge_bodies_are_refused_from_the_headers_alone(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}})
+    seed_run(config, "deb", time.time() - 60)  # fresh: nothing is due
+    daemon = start_daemon(config, port)
+    rss_before = vm_rss_kib(daemon.proc.pid)
+
+    def head(method: str, path: str, *extra: str, length: int | None = 1_500_000_000) -> str:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *extra]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    form = "Content-Type: application/x-www-form-urlencoded"
+    # No token, 1.5 GB announced: the answer comes before the body (it used to be read whole).
+    started = time.monotonic()
+    reply = raw_http(port, head("POST", "/api/mirrors/deb/sync", form), b"token=" + b"x" * 65536)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    assert b"connection: close" in reply.lower() and time.monotonic() - started < 5
+    # The limit holds with a valid token, and on every endpoint.
+    for request in (head("POST", "/api/mirrors/deb/sync", f"Authorization: Bearer {TOKEN}",
+                         "Content-Type: application/json"),
+                    head("GET", "/api/status"), head("POST", "/api/alerts/1/ack", form)):
+        assert raw_http(port, request).startswith(b"HTTP/1.1 413 "), request
+    # No length at all (chunked): counted as it arrives.
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    reply = raw_http(port, head("POST", "/api/mirrors/deb/sync", form,
+                                "Transfer-Encoding: chunked", length=None), chunk * 16)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply
+    # A client that keeps sending after the refusal is cut off; the daemon's memory stays.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head("POST", "/api/mirrors/deb/sync", form).encode())
+        sent = 0
+        try:
+            while sent < 300 * 2**20:
+                sock.sendall(b"x" * 2**20)
+                sent += 2**20
+        except OSError:
+            pass
+    assert sent < 300 * 2**20, "the daemon read on after refusing the request"
+    assert vm_rss_kib(daemon.proc.pid) - rss_before < 32 * 1024
+    assert daemon.get("/api/status")[0]["mirror"] == "deb"
+    assert events(tmp_path, "job.queued") == []
+    code, err = daemon.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_trigger_logs_a_bounded_prefix_of_the_ssh_command(
+        mirror_config: Path, mk: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
+        ) -> None:
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "sync:all " + "A" * 100_000)
+    assert mk("-c", str(mirror_config), "trigger", "deb").code == 0
+    logged = events(mirror_config.parent, "trigger")[0]
+    assert logged["ssh_command"].startswith("sync:all AAAA")
+    assert len(logged["ssh_command"]) <= 256 and logged["ssh_command_length"] == 100_009
+    assert (mirror_config.parent / "logs" / "events.jsonl").stat().st_size < 20_000
+
+
+def with_plugins(config: Path, plugins: list[dict[str, Any]]) -> None:
+    config.write_text(config.read_text() + "".join(
+        "\n[[alerts.plugins]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in p.items())
+        for p in plugins))
+
+
+def test_each_notice_is_sent_once_per_plugin_with_parallel_workers(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Three mirrors fail at once (three workers), then recover: three notices and three
+    `resolved`, each delivered exactly once although workers and the tick all send."""
+    names = ("a", "b", "c")
+    mirrors = {name: {"profile": "debian", "dest": str(tmp_path / name),
+                      "upstreams": ["rsync://127.0.0.1:9/debian/"], "attempts_per_upstream": 1}
+               for name in names}
+    config, port = daemon_config(tmp_path, mirrors, {"max_parallel": 3})
+    sent = tmp_path / "sent.jsonl"
+    slow = tmp_path / "slow-jsonl"  # a slow mail server: wide windows for double sends
+    slow.write_text(f"#!/bin/sh\nsleep 0.5\nexec mirrorkeeper-alert-jsonl {sent}\n")
+    slow.chmod(0o755)
+    with_plugins(config, [{"name": "mail", "command": [str(slow)], "min_severity": "info"}])
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in sent.read_text().splitlines()] if sent.exists() else []
+
+    daemon = start_daemon(config, port)
+    wait_for(lambda: len(lines()) >= 3, timeout=30, what="three notices")
+    config.write_text(config.read_text().replace("rsync://127.0.0.1:9/debian/", served))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(events(tmp_path, "config.reloaded")), what="the good upstream")
+    for name in names:
+        assert daemon.post(f"/api/mirrors/{name}/sync", token=TOKEN)[0] == 202
+    wait_for(lambda: len(lines()) >= 6, timeout=60, what="three resolved notices")
+    time.sleep(3)  # three more ticks: nothing more may go out
+    sent_lines = lines()
+    keys = [(x["mirror"], x["code"], x["resolved"]) for x in sent_lines]
+    assert sorted(keys) == sorted((n, "upstream.unreachable", r) for n in names
+                                  for r in (False, True)), keys
+    assert daemon.stop()[0] == 0
+
+
+def test_a_hung_plugin_holds_up_no_sync_and_no_shutdown(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """Two plugins hang (one times out after 3 s, one would wait 10 min): a sync queued behind
+    the failing run starts at once, the timed-out one's process group is gone, and SIGTERM
+    stops the daemon within 10 s while the other still hangs."""
+    marker = f"mk-hang-{os.getpid()}-{time.monotonic_ns()}"
+    sleep = f"{sys.executable} -c 'import time; time.sleep(900)'"
+    plugins = []
+    for name, timeout in (("short", "3s"), ("long", "10m")):
+        path = tmp_path / f"hang-{name}"
+        path.write_text(f"#!/bin/sh\n{sleep} {marker}-{name}-helper &\n"
+                        f"exec {sleep} {marker}-{name}\n")
+        path.chmod(0o755)
+        plugins.append({"name": name, "command": [str(path)], "timeout": timeout,
+                        "min_severity": "info"})
+    config, port = daemon_config(tmp_path, {
+        "broken": {"profile": "debian", "dest": str(tmp_path / "broken"),
+                   "upstreams": ["rsync://127.0.0.1:9/debian/"], "attempts_per_upstream": 1},
+        "good": {"profile": "debian", "dest": str(tmp_path / "good"), "upstreams": [served]}},
+        {"max_parallel": 1})
+    with_plugins(config, plugins)
+    seed_run(config, "good", time.time() - 60)  # fresh: only `broken` is due
+    daemon = start_daemon(config, port)
+    try:
+        wait_for(lambda: len(finished(config, "broken")) == 1, what="the failing run")
+        wait_for(lambda: processes_mentioning(f"{marker}-long") != [], what="plugins hanging")
+        pushed = time.time()
+        assert daemon.post("/api/mirrors/good/sync", token=TOKEN)[0] == 202
+        wait_for(lambda: len(finished(config, "good")) == 2, timeout=20,
+                 what="the pushed sync, with the only worker free")
+        assert finished(config, "good")[0].started_at - pushed < 3
+        assert finished(config, "good")[0].outcome == "success"
+        wait_for(lambda: any(e["plugin"] == "short" and e["error"] == "timed out after 3s"
+                             for e in events(tmp_path, "alert.delivery")), timeout=15,
+                 what="the short plugin's timeout")
+        wait_for(lambda: processes_mentioning(f"{marker}-short") == [], timeout=3,
+                 what="the timed-out plugin's process group killed")
+        assert len(processes_mentioning(f"{marker}-long")) == 2  # still hanging, helper too
+        began = time.monotonic()
+        code, err = daemon.stop()
+        assert code == 0 and time.monotonic() - began < 10, err
+        assert "Traceback" not in err
+        wait_for(lambda: processes_mentioning(marker) == [], timeout=3,
+                 what="the hanging plugin killed at shutdown")
+    finally:
+        for pid in processes_mentioning(marker):  # only ours: the marker is unique
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_queued_mirror_absorbs_further_pushes(
+        tmp_path: Path, served: str, start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """With the only worker busy, 12 pushes over HTTP and 2 through `trigger` for a mirror
+    that waits in the queue are one run (they were 5 back-to-back runs)."""
+    config, port = daemon_config(tmp_path, {
+        "blocker": {"profile": "debian", "dest": str(tmp_path / "blocker"),
+                    "upstreams": [served], "bwlimit": 400},
+        "deb": {"profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]}},
+        {"max_parallel": 1})
+    seed_run(config, "deb", time.time() - 60)  # fresh: only `blocker` is due
+    daemon = start_daemon(config, port)
+    daemon.wait_for_rsync(tmp_path / "blocker")
+    for _ in range(12):
+        assert daemon.post("/api/mirrors/deb/sync", token=TOKEN)[0] == 202
+    triggers = [subprocess.Popen([*python_cli(), "-c", str(config), "trigger", "deb"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for trigger in triggers:
+        out, err = trigger.communicate(timeout=30)
+        assert trigger.returncode == 0 and "queued with the daemon" in out, err
+    assert len(finished(config, "blocker")) == 0, "the blocker ended before the pushes"
+    wait_for(lambda: len(finished(config, "deb")) == 2, timeout=60, what="deb synced")
+    wait_for(lambda: len([e for e in events(tmp_path, "job.coalesced")
+                          if e["mirror"] == "deb"]) == 13, what="every other push absorbed")
+    time.sleep(2.5)  # two more ticks: nothing else may start
+    assert len(runs(config, "deb")) == 2
+    assert [e["mirror"] for e in events(tmp_path, "job.start")] == ["blocker", "deb"]
     assert daemon.stop()[0] == 0

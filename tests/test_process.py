@@ -188,3 +188,67 @@ def test_logs_follow_streams_until_the_run_ends(
     assert follow.returncode == 0
     assert "# stage1: rsync " in follow.stdout and "# stage2: rsync " in follow.stdout
     assert "# outcome success" in follow.stdout  # it kept reading to the end of the run
+
+
+def tree_state(root: Path) -> dict[str, int]:
+    return {str(p): p.lstat().st_size for p in root.rglob("*")}
+
+
+def test_a_stop_ends_rsync_s_whole_tree_promptly(tmp_path: Path, served: str) -> None:
+    """SIGTERM makes rsync's receiver try a controlled shutdown through the throttled socket
+    while its generator exits: the receiver must not live on, writing files, until the SIGKILL
+    fallback. Three stops, since which of the two exits first varies."""
+    for attempt in range(3):
+        dest = tmp_path / f"mirror{attempt}"
+        stop = threading.Event()
+        lines: list[str] = []
+        asked: list[float] = []
+
+        def stop_while_transferring(dest: Path = dest, stop: threading.Event = stop,
+                                    asked: list[float] = asked) -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(
+                    p.is_file() for p in dest.rglob("*.deb")):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            asked.append(time.monotonic())
+            stop.set()
+
+        threading.Thread(target=stop_while_transferring, daemon=True).start()
+        argv = ["rsync", "-a", "--bwlimit=300", "--out-format=%i %n", served, f"{dest}/"]
+        result = run_process(argv, lambda _s, line, lines=lines: lines.append(line), stop=stop,
+                             poll_seconds=0.1)
+        took = time.monotonic() - asked[0]
+        assert result.stopped_by == "signal"
+        assert processes_mentioning(str(dest)) == []  # nothing of rsync's tree lives on
+        assert not any("sending SIGKILL" in line for line in lines), lines[-3:]
+        assert took < 2.5, f"stop {attempt + 1} took {took:.1f}s"
+        before = tree_state(dest)
+        time.sleep(0.5)
+        assert tree_state(dest) == before  # and nothing writes into the mirror any more
+
+
+@pytest.mark.parametrize(("command", "sig"), [
+    ("sync", signal.SIGHUP), ("sync", signal.SIGINT), ("sync", signal.SIGQUIT),
+    ("trigger", signal.SIGHUP), ("trigger", signal.SIGINT)])
+def test_every_terminating_signal_is_recorded_as_interrupted_with_its_name(
+        slow_config: Callable[[int | None], Path], mk: Callable[..., CliResult],
+        tmp_path: Path, command: str, sig: signal.Signals) -> None:
+    """README: exit 128+N, rsync stopped, the run `interrupted` — for any signal, not only
+    SIGTERM (SIGHUP used to kill the process and leave the run `running`)."""
+    config = slow_config(200)
+    dest = str(tmp_path / "mirror")
+    proc = subprocess.Popen([*python_cli(), "-c", str(config), command, "deb"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(p != proc.pid for p in processes_mentioning(dest)),
+             what="rsync started")
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert processes_mentioning(dest) == []
+    run = mk("-c", str(config), "history", "deb", "--json").json()[0]
+    assert run["outcome"] == "interrupted"
+    assert run["attempts"][-1]["reason"] == f"stopped by {sig.name}"
+    assert run["stages"][0]["stopped_by"] == "signal"
+    assert f"stopped by {sig.name}" in Path(run["log_path"]).read_text()

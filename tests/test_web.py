@@ -16,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mirrorkeeper.config.load import load_config
+from mirrorkeeper.config.problems import ConfigError
 from mirrorkeeper.daemon.service import Daemon
 from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
@@ -26,6 +27,8 @@ from mirrorkeeper.web.app import create_app
 from .conftest import write_config
 
 TOKEN = "tok-123"
+#: What a browser on the mirror host sends as Host: a name the web answers to.
+BASE = "http://127.0.0.1:8118"
 
 
 def record(mirror: str, run_id: int, started: float, outcome: str = "success",
@@ -60,7 +63,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[TestClient, Daemon, Path]]:
     now = time.time()
     seed(daemon.store, "good", 30, now)
     seed(daemon.store, "bad", 5, now)
-    with TestClient(create_app(daemon)) as client:
+    with TestClient(create_app(daemon), base_url=BASE) as client:
         yield client, daemon, tmp_path
     daemon.close()
 
@@ -151,7 +154,7 @@ def test_without_a_token_file_actions_are_off(tmp_path: Path) -> None:
                                                      "dest": str(tmp_path / "m")}})
     daemon = Daemon(load_config(path))
     try:
-        with TestClient(create_app(daemon)) as client:
+        with TestClient(create_app(daemon), base_url=BASE) as client:
             reply = client.post("/api/mirrors/m/sync", headers={"Authorization": "Bearer x"})
             assert reply.status_code == 403 and "token_file" in reply.text
             assert "Sync now" not in client.get("/mirrors/m").text
@@ -228,7 +231,7 @@ def test_public_status_documents_are_built_once_per_interval(
     first = client.get("/jobs").text
     seed(daemon.store, "never", 1, time.time())  # a new run...
     assert client.get("/jobs").text == first  # ...not seen within the 5 s
-    with TestClient(create_app(daemon, public_cache_seconds=0)) as fresh:
+    with TestClient(create_app(daemon, public_cache_seconds=0), base_url=BASE) as fresh:
         jobs = {j["name"]: j for j in fresh.get("/jobs").json()}
         assert jobs["never"]["status"] == "success"
         assert fresh.get("/mirrorz.json").headers["access-control-allow-origin"] == "*"
@@ -244,3 +247,93 @@ def test_files_waiting_for_deletion_show_on_the_api_and_the_page(
     page = client.get("/mirrors/good").text
     assert "2 files the upstream dropped wait for deletion" in page
     assert "wait for deletion" not in client.get("/mirrors/bad").text
+
+
+def test_ids_too_large_for_the_store_are_404_not_500(
+        setup: tuple[TestClient, Daemon, Path]) -> None:
+    client, _, _ = setup
+    huge = "99999999999999999999999"
+    for path in (f"/api/runs/{huge}", f"/api/runs/{huge}/log", f"/runs/{huge}",
+                 f"/api/runs/{2**63}", "/api/runs/9223372036854775807"):
+        reply = client.get(path)
+        assert reply.status_code == 404, (path, reply.text)
+        assert "Traceback" not in reply.text
+    reply = client.post(f"/api/alerts/{huge}/ack", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 404
+    assert client.get(f"/api/mirrors/good/runs?before={huge}").status_code == 200
+    assert client.get(f"/api/mirrors/good/runs?limit={'9' * 5000}").status_code == 400
+
+
+def test_every_response_carries_the_security_headers_and_the_pages_fit_the_csp(
+        setup: tuple[TestClient, Daemon, Path]) -> None:
+    client, daemon, _ = setup
+    run_id = daemon.store.run_rows("good", 1)[0]["id"]
+    for path in ("/", "/mirrors/good", f"/runs/{run_id}", "/alerts", "/api/status",
+                 "/static/dashboard.js", "/nope"):
+        reply = client.get(path)
+        assert reply.headers["x-content-type-options"] == "nosniff", path
+        assert reply.headers["x-frame-options"] == "DENY"
+        csp = dict(part.strip().split(" ", 1) for part in
+                   reply.headers["content-security-policy"].split(";"))
+        assert csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'"
+        assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+        assert "unsafe" not in reply.headers["content-security-policy"]
+        if path.startswith("/") and reply.headers["content-type"].startswith("text/html"):
+            page = reply.text  # nothing inline that the policy would block
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), path
+            assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page), path
+
+
+def host_check_client(tmp_path: Path, web: str) -> tuple[TestClient, Daemon]:
+    path = write_config(tmp_path / "mk.toml", {"m": {"profile": "debian",
+                                                     "dest": str(tmp_path / "m")}})
+    path.write_text(path.read_text() + "\n[web]\n" + web)
+    daemon = Daemon(load_config(path))
+    return TestClient(create_app(daemon), base_url="http://localhost"), daemon
+
+
+def test_unknown_host_names_are_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a browser that was sent here under a foreign name says so in Host."""
+    client, daemon = host_check_client(
+        tmp_path, 'listen = "192.0.2.10:8118"\nsite_url = "https://Mirror.Example.org"\n')
+    try:
+        with client:
+            for host in ("localhost", "localhost:8118", "127.0.0.1:8118", "[::1]:8118",
+                         "192.0.2.10:8118", "mirror.example.org", "MIRROR.example.org.:443"):
+                assert client.get("/api/status", headers={"host": host}).status_code == 200, host
+            for host in ("evil.example", "mirror.example.org.evil.example", "127.0.0.2",
+                         "localhost:x", "[::1", ""):
+                reply = client.get("/api/status", headers={"host": host})
+                assert reply.status_code == 400, host
+                assert "allowed_hosts" in reply.text
+                assert reply.headers["x-frame-options"] == "DENY"
+            post = client.post("/api/mirrors/m/sync", headers={"host": "evil.example"})
+            assert post.status_code == 400
+    finally:
+        daemon.close()
+
+
+def test_allowed_hosts_adds_names_and_is_checked(tmp_path: Path) -> None:
+    client, daemon = host_check_client(
+        tmp_path, 'allowed_hosts = ["status.example.net", "2001:db8::7"]\n')
+    try:
+        with client:
+            for host in ("status.example.net", "[2001:db8::7]:8118", "127.0.0.1"):
+                assert client.get("/api/status", headers={"host": host}).status_code == 200, host
+            assert client.get("/api/status", headers={"host": "example.net"}).status_code == 400
+    finally:
+        daemon.close()
+    bad = tmp_path / "mk.toml"
+    bad.write_text(bad.read_text().replace('"status.example.net"', '"http://x.example/"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "web.allowed_hosts.0" in str(info.value.problems[0])
+
+
+def test_a_wildcard_listen_or_a_name_counts_as_beyond_loopback() -> None:
+    """The daemon warns at start (event ``web.exposed``) when this is true of its listen host."""
+    from mirrorkeeper.web.hosts import beyond_loopback
+
+    assert [beyond_loopback(h) for h in ("127.0.0.1", "127.3.0.1", "[::1]", "localhost")] == [
+        False] * 4
+    assert all(beyond_loopback(h) for h in ("0.0.0.0", "[::]", "192.0.2.1", "mirror.example"))

@@ -44,18 +44,21 @@ def write_textfile(config: Config, store: Store) -> str | None:
 
 
 def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord,
-              sink: MetricsSink | None, result: JobResult) -> None:
+              sink: MetricsSink | None, result: JobResult, *, deliver: bool = True,
+              stop: threading.Event | None = None) -> None:
     if sink is not None:
         sink.run(record, store)
     problem = write_textfile(config, store)
     if problem:
         result.problems.append(problem)
-    from .alerts.dispatch import process_run
+    from .alerts.dispatch import deliver_pending, process_run
 
     try:
         for notice in process_run(config, mirror, store, record):
             result.notices.append(f"alert {notice.kind}: {notice.mirror} {notice.code} "
                                   f"({notice.severity})")
+        if deliver:
+            deliver_pending(config, store, stop=stop)
     except Exception as exc:  # noqa: BLE001 - the sync itself is done and recorded
         event("alert.failure", level=logging.ERROR, error=repr(exc))
         result.problems.append(f"alerting failed: {exc!r}")
@@ -63,8 +66,12 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
 
 def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
             sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
-            on_line: LineCallback | None = None) -> JobResult:
+            on_line: LineCallback | None = None, deliver: bool = True) -> JobResult:
     """Sync ``mirror`` once, then stream its figures and raise its alerts.
+
+    ``deliver``: send the queued notifications before returning (``sync``, ``trigger``); the
+    daemon sends them from its own workers instead, so a job never waits for a plugin. The
+    run record is final before any plugin runs: its duration never includes one.
 
     Raises :class:`~mirrorkeeper.sync.lock.MirrorLocked` when the mirror is already running.
     """
@@ -77,5 +84,5 @@ def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading
 
     record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line)
     result = JobResult(record)
-    after_run(config, mirror, store, record, sink, result)
+    after_run(config, mirror, store, record, sink, result, deliver=deliver, stop=stop)
     return result

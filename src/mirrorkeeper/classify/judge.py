@@ -172,7 +172,9 @@ def classify_run(record: RunRecord, settings: SyncSettings,
                 Severity.WARNING, attempt.upstream, stage=attempt.stage,
                 exit_code=attempt.exit_code, rsync_error=attempt.detail)
     if record.outcome == "interrupted":
-        add("run.interrupted", "the run was stopped by a signal")
+        last = record.attempts[-1].reason if record.attempts else ""
+        how = last if last.startswith("stopped by") else "stopped by a signal"
+        add("run.interrupted", f"the run was {how}")
         return _dedup(findings)
     final = record.attempts[-1] if record.attempts else None
     refused = {"upstream.stale": "guard.upstream_stale", "upstream.empty": "guard.upstream_empty"}

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -20,7 +17,7 @@ from ..config.edit import append_mirror
 from ..config.files import file_problems, web_file_problems
 from ..config.load import find_config, inspect_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
-from ..config.spec import BrokenMirror, Config
+from ..config.spec import BrokenMirror, Config, MirrorSpec
 from ..errors import StateUnavailable
 from ..exitcodes import Exit
 from ..job import run_job
@@ -34,6 +31,7 @@ from ..sync.lock import MirrorLocked, is_locked
 from ..sync.run import lock_dir
 from . import render
 from .progress import ProgressDisplay
+from .signals import SignalStop
 
 
 def _console(stderr: bool = False) -> Console:
@@ -45,6 +43,10 @@ def _console(stderr: bool = False) -> Console:
 
 console = _console()
 err_console = _console(stderr=True)
+
+
+#: At most this much of what an ssh client sent (``SSH_ORIGINAL_COMMAND``) reaches the log.
+MAX_LOGGED_COMMAND = 256
 
 
 class UsageProblem(click.UsageError):
@@ -99,37 +101,41 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     """Sync the named mirrors (or --all, or --due) once, one after the other."""
     if (bool(names) + all_mirrors + due) != 1:
         raise UsageProblem("name one or more mirrors, or use --all or --due")
-    config = _load(ctx)
-    if not names:
-        _warn_not_runnable(config)
-    if due:
-        from ..daemon.service import plan_once
-
-        store = Store.open(config.settings.state_dir)
-        try:
-            names = tuple(d.mirror for d in plan_once(config, store))
-        finally:
-            store.close()
+    with SignalStop() as signals:  # from the start: a signal must never kill a run midway
+        config = _load(ctx)
         if not names:
-            if not quiet and not as_json:
-                console.print("nothing is due")
-            return Exit.CONFIG if config.broken_enabled() else Exit.OK
-    for name in names:
-        if name in config.broken:
-            raise ConfigError(_not_runnable(config, config.broken[name]))
-        if name not in config.mirrors:
-            raise UsageProblem(f"no mirror `{name}` in {config.path}. "
-                               + (did_you_mean(name, config.mirrors) or
-                                  f"Known: {', '.join(config.mirrors) or 'none'}"))
-    mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
-    stop = threading.Event()
-    received: list[int] = []
+            _warn_not_runnable(config)
+        if due:
+            from ..daemon.service import plan_once
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        stop.set()
+            store = Store.open(config.settings.state_dir)
+            try:
+                names = tuple(d.mirror for d in plan_once(config, store))
+            finally:
+                store.close()
+            if not names:
+                if not quiet and not as_json:
+                    console.print("nothing is due")
+                return signals.exit_status or (
+                    Exit.CONFIG if config.broken_enabled() else Exit.OK)
+        for name in names:
+            if name in config.broken:
+                raise ConfigError(_not_runnable(config, config.broken[name]))
+            if name not in config.mirrors:
+                raise UsageProblem(f"no mirror `{name}` in {config.path}. "
+                                   + (did_you_mean(name, config.mirrors) or
+                                      f"Known: {', '.join(config.mirrors) or 'none'}"))
+        mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+        code = _sync_mirrors(config, mirrors, signals, quiet=quiet, as_json=as_json)
+        if code in (Exit.OK, Exit.LOCKED) and not names and config.broken_enabled():
+            return Exit.CONFIG  # every mirror that could run did; the others wait for a fix
+        return code
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
+                  quiet: bool, as_json: bool) -> int:
+    """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
+    stop = signals.stop
     store = Store.open(config.settings.state_dir)
     sink = None
     if config.metrics.enabled:
@@ -162,17 +168,13 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
             else:
                 console.print(render.run_summary(job.record))
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if sink is not None:
             sink.close()  # at most a couple of seconds, whatever the endpoints do
         store.close()
-    if received:
-        return 128 + received[0]
+    if signals.exit_status is not None:
+        return signals.exit_status
     if any(r.outcome != "success" for r in results):
         return Exit.SYNC_FAILED
-    if not names and config.broken_enabled():
-        return Exit.CONFIG  # every mirror that could run did; the others wait for a fix
     return Exit.LOCKED if locked else Exit.OK
 
 
@@ -214,6 +216,11 @@ def trigger(ctx: click.Context, name: str) -> int:
     authorized_keys). With the daemon running the sync is queued ahead of scheduled ones and
     this returns at once; without it, the sync runs here and now.
     """
+    with SignalStop() as signals:
+        return _trigger(ctx, name, signals)
+
+
+def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
     from ..daemon.queue import SyncQueue
     from ..daemon.service import daemon_running
 
@@ -223,8 +230,13 @@ def trigger(ctx: click.Context, name: str) -> int:
     mirror = config.mirrors.get(name)
     if mirror is None or not mirror.enabled:
         raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
-    event("trigger", mirror=name, ssh_command=os.environ.get("SSH_ORIGINAL_COMMAND"),
-          ssh_client=os.environ.get("SSH_CONNECTION"))
+    command = os.environ.get("SSH_ORIGINAL_COMMAND")
+    client = os.environ.get("SSH_CONNECTION")
+    # Whoever holds the key chooses the command line: log a bounded prefix, and its length.
+    event("trigger", mirror=name,
+          ssh_command=command[:MAX_LOGGED_COMMAND] if command is not None else None,
+          ssh_command_length=len(command) if command is not None else None,
+          ssh_client=client[:MAX_LOGGED_COMMAND] if client is not None else None)
     if daemon_running(config.settings.state_dir):
         queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         try:
@@ -232,11 +244,9 @@ def trigger(ctx: click.Context, name: str) -> int:
         finally:
             queue.close()
         click.echo(f"{name}: sync queued with the daemon")
-        return Exit.OK
+        return signals.exit_status or Exit.OK
     click.echo(f"{name}: no daemon is running; syncing now")
-    code: int = ctx.invoke(sync, names=(name,), all_mirrors=False, quiet=True, as_json=False,
-                           due=False)
-    return code
+    return _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False)
 
 
 # -- status / history -------------------------------------------------------------------------
@@ -668,17 +678,19 @@ def alerts_test(ctx: click.Context) -> int:
 @click.pass_context
 def alerts_watchdog(ctx: click.Context) -> int:
     """Check every enabled mirror's age now (for cron, e.g. every 10 minutes)."""
-    from ..alerts.dispatch import watchdog
+    from ..alerts.dispatch import deliver_pending, watchdog
 
-    config = _load(ctx)
-    store = Store.open(config.settings.state_dir)
-    try:
-        for notice in watchdog(config, store):
-            console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
-                          f"({notice.severity})", markup=False)
-    finally:
-        store.close()
-    return Exit.OK
+    with SignalStop() as signals:
+        config = _load(ctx)
+        store = Store.open(config.settings.state_dir)
+        try:
+            for notice in watchdog(config, store):
+                console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "
+                              f"({notice.severity})", markup=False)
+            deliver_pending(config, store, stop=signals.stop)  # and earlier ones still due
+        finally:
+            store.close()
+        return signals.exit_status or Exit.OK
 
 
 @alerts_group.command("replay")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..profiles import SETTING_KEYS, Catalogue, load_catalogue
+from ..web.hosts import valid_host_entry
 from .checks import check_hostname, check_settings
 from .problems import ConfigError, Problem, did_you_mean
 from .spec import (
@@ -375,9 +376,13 @@ def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSe
     if web.site_url.endswith("/"):
         problems.append(Problem(file, "web.site_url", "must not end with '/'",
                                 "MirrorZ appends mirror paths to it"))
+    for index, name in enumerate(web.allowed_hosts):
+        if not valid_host_entry(name):
+            problems.append(Problem(file, f"web.allowed_hosts.{index}",
+                                    f"`{name}` is not a host name",
+                                    "a name or address without scheme or port, or \"*\""))
     token_file = _absolute(web.token_file, base) if web.token_file else None
-    return WebSettings(enabled=web.enabled, listen=web.listen, token_file=token_file,
-                       site_url=web.site_url, site_abbr=web.site_abbr, site_name=web.site_name)
+    return dataclasses.replace(web, token_file=token_file)
 
 
 def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:

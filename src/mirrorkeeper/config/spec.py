@@ -263,6 +263,9 @@ class WebSettings:
     site_url: str = ""
     site_abbr: str = ""
     site_name: str = ""
+    #: Further names the web answers to (the ``Host`` header), beside the ``listen`` host,
+    #: ``site_url``'s host and loopback; ``*`` turns the check off (DNS rebinding protection).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ parallel limit. Only this module knows Huey; replacing it means rewriting this f
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ PRIORITY_URGENT = 10
 PRIORITY_SCHEDULED = 0
 QUEUE_FILE = "queue.db"
 
-Handler = Callable[[str, str], None]  # mirror, reason
+Handler = Callable[[str, str, float], None]  # mirror, reason, when it was queued
 
 
 class SyncQueue:
@@ -32,16 +33,18 @@ class SyncQueue:
         self.handler: Handler | None = None
         self._sync = self.huey.task(name="sync")(self._execute)
 
-    def _execute(self, mirror: str, reason: str) -> None:
+    def _execute(self, mirror: str, reason: str, queued_at: float = 0.0) -> None:
+        """A job; ``queued_at`` (epoch seconds; 0 for jobs queued by an older version) lets
+        the handler drop a job that a run started since already covers."""
         if self.handler is None:
             logging.getLogger("mirrorkeeper").error("a sync job arrived with no handler")
             return
-        self.handler(mirror, reason)
+        self.handler(mirror, reason, queued_at)
 
     def enqueue(self, mirror: str, reason: str, *, urgent: bool = False,
                 delay: float | None = None) -> None:
-        self._sync(mirror, reason, priority=PRIORITY_URGENT if urgent else PRIORITY_SCHEDULED,
-                   delay=delay)
+        self._sync(mirror, reason, time.time(),
+                   priority=PRIORITY_URGENT if urgent else PRIORITY_SCHEDULED, delay=delay)
 
     def pending(self) -> list[tuple[str, str]]:
         """(mirror, reason) of every job waiting for a worker (not those scheduled later)."""

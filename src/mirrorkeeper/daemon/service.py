@@ -29,9 +29,12 @@ from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, age_seconds
 from ..plan.due import Due, TickPlan, plan_tick
+from ..stop import TERMINATING_SIGNALS, StopRequest
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir
+from ..web.hosts import beyond_loopback
+from .deliveries import Deliverer
 from .facts import gather_facts
 from .poller import poll_signal
 from .queue import SyncQueue
@@ -101,17 +104,25 @@ class Daemon:
         self.store = Store.open(config.settings.state_dir)
         self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         self.queue.handler = self.execute
-        self.stop = threading.Event()
+        self.stop = StopRequest()
         self.wake = threading.Event()
         self._reload = threading.Event()
         self._lock = threading.Lock()
         self.running: set[str] = set()
         #: Jobs waiting in the queue, including those left by a previous daemon.
         self.queued: set[str] = {mirror for mirror, _ in self.queue.pending()}
+        #: ... and those of them that are pushes or changed signals (queued ahead).
+        self._queued_urgent: set[str] = {m for m, r in self.queue.pending()
+                                         if r in URGENT_REASONS}
+        #: When this daemon last started a run of each mirror: a job queued before that is
+        #: covered by that run (it saw the upstream as it was when the job was queued, or
+        #: newer).
+        self._started: dict[str, float] = {}
         self._rerun: set[str] = set()
         self._polling: set[str] = set()
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
+        self.deliverer = Deliverer(lambda: self.config, self.store, self.stop)
         self._last_pruned = 0.0
         self._closed = False
 
@@ -121,6 +132,7 @@ class Daemon:
             return
         self._closed = True
         self._pollers.shutdown(wait=True, cancel_futures=True)
+        self.deliverer.close()
         if self.sink is not None:
             self.sink.close()
         self.queue.close()
@@ -128,41 +140,67 @@ class Daemon:
 
     # -- jobs ---------------------------------------------------------------------------------
     def enqueue(self, mirror: str, reason: str) -> bool:
-        """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread."""
+        """Queue a sync; False if the mirror is unknown or disabled. Safe from any thread.
+
+        A mirror already waiting in the queue absorbs the request (the run it waits for will
+        see the upstream as it is now, or newer) — unless this one is urgent and the waiting
+        job is not: then it is queued too, ahead, and the waiting one is dropped when its turn
+        comes (:meth:`execute`)."""
         spec = self.config.mirrors.get(mirror)
         if spec is None or not spec.enabled:
             return False
+        urgent = reason in URGENT_REASONS
         with self._lock:
+            absorbed = mirror in self.queued and (mirror in self._queued_urgent or not urgent)
             self.queued.add(mirror)
-        self.queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+            if urgent:
+                self._queued_urgent.add(mirror)
+        if absorbed:
+            event("job.coalesced", mirror=mirror, reason=reason, why="already queued")
+            return True
+        self.queue.enqueue(mirror, reason, urgent=urgent)
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
-    def execute(self, name: str, reason: str) -> None:
+    def execute(self, name: str, reason: str, queued_at: float = 0.0) -> None:
         """A queue worker runs this for each job; it never raises."""
         config = self.config
         mirror = config.mirrors.get(name)
         with self._lock:
             self.queued.discard(name)
+            self._queued_urgent.discard(name)
             if mirror is None or not mirror.enabled:
                 event("job.dropped", level=logging.WARNING, mirror=name, reason=reason,
                       why="not an enabled mirror in the current config")
                 return
             if self.stop.is_set():
                 return
+            started = self._started.get(name)
+            if started is not None and queued_at <= started:
+                # Queued (by `trigger`, say) before a run that has started since: covered.
+                event("job.coalesced", mirror=name, reason=reason,
+                      why="a run that started after it was queued covers it")
+                return
             if name in self.running:  # coalesce: a push or new signal earns one more run
                 if reason in URGENT_REASONS:
                     self._rerun.add(name)
-                event("job.coalesced", mirror=name, reason=reason)
+                event("job.coalesced", mirror=name, reason=reason, why="running")
                 return
             self.running.add(name)
+            before, self._started[name] = started, time.time()
         event("job.start", mirror=name, reason=reason)
         try:
-            result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink)
+            result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink,
+                             deliver=False)  # the delivery workers send, not this one
             event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
         except MirrorLocked as exc:
+            with self._lock:  # no run of ours started after all
+                if before is None:
+                    self._started.pop(name, None)
+                else:
+                    self._started[name] = before
             event("job.busy", mirror=name, reason=reason, holder=exc.holder)
             if reason in URGENT_REASONS and not self.stop.is_set():
                 self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
@@ -171,6 +209,7 @@ class Daemon:
             event("job.crashed", level=logging.CRITICAL, mirror=name, reason=reason,
                   error=repr(exc))
         finally:
+            self.deliverer.kick()
             with self._lock:
                 self.running.discard(name)
                 again = name in self._rerun and not self.stop.is_set()
@@ -212,15 +251,15 @@ class Daemon:
 
     def _housekeeping(self, now: float) -> None:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
-        from ..alerts.dispatch import deliver_pending, watchdog
+        from ..alerts.dispatch import watchdog
 
         config = self.config
         try:
-            watchdog(config, self.store, now)
-            deliver_pending(config, self.store, now)
+            watchdog(config, self.store, now)  # queues; the delivery workers send
         except Exception as exc:
             log.exception("alert housekeeping failed")
             event("alert.failure", level=logging.ERROR, error=repr(exc))
+        self.deliverer.kick()
         if self.sink is not None:
             for mirror in config.enabled():
                 age = age_seconds(self.store, mirror.name, now)  # not the whole last run
@@ -307,17 +346,17 @@ class Daemon:
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
-            event("daemon.signal", signal=signal.Signals(signum).name)
-            self.stop.set()
+            name = signal.Signals(signum).name
+            event("daemon.signal", signal=name)
+            self.stop.request(name)  # runs record "stopped by SIGTERM"
             self.wake.set()
 
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self._reload.set()
             self.wake.set()
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
+        for sig in TERMINATING_SIGNALS:  # each a clean stop, but SIGHUP: reload
+            signal.signal(sig, on_hup if sig == signal.SIGHUP else on_stop)
 
     def _start_web(self) -> Any:
         web = self.config.web
@@ -328,6 +367,10 @@ class Daemon:
         from ..web.app import create_app
 
         host, _, port = web.listen.rpartition(":")
+        if beyond_loopback(host):
+            event("web.exposed", level=logging.WARNING, listen=web.listen,
+                  why="the dashboard and API answer other machines; keep [web] listen on "
+                      "loopback behind a reverse proxy, or firewall the port")
         server = uvicorn.Server(uvicorn.Config(
             create_app(self), host=host.strip("[]"), port=int(port), log_config=None,
             access_log=False, lifespan="off", timeout_graceful_shutdown=2))

@@ -71,6 +71,7 @@ def run_process(
     stopped_by: str | None = None
     kill_at: float | None = None  # when SIGTERM's grace runs out
     last_output = time.monotonic()
+    reaped = False
 
     def begin_stop(reason: str) -> None:
         nonlocal stopped_by, kill_at
@@ -97,6 +98,12 @@ def run_process(
                         on_line(name, line)
                     selector.unregister(fd)
                     del streams[fd]
+            if not reaped and proc.poll() is not None:
+                # The guardian is gone, and with it rsync: nothing left of its group may keep
+                # our pipes open (the guardian kills such stragglers itself; this is in case
+                # it could not).
+                reaped = True
+                _signal_group(proc, signal.SIGKILL)
             now = time.monotonic()
             if stopped_by is None and stop.is_set():
                 begin_stop("signal")

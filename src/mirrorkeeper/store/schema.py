@@ -84,7 +84,20 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    #: A sender claimed it until then (its plugin's timeout and a margin): no other sender —
+    #: another worker, the tick, another process — sends it meanwhile. NULL: free.
+    sa.Column("claimed_until", sa.Float, nullable=True),
     sa.Index("ix_deliveries_pending", "delivered_at"),
+)
+
+#: Per plugin: failures in a row and when to try it again, so one dead or hung plugin costs its
+#: timeout once per backoff period, not once per queued notification.
+plugin_backoff = sa.Table(
+    "plugin_backoff", metadata,
+    sa.Column("plugin", sa.String(200), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("retry_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
 )
 
 #: Each poll of a mirror's update-signal file upstream: what it saw and what it cost.

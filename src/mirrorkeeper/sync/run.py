@@ -39,6 +39,7 @@ from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..safetext import printable
+from ..stop import stopped_by
 from ..store import Store
 from .deletions import delete_paths
 from .lock import MirrorLock
@@ -261,8 +262,8 @@ def _attempt_all(
             if run.stop.is_set():  # a stop between attempts is an interruption, not a failure
                 now = time.time()
                 attempts.append(Attempt(number + 1, upstream, "interrupted", "run.interrupted",
-                                        "stopped before the attempt began", "preflight", None,
-                                        now, now))
+                                        f"{stopped_by(run.stop)} before the attempt began",
+                                        "preflight", None, now, now))
                 return
             if time.time() - started > s.run_budget:
                 run.runlog.note("the run's time budget is spent; no further attempt")
@@ -277,7 +278,8 @@ def _attempt_all(
                 if run.stop.wait(wait):
                     now = time.time()
                     attempts.append(Attempt(number + 1, upstream, "interrupted",
-                                            "run.interrupted", "stopped during backoff",
+                                            "run.interrupted",
+                                            f"{stopped_by(run.stop)} during backoff",
                                             "preflight", None, now, now))
                     return
             number += 1
@@ -396,8 +398,8 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
         stage = plan.stages[index]
         if run.stop.is_set():
             skipped.extend(x.name for x in plan.stages[index:])
-            return done(Verdict("interrupted", "run.interrupted", "stopped"), last_stage,
-                        last_exit)
+            return done(Verdict("interrupted", "run.interrupted", stopped_by(run.stop)),
+                        last_stage, last_exit)
         result, verdict, tally = _run_stage(plan, stage, index, count, number, run, last_total,
                                             stages)
         last_stage, last_exit = stage.name, result.exit_code
@@ -429,8 +431,8 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
                 if run.stop.wait(s.upstream_busy_wait):
                     skipped.extend(x.name for x in plan.stages[index + 1:])
                     return done(Verdict("interrupted", "run.interrupted",
-                                        "stopped while the upstream was busy"), stage.name,
-                                result.exit_code)
+                                        f"{stopped_by(run.stop)} while the upstream was busy"),
+                                stage.name, result.exit_code)
                 continue
         if index == 0 and plan.signal is not None:
             # The signal now, into staging: did the upstream publish during stage 1?
@@ -482,6 +484,8 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
                            live.tally, number, plan.upstream)
     stages.append(result)
     verdict = judge_stage(result, s, last_total)
+    if verdict.category == "interrupted":  # the judge cannot know which signal it was
+        verdict = Verdict("interrupted", "run.interrupted", stopped_by(run.stop))
     if verdict.category == "ok" and stage.name == "stage1" and last_total:
         floor = last_total * (1 - s.max_delete_fraction)
         if result.files_total < floor:

@@ -24,7 +24,9 @@ from urllib.parse import parse_qs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
@@ -46,11 +48,28 @@ from ..record.present import human_bytes, human_rate, run_json
 from ..store.alerts import AlertStore
 from . import compat
 from .graphs import RANGES, downsample
+from .guard import FrontDoor
 from .state import Backend, live_snapshot, mirror_states, overview
 
 #: The most log text one request returns; the rest is on disk (`mirrorkeeper logs`).
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
 MAX_POINTS = 1000
+
+
+class IdConvertor(Convertor[int]):
+    """Row ids in paths: at most 18 digits, so every match fits the store's 64-bit integers
+    (a longer number is simply no route: 404, never an overflow in the database driver)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(int(value))
+
+
+register_url_convertor("id", IdConvertor())
 
 
 def _package_dir(name: str) -> str:
@@ -128,7 +147,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         given = header[7:].strip() if header.lower().startswith("bearer ") else None
         if given is None and is_form(request):
             # The HTML forms post one urlencoded field; parsed here, no multipart library.
-            fields = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+            # The front door has already bounded the body (MAX_BODY_BYTES).
+            fields = parse_qs((await request.body()).decode("utf-8", "replace"))
             given = fields.get("token", [None])[0]
         if not token_ok(given):
             raise HTTPException(401, "a valid token is needed (Authorization: Bearer TOKEN)")
@@ -297,21 +317,22 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     routes = [
         Route("/", overview_page),
         Route("/mirrors/{name}", mirror_page),
-        Route("/runs/{run_id:int}", run_page),
+        Route("/runs/{run_id:id}", run_page),
         Route("/alerts", alerts_page),
         Route("/api/status", api_status),
         Route("/api/mirrors/{name}", api_mirror),
         Route("/api/mirrors/{name}/runs", api_runs),
         Route("/api/mirrors/{name}/series", api_series),
         Route("/api/mirrors/{name}/sync", api_sync, methods=["POST"]),
-        Route("/api/runs/{run_id:int}", api_run),
-        Route("/api/runs/{run_id:int}/log", api_run_log),
+        Route("/api/runs/{run_id:id}", api_run),
+        Route("/api/runs/{run_id:id}/log", api_run_log),
         Route("/api/alerts", api_alerts),
-        Route("/api/alerts/{alert_id:int}/ack", api_ack, methods=["POST"]),
+        Route("/api/alerts/{alert_id:id}/ack", api_ack, methods=["POST"]),
         Route("/api/events", events),
         Route("/jobs", tunasync_jobs),
         Route("/mirrorz.json", mirrorz_json),
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=_package_dir("static")), name="static"),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes,
+                     middleware=[Middleware(FrontDoor, web=lambda: backend.config.web)])

@@ -21,7 +21,9 @@ class Backend(Protocol):
     config: Config
     store: Store
     queued: set[str]
-    stop: threading.Event
+
+    @property
+    def stop(self) -> threading.Event: ...
 
     def enqueue(self, mirror: str, reason: str) -> bool: ...
 
