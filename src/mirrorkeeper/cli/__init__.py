@@ -450,15 +450,20 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
 
 
 @cli.command("nagios-config")
-@click.option("--host", default=None, help="Nagios host_name (default: this host's name).")
-@click.option("--command", "command", default="/usr/bin/mirrorkeeper", show_default=True)
+@click.option("--host", default=None,
+              help="Attach the services to this host, which your Nagios already defines "
+                   "(default: [global] hostname, and a host definition for it is printed too).")
+@click.option("--command", "command", default=None,
+              help="The mirrorkeeper that Nagios runs (default: the one running now, e.g. "
+                   "/usr/local/bin/mirrorkeeper as docs/deploy.md installs it).")
 @click.pass_context
-def nagios_config_cmd(ctx: click.Context, host: str | None, command: str) -> int:
-    """Print Nagios/Icinga definitions: one service per enabled mirror."""
-    from ..nagios import nagios_config
+def nagios_config_cmd(ctx: click.Context, host: str | None, command: str | None) -> int:
+    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror."""
+    from ..nagios import nagios_config, running_command
 
     config = _load(ctx)
-    click.echo(nagios_config(config, command, host or config.settings.hostname))
+    click.echo(nagios_config(config, command or running_command(),
+                             host or config.settings.hostname, define_host=host is None))
     return Exit.OK
 
 
