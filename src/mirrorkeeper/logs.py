@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from .access import Place, os_problem, require_writable
 from .errors import StateUnavailable
 
 EVENT_LOG = "events.jsonl"
@@ -52,8 +53,13 @@ class JsonFormatter(logging.Formatter):
 
 def setup_event_log(log_dir: str | Path) -> None:
     """Send events to ``LOG_DIR/events.jsonl``; a previous event log of this process (another
-    config) is closed and replaced, so events never go to a stale file."""
-    path = Path(log_dir) / EVENT_LOG
+    config) is closed and replaced, so events never go to a stale file.
+
+    Only commands that act open it: a reader must work for a user who may not write here. A
+    file this user may not write (left by a run as root) is exit 73 naming it and its owner.
+    """
+    root = Path(log_dir)
+    path = root / EVENT_LOG
     for handler in list(logger.handlers):
         if isinstance(handler, _EventFileHandler):
             if handler.baseFilename == str(path.absolute()):
@@ -61,10 +67,14 @@ def setup_event_log(log_dir: str | Path) -> None:
             logger.removeHandler(handler)
             handler.close()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = _EventFileHandler(path, encoding="utf-8")
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StateUnavailable("log directory", str(log_dir), exc.strerror or str(exc)) from exc
+    require_writable([Place("log directory", root, root), Place("event log", path, root)])
+    try:
+        handler = _EventFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise os_problem(exc, Place("event log", path, root)) from exc
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -118,8 +128,11 @@ class RunLog:
         self._file: TextIO | None = None
 
     def open(self) -> RunLog:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            raise os_problem(exc, Place("run log", self.path, self.dir.parent.parent)) from exc
         return self
 
     def note(self, text: str) -> None:

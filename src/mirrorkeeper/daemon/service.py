@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..access import Place, require_writable
 from ..clock import local_zone
 from ..config.load import load_config
 from ..config.problems import ConfigError
@@ -30,10 +31,10 @@ from ..metrics.sink import MetricsSink, age_seconds
 from ..plan.due import Due, TickPlan, plan_tick
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
-from ..sync.run import lock_dir
+from ..sync.run import lock_dir, writer_places
 from .facts import gather_facts
 from .poller import poll_signal
-from .queue import SyncQueue
+from .queue import SyncQueue, queue_places
 
 log = logging.getLogger("mirrorkeeper")
 
@@ -52,6 +53,18 @@ class WebUnavailable(Exception):
 
 def daemon_running(state_dir: str | Path) -> bool:
     return is_locked(state_dir, DAEMON_LOCK)
+
+
+def daemon_places(config: Config) -> list[Place]:
+    """Everything the daemon writes: its lock, the queue, and each enabled mirror's files."""
+    state = Path(config.settings.state_dir)
+    places = [Place("lock file", state / f"{DAEMON_LOCK}.lock", state),
+              *queue_places(state)]
+    for mirror in config.enabled():
+        places += writer_places(config, mirror)
+    return places
+
+
 
 
 def locked_mirrors(config: Config) -> set[str]:
@@ -87,7 +100,10 @@ class Daemon:
     """Construct it, then :meth:`run` it on the main thread (or use it as the web backend)."""
 
     def __init__(self, config: Config) -> None:
+        """Raises :class:`StateUnavailable` (exit 73) before anything starts if a state or log
+        file is not this user's to write, naming the file and the fix."""
         self.config = config
+        require_writable(daemon_places(config))
         self.store = Store.open(config.settings.state_dir)
         self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         self.queue.handler = self.execute

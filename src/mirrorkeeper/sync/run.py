@@ -2,7 +2,7 @@
 
 lock → plan → for each stage: rsync process → parse → tally (+ live progress) → stage result
 → run record → store. Errors come back as values in the record; only "cannot even start"
-conditions (the lock) raise.
+conditions (the lock, a state or log file this user may not write, a full state disk) raise.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..access import Place, denied, first_unwritable, require_writable
 from ..classify.judge import Verdict, failure_ratio, judge_stage
 from ..config.spec import Config, MirrorSpec
 from ..logs import (
+    EVENT_LOG,
     RunLog,
     current_mirror,
     current_run,
@@ -38,6 +40,7 @@ from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..store import Store
+from ..store.store import DB_NAME
 from .deletions import delete_paths
 from .lock import MirrorLock
 from .preflight import MTIME_SLACK_SECONDS, Probe, local_mtime, probe
@@ -50,6 +53,26 @@ StageCallback = Callable[[StageResult], None]  # after a stage ends, before the 
 
 def lock_dir(config: Config) -> Path:
     return Path(config.settings.state_dir) / "locks"
+
+
+def writer_places(config: Config, mirror: MirrorSpec) -> list[Place]:
+    """Every state and log file or directory a run of ``mirror`` writes, parents first."""
+    state, logs = Path(config.settings.state_dir), Path(config.settings.log_dir)
+    db = state / DB_NAME
+    staging = signal_staging(config, mirror).parent
+    return [
+        Place("state directory", state, state),
+        *(Place("store", Path(f"{db}{suffix}"), state) for suffix in ("", "-wal", "-shm")),
+        Place("lock directory", lock_dir(config), state),
+        Place("lock file", lock_dir(config) / f"{mirror.name}.lock", state),
+        Place("signal staging directory", staging.parent, state),
+        Place("signal staging directory", staging, state),
+        Place("signal staging file", signal_staging(config, mirror), state),
+        Place("log directory", logs, logs),
+        Place("event log", logs / EVENT_LOG, logs),
+        Place("run log directory", logs / "runs", logs),
+        Place("run log directory", logs / "runs" / mirror.name, logs),
+    ]
 
 
 def signal_staging(config: Config, mirror: MirrorSpec) -> Path:
@@ -106,8 +129,10 @@ def _dest_problem(dest: str) -> str | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot create destination {dest}: {exc.strerror}"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"destination {dest} is not writable by uid {os.getuid()}"
+    if first_unwritable([Place("destination", path, path)]) is not None:
+        # The same words as for the state: whose it is, and the chown that fixes it.
+        problem = denied(Place("destination", path, path))
+        return f"destination {dest}: {problem.reason}; {problem.fix}"
     return None
 
 
@@ -122,10 +147,13 @@ def sync_mirror(
     on_stage: StageCallback | None = None,
     live_interval: float = 2.0,
 ) -> RunRecord:
-    """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running."""
+    """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running, and
+    :class:`~mirrorkeeper.errors.StateUnavailable` before anything starts if a state or log
+    file cannot be written (left by a run as another user, or a full disk)."""
     stop = stop or threading.Event()
     setup_event_log(config.settings.log_dir)
-    with MirrorLock(lock_dir(config), mirror.name):
+    require_writable(writer_places(config, mirror))
+    with MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir):
         abandoned = store.mark_abandoned(mirror.name)
         hooks = _Hooks(on_progress, on_line, on_stage)
         return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned)
