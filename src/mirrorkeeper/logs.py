@@ -4,6 +4,7 @@ carries it without threading it through calls."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import gzip
@@ -11,6 +12,8 @@ import json
 import logging
 import os
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -97,11 +100,49 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+#: The same warning or error (same logger, event and mirror) at most once per this many
+#: seconds on stderr; the next one that gets through says how many were held back.
+REPEAT_WINDOW_SECONDS = 300.0
+
+
+class Repeats(logging.Filter):
+    """Rate-limits repeated warnings and errors, so that a condition that lasts (a full disk,
+    an unreachable queue) is one line every few minutes in the journal, not thousands."""
+
+    def __init__(self, window: float = REPEAT_WINDOW_SECONDS) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        fields = getattr(record, "fields", {})
+        key = (record.name, str(getattr(record, "event", record.msg)),
+               str(fields.get("mirror") or current_mirror.get() or ""))
+        now = time.monotonic()
+        with self._lock:
+            last, held = self._seen.get(key, (-self.window, 0))
+            if now - last < self.window:
+                self._seen[key] = (last, held + 1)
+                return False
+            self._seen[key] = (now, 0)
+        if held:
+            if hasattr(record, "fields"):
+                record.fields = {**fields, "repeated": held}
+            else:
+                record.msg = f"{record.msg} (and {held} more like it)"
+        return True
+
+
 def log_to_stderr() -> None:
     """The daemon's events (and its libraries' warnings) on stderr, where systemd collects
-    them; the JSON event log stays the complete record."""
+    them, repeated warnings and errors rate-limited; the JSON event log stays the complete
+    record."""
     handler = logging.StreamHandler()
     handler.setFormatter(LineFormatter())
+    handler.addFilter(Repeats())
     logger.addHandler(handler)
     for name in ("huey", "uvicorn.error"):
         library = logging.getLogger(name)
@@ -109,8 +150,28 @@ def log_to_stderr() -> None:
         library.setLevel(logging.WARNING)
 
 
+#: How often a failing event log (full disk) may say so on stderr.
+COMPLAINT_INTERVAL_SECONDS = 300.0
+
+
 class _EventFileHandler(logging.FileHandler):
-    """Marks the handler this module owns."""
+    """The handler this module owns. A write that fails (a full disk) prints one line on
+    stderr at most every few minutes, never logging's traceback per event, and the next
+    event that fits is written as usual."""
+
+    _last_complaint = -COMPLAINT_INTERVAL_SECONDS
+    _lost = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        self._lost += 1
+        now = time.monotonic()
+        if now - self._last_complaint < COMPLAINT_INTERVAL_SECONDS:
+            return
+        self._last_complaint = now
+        reason = (error.strerror or str(error)) if isinstance(error, OSError) else repr(error)
+        sys.stderr.write(f"mirrorkeeper: cannot write the event log {self.baseFilename}: "
+                         f"{reason}; {self._lost} event(s) lost so far\n")
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -139,15 +200,23 @@ class RunLog:
         self.write("--", f"# {text}")
 
     def write(self, stream: str, line: str) -> None:
+        """A line of the log; once a write fails (a full disk), the log stops, says so in the
+        event log, and the sync goes on: the log must not be what stops a mirror."""
         if self._file is not None:
             now = time.time()
             stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
-            self._file.write(f"{stamp} {stream} {line}\n")
+            try:
+                self._file.write(f"{stamp} {stream} {line}\n")
+            except OSError as exc:
+                event("runlog.write_failed", level=logging.ERROR, path=str(self.path),
+                      error=exc.strerror or str(exc))
+                self.close()
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            handle, self._file = self._file, None
+            with contextlib.suppress(OSError):  # its last lines did not fit: write() said so
+                handle.close()
 
     def __enter__(self) -> RunLog:
         return self.open()

@@ -5,6 +5,10 @@ number is the parallel limit); a small pool polls update signals; uvicorn serves
 Every sync goes through the mirror's ``flock``, so a manual ``mirrorkeeper sync`` and the daemon
 never run one mirror twice. One failing mirror never stops the others: each job's errors are
 recorded and logged, and the loop goes on.
+
+A condition that lasts — the state disk full, say — is logged when it starts (one line, no
+traceback for what an admin must fix), rate-limited while it lasts, and "recovered" when it
+ends; a failed poll waits before it is tried again instead of waking the planner at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..clock import local_zone
 from ..config.load import load_config
 from ..config.problems import ConfigError
 from ..config.spec import Config
+from ..errors import StateUnavailable
 from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, age_seconds
@@ -45,6 +50,8 @@ DAEMON_LOCK = "daemon"
 BUSY_RETRY_SECONDS = 60.0
 POLL_WORKERS = 4
 POLL_KEEP_SECONDS = 30 * 86400.0
+#: A poll that failed (its result could not even be stored) is not tried again sooner.
+POLL_RETRY_SECONDS = 60.0
 
 
 class WebUnavailable(Exception):
@@ -63,8 +70,6 @@ def daemon_places(config: Config) -> list[Place]:
     for mirror in config.enabled():
         places += writer_places(config, mirror)
     return places
-
-
 
 
 def locked_mirrors(config: Config) -> set[str]:
@@ -116,6 +121,9 @@ class Daemon:
         self.queued: set[str] = {mirror for mirror, _ in self.queue.pending()}
         self._rerun: set[str] = set()
         self._polling: set[str] = set()
+        self._poll_failed: dict[str, float] = {}
+        #: What is failing right now (``tick``, ``poll deb``, ...) → when it started.
+        self._trouble: dict[str, float] = {}
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self._last_pruned = 0.0
@@ -140,7 +148,12 @@ class Daemon:
             return False
         with self._lock:
             self.queued.add(mirror)
-        self.queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+        try:
+            self.queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+        except BaseException:
+            with self._lock:  # not queued after all: the next plan must try again
+                self.queued.discard(mirror)
+            raise
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
@@ -168,10 +181,13 @@ class Daemon:
             event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
+            self._recovered(f"job {name}")
         except MirrorLocked as exc:
             event("job.busy", mirror=name, reason=reason, holder=exc.holder)
             if reason in URGENT_REASONS and not self.stop.is_set():
-                self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
+                self._enqueue_later(name, reason)
+        except StateUnavailable as exc:  # the admin's to fix; the schedule tries again
+            self._failing(f"job {name}", "job.failed", exc, mirror=name, reason=reason)
         except Exception as exc:
             log.exception("job failed")
             event("job.crashed", level=logging.CRITICAL, mirror=name, reason=reason,
@@ -183,6 +199,26 @@ class Daemon:
                 self._rerun.discard(name)
             if again:
                 self.enqueue(name, "push")
+
+    def _enqueue_later(self, name: str, reason: str) -> None:
+        try:
+            self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
+        except StateUnavailable as exc:
+            self._failing(f"job {name}", "job.retry_lost", exc, mirror=name, reason=reason)
+
+    # -- conditions that last -------------------------------------------------------------------
+    def _failing(self, what: str, name: str, exc: Exception, **fields: Any) -> None:
+        """Log a failure the admin must fix as one line: the stderr handler rate-limits
+        repeats, and :meth:`_recovered` says when it is over."""
+        with self._lock:
+            self._trouble.setdefault(what, time.time())
+        event(name, level=logging.ERROR, error=str(exc), **fields)
+
+    def _recovered(self, what: str) -> None:
+        with self._lock:
+            since = self._trouble.pop(what, None)
+        if since is not None:
+            event("daemon.recovered", what=what, failing_seconds=round(time.time() - since))
 
     # -- the tick -------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> TickPlan:
@@ -196,7 +232,9 @@ class Daemon:
         for due in plan.due:
             self.enqueue(due.mirror, due.reason)
         for name in plan.polls:
-            if name not in polling:
+            failed = self._poll_failed.get(name)
+            if name not in polling and (failed is None
+                                        or time.monotonic() - failed >= POLL_RETRY_SECONDS):
                 self._start_poll(name)
         self._housekeeping(now)
         return plan
@@ -211,10 +249,19 @@ class Daemon:
     def _poll_done(self, name: str, future: Future[Any]) -> None:
         with self._lock:
             self._polling.discard(name)
-        if future.exception() is not None:
-            event("poll.crashed", level=logging.ERROR, mirror=name,
-                  error=repr(future.exception()))
-        self.wake.set()  # plan again now: the signal may have changed
+        error = future.exception()
+        if error is None:
+            self._poll_failed.pop(name, None)
+            self._recovered(f"poll {name}")
+            self.wake.set()  # plan again now: the signal may have changed
+            return
+        # Not again at once: a poll whose result cannot be stored would be due again at the
+        # next plan, and waking it would loop as fast as the poll fails.
+        self._poll_failed[name] = time.monotonic()
+        if isinstance(error, StateUnavailable):
+            self._failing(f"poll {name}", "poll.failed", error, mirror=name)
+        else:
+            event("poll.crashed", level=logging.ERROR, mirror=name, error=repr(error))
 
     def _housekeeping(self, now: float) -> None:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
@@ -224,9 +271,13 @@ class Daemon:
         try:
             watchdog(config, self.store, now)
             deliver_pending(config, self.store, now)
+        except StateUnavailable as exc:
+            self._failing("alerts", "alert.failure", exc)
         except Exception as exc:
             log.exception("alert housekeeping failed")
             event("alert.failure", level=logging.ERROR, error=repr(exc))
+        else:
+            self._recovered("alerts")
         if self.sink is not None:
             for mirror in config.enabled():
                 age = age_seconds(self.store, mirror.name, now)  # not the whole last run
@@ -296,9 +347,13 @@ class Daemon:
                 self.wake.clear()
                 try:
                     self.tick(now)
+                except StateUnavailable as exc:
+                    self._failing("tick", "tick.failed", exc)
                 except Exception as exc:
                     log.exception("tick failed")
                     event("tick.failed", level=logging.ERROR, error=repr(exc))
+                else:
+                    self._recovered("tick")
                 next_tick = now + self.config.daemon.tick
             self.wake.wait(min(1.0, max(0.0, next_tick - time.time())))
 

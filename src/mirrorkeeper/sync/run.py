@@ -20,6 +20,7 @@ from pathlib import Path
 from ..access import Place, denied, first_unwritable, require_writable
 from ..classify.judge import Verdict, failure_ratio, judge_stage
 from ..config.spec import Config, MirrorSpec
+from ..errors import StateUnavailable
 from ..logs import (
     EVENT_LOG,
     RunLog,
@@ -244,8 +245,11 @@ def _run_locked(
         return record
     finally:
         runlog.close()
-        prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs,
-                       settings.keep_run_logs_days)
+        try:
+            prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs,
+                           settings.keep_run_logs_days)
+        except OSError as exc:  # no room to gzip: the logs wait for the next run
+            event("runlog.prune_failed", level=logging.ERROR, error=exc.strerror or str(exc))
         current_run.reset(tokens[1])
         current_mirror.reset(tokens[0])
 
@@ -598,6 +602,7 @@ class _LiveStage:
         self.tally = StageTally(listing=stage.deletes, candidate_limit=max_delete + 1)
         self.started = time.time()
         self._published = 0.0
+        self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
         if self.stage.name == SIGNAL_STAGE:
@@ -611,7 +616,14 @@ class _LiveStage:
             run.hooks.on_progress(live)
         if force or now - self._published >= run.live_interval:
             self._published = now
-            run.store.update_live(run.mirror.name, run.run_id, live, now)
+            try:
+                run.store.update_live(run.mirror.name, run.run_id, live, now)
+            except StateUnavailable as exc:
+                # Live progress is for watching; the state disk filling up mid-run must not
+                # stop the transfer. Said once per stage; the run's end reports what is lost.
+                if not self._live_failed:
+                    self._live_failed = True
+                    event("live.write_failed", level=logging.ERROR, error=str(exc))
 
     def handle(self, stream: str, line: str) -> None:
         self.run.runlog.write(stream, line)
