@@ -19,6 +19,7 @@ import grp
 import os
 import pwd
 import sqlite3
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +55,37 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def _may_write(path: Path) -> bool:
-    mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
+def _exists(path: Path) -> bool:
+    """Whether ``path`` is there; one this user may not even look at counts as there (and as
+    not usable, which the caller then reports)."""
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _may(path: Path, want: int) -> bool:
+    """``os.access`` with the effective ids; a directory needs X as well, to be entered."""
+    if not _exists(path):
+        return False
+    mode = want | (os.X_OK if _is_dir(path) else 0)
     if os.access in os.supports_effective_ids:
         return os.access(path, mode, effective_ids=True)
     return os.access(path, mode)
+
+
+def _may_write(path: Path) -> bool:
+    return _may(path, os.W_OK)
 
 
 def denied(place: Place) -> StateUnavailable:
@@ -70,7 +97,7 @@ def denied(place: Place) -> StateUnavailable:
         return StateUnavailable(place.what, str(place.path), exc.strerror or str(exc),
                                 _chown_fix(me, place.root))
     owner = user_name(st.st_uid)
-    where = "write in it" if place.path.is_dir() else "write it"
+    where = "write in it" if stat.S_ISDIR(st.st_mode) else "write it"
     reason = (f"it belongs to {owner}:{_group_name(st.st_gid)} (mode {st.st_mode & 0o7777:04o}) "
               f"and user {me} may not {where}")
     if owner == me:
@@ -89,7 +116,7 @@ def _chown_fix(me: str, root: Path, owner: str | None = None) -> str:
 
 def disk_full(place: Place) -> StateUnavailable:
     """No room left on the filesystem that holds ``place``."""
-    directory = place.path if place.path.is_dir() else place.path.parent
+    directory = place.path if _is_dir(place.path) else place.path.parent
     return StateUnavailable(
         place.what, str(place.path), "the filesystem is full (no space left on device)",
         f"fix: free space on the filesystem that holds {directory} (df -h {directory}); "
@@ -99,7 +126,7 @@ def disk_full(place: Place) -> StateUnavailable:
 def nearly_full(path: Path) -> bool:
     """True when the filesystem holding ``path`` has (next to) no room for this user."""
     try:
-        st = os.statvfs(path if path.is_dir() else path.parent)
+        st = os.statvfs(path if _is_dir(path) else path.parent)
     except OSError:
         return False
     free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
@@ -110,7 +137,7 @@ def first_unwritable(places: Iterable[Place]) -> Place | None:
     """The first place that exists and that this user may not write (missing ones are made
     later inside their parent, which comes earlier in the list)."""
     for place in places:
-        if place.path.exists() and not _may_write(place.path):
+        if _exists(place.path) and not _may_write(place.path):
             return place
     return None
 
@@ -137,16 +164,13 @@ def os_problem(exc: OSError, place: Place) -> StateUnavailable:
 
 
 def _may_read(path: Path) -> bool:
-    mode = os.R_OK | (os.X_OK if path.is_dir() else 0)
-    if os.access in os.supports_effective_ids:
-        return os.access(path, mode, effective_ids=True)
-    return os.access(path, mode)
+    return _may(path, os.R_OK)
 
 
 def first_unreadable(places: Iterable[Place]) -> Place | None:
     """The first place that exists and that this user may not read (or, a directory, enter)."""
     for place in places:
-        if place.path.exists() and not _may_read(place.path):
+        if _exists(place.path) and not _may_read(place.path):
             return place
     return None
 
