@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -16,11 +17,12 @@ from mirrorkeeper.alerts.payload import payload
 from mirrorkeeper.alerts.plugins import run_plugin
 from mirrorkeeper.classify.findings import Finding, Severity
 from mirrorkeeper.classify.rules import apply_rules
+from mirrorkeeper.config.load import load_config
 from mirrorkeeper.config.spec import AlertRule, AlertSettings, PluginSpec
 from mirrorkeeper.demo.rsyncd import free_port
 from mirrorkeeper.store.alerts import AlertStore
 
-from .conftest import CliResult, write_config
+from .conftest import TEST_HOSTNAME, CliResult, write_config
 
 ALERT = {"id": 7, "mirror": "debian", "severity": "critical", "code": "local.disk_full",
          "summary": "no space left", "details": {"upstreams_tried": ["rsync://a/debian/"]},
@@ -518,3 +520,26 @@ def test_the_watchdog_never_reopens_an_alert_a_run_resolved_meanwhile(tmp_path: 
         assert notices == [] and AlertStore(store.engine).open_alerts("deb") == []
     finally:
         store.close()
+
+
+def test_nagios_plugin_and_nagios_config_name_the_same_host_by_default(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    """Passive results must land on the service `nagios-config` defined: same host_name."""
+    config = write_config(tmp_path / "mk.toml", {"debian": {
+        "profile": "debian", "dest": str(tmp_path / "debian")}})
+    generated = mk("-c", str(config), "nagios-config").out
+    hosts = set(re.findall(r"host_name +(\S+)", generated))
+    assert hosts == {TEST_HOSTNAME}
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        spec = PluginSpec(name="nagios", command=(
+            "mirrorkeeper-alert-nagios", "--command-file", str(fifo)))
+        host = load_config(config).settings.hostname  # what the dispatcher puts in `host`
+        assert run_plugin(spec, payload(ALERT, host=host)) is None
+        line = os.read(reader, 4096).decode()
+    finally:
+        os.close(reader)
+    assert f";PROCESS_SERVICE_CHECK_RESULT;{TEST_HOSTNAME};mirror debian;2;" in (
+        ";" + line.split("] ", 1)[1])

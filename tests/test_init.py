@@ -1,9 +1,14 @@
-"""``mirrorkeeper init``: appends a mirror, keeps the admin's text, never writes a bad file."""
+"""``mirrorkeeper init``: appends a mirror, keeps the admin's text (and the file's mode and
+owner), never writes a bad file."""
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from mirrorkeeper.config.load import load_config
 
@@ -58,3 +63,33 @@ def test_init_refuses_and_leaves_the_file_untouched(tmp_path: Path,
     assert unknown.code == 64 and "did you mean `debian`?" in unknown.err
     assert path.read_text() == ADMIN_TEXT
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirrorkeeper.toml"]
+
+
+def test_a_new_config_is_readable_by_the_daemons_user(tmp_path: Path,
+                                                     mk: Callable[..., CliResult]) -> None:
+    """root writes it, the unprivileged daemon (and ``ExecStartPre=… config check``) reads it:
+    0666 less the umask, not mkstemp's 0600."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "etc" / "mirrorkeeper.toml"
+        assert mk("-c", str(path), "init", "arch", "--dest", str(tmp_path / "arch")).code == 0
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        other = tmp_path / "etc" / "other.toml"
+        assert mk("-c", str(other), "init", "arch", "--dest", str(tmp_path / "arch")).code == 0
+        assert other.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the config to another user: needs root")
+def test_init_keeps_the_owner_group_and_mode_of_an_existing_config(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    path = tmp_path / "mirrorkeeper.toml"
+    path.write_text(ADMIN_TEXT)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    path.chmod(0o640)
+    assert mk("-c", str(path), "init", "arch", "--dest", "/srv/mirror/arch").code == 0
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (nobody.pw_uid, nobody.pw_gid, 0o640)

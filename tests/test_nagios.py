@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from mirrorkeeper.daemon.poller import poll_signal
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.store import Store
 
-from .conftest import CliResult, python_cli, write_config
+from .conftest import TEST_HOSTNAME, CliResult, python_cli, write_config
 
 STATUS = re.compile(r"^MIRRORKEEPER (OK|WARNING|CRITICAL|UNKNOWN) - [^|]+( \| (?P<perf>.+))?$")
 # A label is quoted when it has to be; a value, an optional unit, then warn;crit;min;max.
@@ -111,3 +112,24 @@ def test_upstream_signal_age_and_lag_from_the_latest_poll(
     assert "deb_behind_upstream=3600s;;;0" in lines[0], lines[0]
     age = re.search(r"deb_upstream_age=(\d+)s", lines[0])
     assert age and abs(int(age.group(1)) - (time.time() - upstream.publish_time)) < 60
+
+
+def test_nagios_config_runs_the_mirrorkeeper_that_made_it_on_a_host_it_defines(
+        mirror_config: Path) -> None:
+    """No /usr/bin/mirrorkeeper that the guide never installs, no host Nagios does not know."""
+    script = Path(sys.executable).parent / "mirrorkeeper"  # a console script, as installed
+    made = subprocess.run([str(script), "-c", str(mirror_config), "nagios-config"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"    command_line    {script} -c {mirror_config} check $ARG1$\n" in made
+    host = re.search(r"define host \{\n    use +linux-server\n    host_name +(\S+)\n", made)
+    assert host and host.group(1) == TEST_HOSTNAME, made
+    assert set(re.findall(r"host_name +(\S+)", made)) == {TEST_HOSTNAME}
+    module = subprocess.run([*python_cli(), "-c", str(mirror_config), "nagios-config"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"command_line    {sys.executable} -m mirrorkeeper -c {mirror_config} " in module
+    # A host Nagios already has: the services go there, and no second definition of it.
+    named = subprocess.run([str(script), "-c", str(mirror_config), "nagios-config", "--host",
+                            "mirror1", "--command", "/usr/local/bin/mirrorkeeper"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "define host" not in named and "host_name               mirror1" in named
+    assert "command_line    /usr/local/bin/mirrorkeeper -c " in named

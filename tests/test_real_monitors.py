@@ -25,8 +25,19 @@ from mirrorkeeper.demo.rsyncd import free_port
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
 
+from .accounts import (
+    Accounts,
+    accounts,
+    as_user,
+    privileged_test,
+    runnable_bin,
+    setpriv,
+    shared,
+)
 from .conftest import TEST_HOSTNAME, wait_for, write_config
-from .test_daemon import listening, sync_now
+from .test_daemon import listening
+
+__all__ = ["accounts", "runnable_bin", "shared"]  # fixtures, imported for pytest
 
 
 def program(name: str) -> str | None:
@@ -206,6 +217,8 @@ def test_real_carbon_cache_stores_the_run_in_whisper(
 
 
 # -- Nagios 4 --------------------------------------------------------------------------------------
+#: What a Nagios install has besides Mirrorkeeper's file: Debian's stock templates in short
+#: (``linux-server``, ``generic-service``), no host — ``nagios-config`` brings it.
 OBJECTS = """\
 define timeperiod {
     timeperiod_name always
@@ -234,11 +247,12 @@ define contact {
     service_notification_commands noop
 }
 define host {
-    host_name mirror1
-    address 127.0.0.1
+    name linux-server
+    register 0
     check_command noop
     max_check_attempts 1
     check_period always
+    notification_period always
     contacts admin
 }
 define service {
@@ -265,45 +279,21 @@ def service_status(status_file: Path, service: str) -> dict[str, str]:
     return {}
 
 
-@needs("nagios4")
-@pytest.mark.skipif(os.geteuid() != 0, reason="the test's Nagios core runs as root here")
-def test_real_nagios_runs_the_check_and_takes_the_alert_plugins_results(
-        tmp_path: Path, served: str) -> None:
-    base = tmp_path / "nagios"
-    for sub in ("var", "spool", "rw"):
-        (base / sub).mkdir(parents=True)
+def nagios_cfg(base: Path, objects: list[Path], user: str, group: str) -> Path:
     command_file = base / "rw" / "nagios.cmd"
-    mk = str(Path(sys.executable).parent / "mirrorkeeper")
-    config = write_config(tmp_path / "mirrorkeeper.toml", {
-        "deb": {"profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served]},
-        "broken": {"profile": "debian", "dest": str(tmp_path / "broken"),
-                   "upstreams": [served.replace("/debian/", "/nosuchmodule/")],
-                   "attempts_per_upstream": 1}})
-    config.write_text(config.read_text() + textwrap.dedent(f"""
-        [[alerts.plugins]]
-        name = "nagios"
-        command = ["mirrorkeeper-alert-nagios", "--command-file", "{command_file}",
-                   "--host", "mirror1"]
-        min_severity = "warning"
-        """))
-    (base / "objects.cfg").write_text(OBJECTS)
-    (base / "resource.cfg").write_text("")
-    generated = subprocess.run([mk, "-c", str(config), "nagios-config", "--host", "mirror1",
-                                "--command", mk], capture_output=True, text=True, check=True)
-    (base / "mirrorkeeper.cfg").write_text(generated.stdout)
-    (base / "nagios.cfg").write_text(textwrap.dedent(f"""\
+    path = base / "nagios.cfg"
+    path.write_text("".join(f"cfg_file={o}\n" for o in objects) + textwrap.dedent(f"""\
         log_file={base}/var/nagios.log
-        cfg_file={base}/objects.cfg
-        cfg_file={base}/mirrorkeeper.cfg
         object_cache_file={base}/var/objects.cache
         precached_object_file={base}/var/objects.precache
         resource_file={base}/resource.cfg
         status_file={base}/var/status.dat
         status_update_interval=1
-        nagios_user=root
-        nagios_group=root
+        nagios_user={user}
+        nagios_group={group}
         check_external_commands=1
         command_file={command_file}
+        query_socket={base}/rw/nagios.qh
         lock_file={base}/var/nagios.lock
         temp_file={base}/var/nagios.tmp
         temp_path={base}/var
@@ -318,17 +308,90 @@ def test_real_nagios_runs_the_check_and_takes_the_alert_plugins_results(
         enable_environment_macros=0
         illegal_macro_output_chars=`~$&|'"<>
         """))
-    verify = subprocess.run([program("nagios4") or "nagios4", "-v", str(base / "nagios.cfg")],
+    (base / "resource.cfg").write_text("")
+    return path
+
+
+def verified(cfg: Path, *as_user: str) -> str:
+    verify = subprocess.run([*as_user, program("nagios4") or "nagios4", "-v", str(cfg)],
                             capture_output=True, text=True)
     assert verify.returncode == 0 and "Total Errors:   0" in verify.stdout, verify.stdout
     assert "Total Warnings: 0" in verify.stdout, verify.stdout
-    assert sync_now(config, "deb").outcome == "success"
-    nagios = started(["nagios4", str(base / "nagios.cfg")], base)
+    return verify.stdout
+
+
+@needs("nagios4")
+@pytest.mark.skipif(not Path("/etc/nagios4/objects/templates.cfg").exists(),
+                    reason="needs Debian's stock Nagios objects (/etc/nagios4/objects)")
+def test_nagios_config_fits_debians_stock_nagios(tmp_path: Path, served: str) -> None:
+    """What `nagios-config` prints, with its defaults, next to Debian's own objects: the host
+    and its template are known, nothing is defined twice — 0 errors, 0 warnings."""
+    config = config_with(tmp_path, served, "")
+    generated = subprocess.run([str(Path(sys.executable).parent / "mirrorkeeper"), "-c",
+                                str(config), "nagios-config"],
+                               capture_output=True, text=True, check=True).stdout
+    (tmp_path / "mirrorkeeper.cfg").write_text(generated)
+    for sub in ("var", "spool", "rw"):
+        (tmp_path / sub).mkdir()
+    stock = [Path("/etc/nagios4/objects") / f"{name}.cfg"
+             for name in ("commands", "contacts", "timeperiods", "templates", "localhost")]
+    cfg = nagios_cfg(tmp_path, [*stock, tmp_path / "mirrorkeeper.cfg"], "root", "root")
+    cfg.write_text("cfg_dir=/etc/nagios-plugins/config\n" + cfg.read_text())
+    verified(cfg)
+
+
+@needs("nagios4")
+@privileged_test
+def test_real_nagios_runs_the_check_and_takes_the_alert_plugins_results(
+        accounts: Accounts, shared: Path, runnable_bin: Path, served: str) -> None:
+    """Nagios as its own unprivileged user, in the `mirrorkeeper` group (docs/deploy.md), with
+    `nagios-config`'s defaults: it runs the check, and the alert plugin, run by the
+    mirrorkeeper user, reaches the same service through Nagios' command pipe."""
+    svc = accounts.create("svc")
+    nag = accounts.create("nag", groups=(svc.group,))  # adduser nagios mirrorkeeper
+    accounts.add_to_group(svc, nag.group)  # adduser mirrorkeeper www-data: the pipe's group
+    state, mirrors, base = shared / "state", shared / "srv", shared / "nagios"
+    for path in (state, shared / "logs"):
+        subprocess.run(["install", "-d", "-o", svc.name, "-g", svc.group, "-m", "0750",
+                        str(path)], check=True)
+    subprocess.run(["install", "-d", "-o", svc.name, "-g", svc.group, str(mirrors)], check=True)
+    for sub in ("var", "spool"):
+        subprocess.run(["install", "-d", "-o", nag.name, "-g", nag.group, str(base / sub)],
+                       check=True)
+    subprocess.run(["install", "-d", "-o", nag.name, "-g", nag.group, "-m", "2710",
+                    str(base / "rw")], check=True)  # as Debian's /var/lib/nagios4/rw
+    command_file = base / "rw" / "nagios.cmd"
+    mk = str(runnable_bin / "mirrorkeeper")
+    config = write_config(shared / "mirrorkeeper.toml", {
+        "deb": {"profile": "debian", "dest": str(mirrors / "deb"), "upstreams": [served]},
+        "broken": {"profile": "debian", "dest": str(mirrors / "broken"),
+                   "upstreams": [served.replace("/debian/", "/nosuchmodule/")],
+                   "attempts_per_upstream": 1}},
+        {"state_dir": str(state), "log_dir": str(shared / "logs")})
+    config.write_text(config.read_text() + textwrap.dedent(f"""
+        [[alerts.plugins]]
+        name = "nagios"
+        command = ["{runnable_bin / 'mirrorkeeper-alert-nagios'}", "--command-file",
+                   "{command_file}"]
+        min_severity = "warning"
+        """))
+    (base / "objects.cfg").write_text(OBJECTS)
+    generated = subprocess.run([mk, "-c", str(config), "nagios-config"], capture_output=True,
+                               text=True, check=True)  # the defaults
+    assert f"command_line    {mk} -c {config} check $ARG1$" in generated.stdout
+    (base / "mirrorkeeper.cfg").write_text(generated.stdout)
+    cfg = nagios_cfg(base, [base / "objects.cfg", base / "mirrorkeeper.cfg"], nag.name,
+                     nag.group)
+    verified(cfg, *setpriv(nag))
+    synced = as_user(svc, [mk, "-c", str(config), "sync", "deb", "--quiet"])
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    nagios = subprocess.Popen([*setpriv(nag), program("nagios4") or "nagios4", str(cfg)],
+                              cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(command_file.exists, what="Nagios' command pipe")
         now = int(time.time())
         with open(command_file, "w") as pipe:
-            pipe.write(f"[{now}] SCHEDULE_FORCED_SVC_CHECK;mirror1;mirror deb;{now}\n")
+            pipe.write(f"[{now}] SCHEDULE_FORCED_SVC_CHECK;{TEST_HOSTNAME};mirror deb;{now}\n")
         status = base / "var" / "status.dat"
         wait_for(lambda: service_status(status, "mirror deb").get("has_been_checked") == "1"
                  and service_status(status, "mirror deb").get("last_check") != "0",
@@ -338,9 +401,9 @@ def test_real_nagios_runs_the_check_and_takes_the_alert_plugins_results(
         assert deb["plugin_output"].startswith("MIRRORKEEPER OK - deb synced"), deb
         assert "deb_age=" in deb["performance_data"]
         # A real failure, classified and alerted through the shipped plugin: passive result.
-        sync = subprocess.run([mk, "-c", str(config), "sync", "broken", "--quiet"],
-                              capture_output=True, text=True, timeout=60)
+        sync = as_user(svc, [mk, "-c", str(config), "sync", "broken", "--quiet"])
         assert sync.returncode == 1, sync.stderr
+        assert "Traceback" not in sync.stderr, sync.stderr
         wait_for(lambda: service_status(status, "mirror broken").get("check_type") == "1",
                  what="the passive result arrived")
         broken = service_status(status, "mirror broken")

@@ -6,11 +6,17 @@ import getpass
 
 
 class StateUnavailable(Exception):
-    """The state or log directory cannot be created, written or read (exit 73)."""
+    """The state or log directory, or a file in it, cannot be created, written or read (exit 73).
 
-    def __init__(self, what: str, path: str, reason: str) -> None:
+    ``what`` names the place ("state directory", "log directory", "store", "lock file", ...),
+    ``path`` the exact file or directory, ``reason`` what is wrong and ``fix`` what to do. Without
+    a fix the message points at the config key, which is right for a directory that cannot be
+    made; :mod:`mirrorkeeper.access` builds the precise fixes (ownership, a full disk).
+    """
+
+    def __init__(self, what: str, path: str, reason: str, fix: str | None = None) -> None:
         self.what, self.path, self.reason = what, path, reason
-        super().__init__(
-            f"cannot use {path} as the {what}: {reason}; check [global] "
-            f"{'state_dir' if what == 'state directory' else 'log_dir'} in the config, and that "
-            f"user {getpass.getuser()} may create and write it")
+        key = "state_dir" if what == "state directory" else "log_dir"
+        self.fix = fix or (f"check [global] {key} in the config, and that user "
+                           f"{getpass.getuser()} may create and write it")
+        super().__init__(f"cannot use {path} as the {what}: {reason}; {self.fix}")

@@ -4,6 +4,7 @@ carries it without threading it through calls."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import gzip
@@ -11,11 +12,14 @@ import json
 import logging
 import os
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from .access import Place, os_problem, require_writable
 from .errors import StateUnavailable
 
 EVENT_LOG = "events.jsonl"
@@ -52,8 +56,13 @@ class JsonFormatter(logging.Formatter):
 
 def setup_event_log(log_dir: str | Path) -> None:
     """Send events to ``LOG_DIR/events.jsonl``; a previous event log of this process (another
-    config) is closed and replaced, so events never go to a stale file."""
-    path = Path(log_dir) / EVENT_LOG
+    config) is closed and replaced, so events never go to a stale file.
+
+    Only commands that act open it: a reader must work for a user who may not write here. A
+    file this user may not write (left by a run as root) is exit 73 naming it and its owner.
+    """
+    root = Path(log_dir)
+    path = root / EVENT_LOG
     for handler in list(logger.handlers):
         if isinstance(handler, _EventFileHandler):
             if handler.baseFilename == str(path.absolute()):
@@ -61,10 +70,14 @@ def setup_event_log(log_dir: str | Path) -> None:
             logger.removeHandler(handler)
             handler.close()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = _EventFileHandler(path, encoding="utf-8")
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StateUnavailable("log directory", str(log_dir), exc.strerror or str(exc)) from exc
+    require_writable([Place("log directory", root, root), Place("event log", path, root)])
+    try:
+        handler = _EventFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise os_problem(exc, Place("event log", path, root)) from exc
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -87,11 +100,49 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+#: The same warning or error (same logger, event and mirror) at most once per this many
+#: seconds on stderr; the next one that gets through says how many were held back.
+REPEAT_WINDOW_SECONDS = 300.0
+
+
+class Repeats(logging.Filter):
+    """Rate-limits repeated warnings and errors, so that a condition that lasts (a full disk,
+    an unreachable queue) is one line every few minutes in the journal, not thousands."""
+
+    def __init__(self, window: float = REPEAT_WINDOW_SECONDS) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        fields = getattr(record, "fields", {})
+        key = (record.name, str(getattr(record, "event", record.msg)),
+               str(fields.get("mirror") or current_mirror.get() or ""))
+        now = time.monotonic()
+        with self._lock:
+            last, held = self._seen.get(key, (-self.window, 0))
+            if now - last < self.window:
+                self._seen[key] = (last, held + 1)
+                return False
+            self._seen[key] = (now, 0)
+        if held:
+            if hasattr(record, "fields"):
+                record.fields = {**fields, "repeated": held}
+            else:
+                record.msg = f"{record.msg} (and {held} more like it)"
+        return True
+
+
 def log_to_stderr() -> None:
     """The daemon's events (and its libraries' warnings) on stderr, where systemd collects
-    them; the JSON event log stays the complete record."""
+    them, repeated warnings and errors rate-limited; the JSON event log stays the complete
+    record."""
     handler = logging.StreamHandler()
     handler.setFormatter(LineFormatter())
+    handler.addFilter(Repeats())
     logger.addHandler(handler)
     for name in ("huey", "uvicorn.error"):
         library = logging.getLogger(name)
@@ -99,8 +150,28 @@ def log_to_stderr() -> None:
         library.setLevel(logging.WARNING)
 
 
+#: How often a failing event log (full disk) may say so on stderr.
+COMPLAINT_INTERVAL_SECONDS = 300.0
+
+
 class _EventFileHandler(logging.FileHandler):
-    """Marks the handler this module owns."""
+    """The handler this module owns. A write that fails (a full disk) prints one line on
+    stderr at most every few minutes, never logging's traceback per event, and the next
+    event that fits is written as usual."""
+
+    _last_complaint = -COMPLAINT_INTERVAL_SECONDS
+    _lost = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        self._lost += 1
+        now = time.monotonic()
+        if now - self._last_complaint < COMPLAINT_INTERVAL_SECONDS:
+            return
+        self._last_complaint = now
+        reason = (error.strerror or str(error)) if isinstance(error, OSError) else repr(error)
+        sys.stderr.write(f"mirrorkeeper: cannot write the event log {self.baseFilename}: "
+                         f"{reason}; {self._lost} event(s) lost so far\n")
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -121,33 +192,55 @@ class RunLog:
         self._flushed = 0.0
 
     def open(self) -> RunLog:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise os_problem(exc, Place("run log", self.path, self.dir.parent.parent)) from exc
         return self
 
     def note(self, text: str) -> None:
         self.write("--", f"# {text}")
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
 
     def write(self, stream: str, line: str) -> None:
         """One line with its time. Buffered, and flushed at least every 0.2 s, so that
-        ``logs --follow`` keeps up without a write per line (100,000 on a large sync)."""
+        ``logs --follow`` keeps up without a write per line (100,000 on a large sync). Once a
+        write fails (a full disk), the log stops, says so in the event log, and the sync goes
+        on: the log must not be what stops a mirror."""
         if self._file is not None:
             now = time.time()
             second = int(now)
             if second != self._second:  # strftime once a second, not once a line
                 self._second, self._clock = second, time.strftime("%H:%M:%S",
                                                                   time.gmtime(second))
-            self._file.write(f"{self._clock}.{int(now % 1 * 1000):03d} {stream} {line}\n")
-            if now - self._flushed >= 0.2:
-                self._flushed = now
-                self._file.flush()
+            try:
+                self._file.write(f"{self._clock}.{int(now % 1 * 1000):03d} {stream} {line}\n")
+                if now - self._flushed >= 0.2:
+                    self._flushed = now
+                    self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        event("runlog.write_failed", level=logging.ERROR, path=str(self.path),
+              error=exc.strerror or str(exc))
+        self.close()
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            handle, self._file = self._file, None
+            try:
+                handle.flush()
+            except OSError as exc:  # the buffered last lines did not fit
+                event("runlog.write_failed", level=logging.ERROR, path=str(self.path),
+                      error=exc.strerror or str(exc))
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def __enter__(self) -> RunLog:
         return self.open()

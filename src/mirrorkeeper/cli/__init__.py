@@ -53,9 +53,12 @@ class UsageProblem(click.UsageError):
     """A usage error that exits 64 (EX_USAGE), like every other usage error here."""
 
 
-def _load(ctx: click.Context) -> Config:
+def _load(ctx: click.Context, events: bool = True) -> Config:
+    """The config, and the event log unless the command only reads (``events=False``): a
+    reader must work for a user who may not write the log directory."""
     config: Config = load_config(find_config(ctx.obj["config"]))
-    setup_event_log(config.settings.log_dir)
+    if events:
+        setup_event_log(config.settings.log_dir)
     return config
 
 
@@ -72,6 +75,11 @@ def _warn_not_runnable(config: Config) -> None:
     for broken in config.broken_enabled():
         for problem in _not_runnable(config, broken):
             err_console.print(f"mirrorkeeper: {problem}", markup=False)
+
+
+def _reader(config: Config) -> Store:
+    """The store for a command that only looks: opened read-only, nothing created."""
+    return Store.open(config.settings.state_dir, readonly=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -255,8 +263,8 @@ def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> int:
     """Every mirror: state, progress if running, last success and its age."""
-    config = _load(ctx)
-    store = Store.open(config.settings.state_dir)
+    config = _load(ctx, events=False)
+    store = _reader(config)
     try:
         rows = status_rows(config, store)
     finally:
@@ -275,10 +283,10 @@ def status(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
     """The last runs of one mirror, newest first."""
-    config = _load(ctx)
+    config = _load(ctx, events=False)
     if name not in config.mirrors:
         raise UsageProblem(f"no mirror `{name}`. " + did_you_mean(name, config.mirrors))
-    store = Store.open(config.settings.state_dir)
+    store = _reader(config)
     try:
         records = store.history(name, limit)
     finally:
@@ -299,10 +307,10 @@ def logs(ctx: click.Context, name: str, run_id: int | None, follow: bool) -> int
     """Print a run's log: every line rsync printed, with Mirrorkeeper's notes."""
     from ..logs import open_run_log
 
-    config = _load(ctx)
+    config = _load(ctx, events=False)
     if name not in config.mirrors:
         raise UsageProblem(f"no mirror `{name}`. " + did_you_mean(name, config.mirrors))
-    store = Store.open(config.settings.state_dir)
+    store = _reader(config)
     try:
         record = store.run(run_id) if run_id else store.last_run(name)
         if record is None or record.mirror != name or not record.log_path:
@@ -526,12 +534,14 @@ def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning
         return 3
     mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
     try:
-        store = Store.open(config.settings.state_dir)
+        store = _reader(config)
     except Exception as exc:  # noqa: BLE001 - any unreadable state is UNKNOWN for Nagios
         click.echo(f"MIRRORKEEPER UNKNOWN - cannot open the store: {exc}")
         return 3
     try:
         run_check(config, store, mirrors, warning, critical, max(verbose, int(all_mirrors)))
+    except StateUnavailable as exc:  # a lock file it may not read, say
+        click.echo(f"MIRRORKEEPER UNKNOWN - {exc}")
     finally:
         store.close()
     return 3  # run_check exits; reaching here is itself unknown
@@ -545,11 +555,11 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
     from ..metrics import wire
     from ..metrics.sink import latest_values
 
-    config = _load(ctx)
+    config = _load(ctx, events=False)
     interval = float(os.environ.get("COLLECTD_INTERVAL") or config.metrics.interval)
     host = os.environ.get("COLLECTD_HOSTNAME") or config.settings.hostname
     while True:
-        store = Store.open(config.settings.state_dir)
+        store = _reader(config)
         try:
             now = time.time()
             for mirror in config.enabled():
@@ -570,15 +580,20 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
 
 
 @cli.command("nagios-config")
-@click.option("--host", default=None, help="Nagios host_name (default: this host's name).")
-@click.option("--command", "command", default="/usr/bin/mirrorkeeper", show_default=True)
+@click.option("--host", default=None,
+              help="Attach the services to this host, which your Nagios already defines "
+                   "(default: [global] hostname, and a host definition for it is printed too).")
+@click.option("--command", "command", default=None,
+              help="The mirrorkeeper that Nagios runs (default: the one running now, e.g. "
+                   "/usr/local/bin/mirrorkeeper as docs/deploy.md installs it).")
 @click.pass_context
-def nagios_config_cmd(ctx: click.Context, host: str | None, command: str) -> int:
-    """Print Nagios/Icinga definitions: one service per enabled mirror."""
-    from ..nagios import nagios_config
+def nagios_config_cmd(ctx: click.Context, host: str | None, command: str | None) -> int:
+    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror."""
+    from ..nagios import nagios_config, running_command
 
-    config = _load(ctx)
-    click.echo(nagios_config(config, command, host or config.settings.hostname))
+    config = _load(ctx, events=False)
+    click.echo(nagios_config(config, command or running_command(),
+                             host or config.settings.hostname, define_host=host is None))
     return Exit.OK
 
 
@@ -596,8 +611,8 @@ def alerts_list(ctx: click.Context, show_all: bool, as_json: bool) -> int:
     """Open alerts (or, with --all, recent ones too)."""
     from ..store.alerts import AlertStore
 
-    config = _load(ctx)
-    store = Store.open(config.settings.state_dir)
+    config = _load(ctx, events=False)
+    store = _reader(config)
     try:
         rows = [alert_row(a) for a in AlertStore(store.engine).recent(200, show_all)]
     finally:
@@ -704,12 +719,12 @@ def alerts_replay(ctx: click.Context, rules_path: str, limit: int) -> int:
     from ..config.load import load_alerts, read_toml
     from ..store.alerts import AlertStore
 
-    config = _load(ctx)
+    config = _load(ctx, events=False)
     problems: list[Problem] = []
     new = load_alerts(read_toml(Path(rules_path)).get("alerts", {}), rules_path, problems)
     if problems:
         raise ConfigError(problems)
-    store = Store.open(config.settings.state_dir)
+    store = _reader(config)
     try:
         changes = [c for m in config.mirrors.values()
                    for c in replay(m, store.history(m.name, limit), config.alerts, new)]

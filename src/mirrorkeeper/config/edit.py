@@ -3,15 +3,22 @@
 Appending a new ``[mirrors.NAME]`` table at the end is always valid TOML, so the admin's comments
 and layout survive byte for byte. The result is validated as a whole before it atomically
 replaces the file; a config that would not load is never written.
+
+The replacement is a new inode, made by ``mkstemp`` (mode 0600): it gets the old file's mode,
+owner and group, and a new file gets 0666 less the umask (0644 for root), so that the
+unprivileged daemon — and ``ExecStartPre=mirrorkeeper config check`` — can read what root wrote.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import tempfile
 from pathlib import Path
 
+from ..errors import StateUnavailable
 from .load import load_config
 from .problems import ConfigError, Problem
 
@@ -38,6 +45,48 @@ def mirror_table(name: str, profile: str, dest: str) -> str:
             f"dest = {toml_string(dest)}\n")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # the portable way: set and put back at once
+    os.umask(mask)
+    return mask
+
+
+def _names(st: os.stat_result) -> str:
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group}"
+
+
+def _take_over(tmp: str, path: Path, old: os.stat_result | None) -> None:
+    """Give the replacement the old file's mode, owner and group (a new file: the umask's)."""
+    if old is None:
+        os.chmod(tmp, 0o666 & ~current_umask())
+        return
+    os.chmod(tmp, old.st_mode & 0o7777)
+    try:
+        os.chown(tmp, old.st_uid, old.st_gid)
+    except PermissionError:
+        now = os.stat(tmp)
+        if (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid):
+            raise StateUnavailable(
+                "config file", str(path), f"it belongs to {_names(old)}, and a new copy made by "
+                f"this user would belong to {_names(now)}",
+                "fix: run `mirrorkeeper init` as root or as the file's owner") from None
+
+
 def append_mirror(path: Path, name: str, profile: str, dest: str) -> str:
     """Add a mirror to ``path`` (created with a commented header if missing); return the text
     that was appended. Raises :class:`ConfigError` and leaves the file untouched on any problem."""
@@ -53,15 +102,20 @@ def append_mirror(path: Path, name: str, profile: str, dest: str) -> str:
     added = mirror_table(name, profile, dest)
     text = original if original.endswith("\n") else original + "\n"
     text += added
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    old = path.stat() if existed else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StateUnavailable("config file", str(path), exc.strerror or str(exc),
+                               f"fix: run `mirrorkeeper init` as a user who may write "
+                               f"{path.parent} (root)") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        if existed:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        _take_over(tmp, path, old)
         try:
             load_config(tmp)
         except ConfigError as exc:

@@ -5,6 +5,10 @@ number is the parallel limit); a small pool polls update signals; uvicorn serves
 Every sync goes through the mirror's ``flock``, so a manual ``mirrorkeeper sync`` and the daemon
 never run one mirror twice. One failing mirror never stops the others: each job's errors are
 recorded and logged, and the loop goes on.
+
+A condition that lasts — the state disk full, say — is logged when it starts (one line, no
+traceback for what an admin must fix), rate-limited while it lasts, and "recovered" when it
+ends; a failed poll waits before it is tried again instead of waking the planner at once.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..access import Place, require_writable
 from ..clock import local_zone
 from ..config.files import web_file_problems
 from ..config.load import load_config
 from ..config.problems import ConfigError
 from ..config.spec import Config
+from ..errors import StateUnavailable
 from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, age_seconds
@@ -32,12 +38,12 @@ from ..plan.due import Due, TickPlan, plan_tick
 from ..stop import TERMINATING_SIGNALS, StopRequest
 from ..store import Store
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
-from ..sync.run import lock_dir
+from ..sync.run import lock_dir, writer_places
 from ..web.hosts import beyond_loopback
 from .deliveries import Deliverer
 from .facts import gather_facts
 from .poller import poll_signal
-from .queue import SyncQueue
+from .queue import SyncQueue, queue_places
 
 log = logging.getLogger("mirrorkeeper")
 
@@ -48,6 +54,8 @@ DAEMON_LOCK = "daemon"
 BUSY_RETRY_SECONDS = 60.0
 POLL_WORKERS = 4
 POLL_KEEP_SECONDS = 30 * 86400.0
+#: A poll that failed (its result could not even be stored) is not tried again sooner.
+POLL_RETRY_SECONDS = 60.0
 
 
 class WebUnavailable(Exception):
@@ -65,6 +73,16 @@ def log_profile_problems(config: Config) -> None:
 
 def daemon_running(state_dir: str | Path) -> bool:
     return is_locked(state_dir, DAEMON_LOCK)
+
+
+def daemon_places(config: Config) -> list[Place]:
+    """Everything the daemon writes: its lock, the queue, and each enabled mirror's files."""
+    state = Path(config.settings.state_dir)
+    places = [Place("lock file", state / f"{DAEMON_LOCK}.lock", state),
+              *queue_places(state)]
+    for mirror in config.enabled():
+        places += writer_places(config, mirror)
+    return places
 
 
 def locked_mirrors(config: Config) -> set[str]:
@@ -100,7 +118,10 @@ class Daemon:
     """Construct it, then :meth:`run` it on the main thread (or use it as the web backend)."""
 
     def __init__(self, config: Config) -> None:
+        """Raises :class:`StateUnavailable` (exit 73) before anything starts if a state or log
+        file is not this user's to write, naming the file and the fix."""
         self.config = config
+        require_writable(daemon_places(config))
         self.store = Store.open(config.settings.state_dir)
         self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
         self.queue.handler = self.execute
@@ -120,6 +141,9 @@ class Daemon:
         self._started: dict[str, float] = {}
         self._rerun: set[str] = set()
         self._polling: set[str] = set()
+        self._poll_failed: dict[str, float] = {}
+        #: What is failing right now (``tick``, ``poll deb``, ...) → when it started.
+        self._trouble: dict[str, float] = {}
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self.deliverer = Deliverer(lambda: self.config, self.store, self.stop)
@@ -158,7 +182,13 @@ class Daemon:
         if absorbed:
             event("job.coalesced", mirror=mirror, reason=reason, why="already queued")
             return True
-        self.queue.enqueue(mirror, reason, urgent=urgent)
+        try:
+            self.queue.enqueue(mirror, reason, urgent=urgent)
+        except BaseException:
+            with self._lock:  # not queued after all: the next plan must try again
+                self.queued.discard(mirror)
+                self._queued_urgent.discard(mirror)
+            raise
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
@@ -195,6 +225,7 @@ class Daemon:
             event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
+            self._recovered(f"job {name}")
         except MirrorLocked as exc:
             with self._lock:  # no run of ours started after all
                 if before is None:
@@ -203,7 +234,9 @@ class Daemon:
                     self._started[name] = before
             event("job.busy", mirror=name, reason=reason, holder=exc.holder)
             if reason in URGENT_REASONS and not self.stop.is_set():
-                self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
+                self._enqueue_later(name, reason)
+        except StateUnavailable as exc:  # the admin's to fix; the schedule tries again
+            self._failing(f"job {name}", "job.failed", exc, mirror=name, reason=reason)
         except Exception as exc:
             log.exception("job failed")
             event("job.crashed", level=logging.CRITICAL, mirror=name, reason=reason,
@@ -217,6 +250,26 @@ class Daemon:
             if again:
                 self.enqueue(name, "push")
 
+    def _enqueue_later(self, name: str, reason: str) -> None:
+        try:
+            self.queue.enqueue(name, reason, urgent=True, delay=BUSY_RETRY_SECONDS)
+        except StateUnavailable as exc:
+            self._failing(f"job {name}", "job.retry_lost", exc, mirror=name, reason=reason)
+
+    # -- conditions that last -------------------------------------------------------------------
+    def _failing(self, what: str, name: str, exc: Exception, **fields: Any) -> None:
+        """Log a failure the admin must fix as one line: the stderr handler rate-limits
+        repeats, and :meth:`_recovered` says when it is over."""
+        with self._lock:
+            self._trouble.setdefault(what, time.time())
+        event(name, level=logging.ERROR, error=str(exc), **fields)
+
+    def _recovered(self, what: str) -> None:
+        with self._lock:
+            since = self._trouble.pop(what, None)
+        if since is not None:
+            event("daemon.recovered", what=what, failing_seconds=round(time.time() - since))
+
     # -- the tick -------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> TickPlan:
         now = now or time.time()
@@ -229,7 +282,9 @@ class Daemon:
         for due in plan.due:
             self.enqueue(due.mirror, due.reason)
         for name in plan.polls:
-            if name not in polling:
+            failed = self._poll_failed.get(name)
+            if name not in polling and (failed is None
+                                        or time.monotonic() - failed >= POLL_RETRY_SECONDS):
                 self._start_poll(name)
         self._housekeeping(now)
         return plan
@@ -244,10 +299,19 @@ class Daemon:
     def _poll_done(self, name: str, future: Future[Any]) -> None:
         with self._lock:
             self._polling.discard(name)
-        if future.exception() is not None:
-            event("poll.crashed", level=logging.ERROR, mirror=name,
-                  error=repr(future.exception()))
-        self.wake.set()  # plan again now: the signal may have changed
+        error = future.exception()
+        if error is None:
+            self._poll_failed.pop(name, None)
+            self._recovered(f"poll {name}")
+            self.wake.set()  # plan again now: the signal may have changed
+            return
+        # Not again at once: a poll whose result cannot be stored would be due again at the
+        # next plan, and waking it would loop as fast as the poll fails.
+        self._poll_failed[name] = time.monotonic()
+        if isinstance(error, StateUnavailable):
+            self._failing(f"poll {name}", "poll.failed", error, mirror=name)
+        else:
+            event("poll.crashed", level=logging.ERROR, mirror=name, error=repr(error))
 
     def _housekeeping(self, now: float) -> None:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
@@ -256,9 +320,13 @@ class Daemon:
         config = self.config
         try:
             watchdog(config, self.store, now)  # queues; the delivery workers send
+        except StateUnavailable as exc:
+            self._failing("alerts", "alert.failure", exc)
         except Exception as exc:
             log.exception("alert housekeeping failed")
             event("alert.failure", level=logging.ERROR, error=repr(exc))
+        else:
+            self._recovered("alerts")
         self.deliverer.kick()
         if self.sink is not None:
             for mirror in config.enabled():
@@ -338,9 +406,13 @@ class Daemon:
                 self.wake.clear()
                 try:
                     self.tick(now)
+                except StateUnavailable as exc:
+                    self._failing("tick", "tick.failed", exc)
                 except Exception as exc:
                     log.exception("tick failed")
                     event("tick.failed", level=logging.ERROR, error=repr(exc))
+                else:
+                    self._recovered("tick")
                 next_tick = now + self.config.daemon.tick
             self.wake.wait(min(1.0, max(0.0, next_tick - time.time())))
 

@@ -1,22 +1,39 @@
-"""Run history and live state. One SQLite file in the state dir (WAL, so ``status`` can read
-while a sync writes); the same code takes a PostgreSQL URL for a fleet."""
+"""Run history and live state. One SQLite file in the state dir; the same code takes a
+PostgreSQL URL for a fleet.
+
+Writers (``sync``, the daemon) open it read-write in WAL mode, so readers never wait for a
+sync. Readers (``status``, ``history``, ``logs``, ``check``, ``alerts list``) open it
+read-only (``mode=ro``) and never create, migrate or write anything, so that a user who may only
+*read* the state directory — Nagios' own user, in the ``mirrorkeeper`` group — can run them.
+
+A WAL database can be read without write access only while its ``-wal`` and ``-shm`` files
+exist and are readable (SQLite creates them with the database file's mode), or when the reader
+may create them. They exist while a writer has the database open; when the last connection
+closes, SQLite deletes them. So a writer that closes leaves the database in rollback-journal
+mode when it is the last one (``PRAGMA journal_mode=DELETE``, which SQLite refuses while
+anyone else has the file open): at rest the store is one self-contained file that read access
+alone can read, and the next writer switches it back to WAL.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import socket
+import sqlite3
 import time
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..access import Place, first_unreadable, read_denied, require_writable, sqlite_problem
 from ..errors import StateUnavailable
 from ..record import Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress
-from .schema import live, polls, runs
+from .schema import live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
 
 DB_NAME = "mirrorkeeper.db"
@@ -46,12 +63,65 @@ def migrate(engine: sa.Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _writer_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout first: switching a database at rest back to WAL waits for readers.
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _translate_errors(engine: sa.Engine, db: Path, readonly: bool) -> None:
+    """SQLite errors an admin must fix (a file left by root, a full disk) become
+    :class:`StateUnavailable` naming the file, wherever in the code they happen."""
+
+    def handle(context: sa.engine.ExceptionContext) -> None:
+        problem = sqlite_problem(context.original_exception, db, db.parent, readonly)
+        if problem is not None:
+            raise problem from context.original_exception
+
+    sa.event.listen(engine, "handle_error", handle)
+
+
+def leave_at_rest(db: Path) -> bool:
+    """Switch ``db`` to rollback-journal mode if no one else has it open (True if it is now).
+
+    Never waits: another connection anywhere means it keeps WAL mode, and its ``-wal`` and
+    ``-shm`` files, which readers can then use, stay. Errors (read-only, full disk) leave it
+    as it is; the next writer's close tries again.
+    """
+    try:
+        conn = sqlite3.connect(db, timeout=0)
+    except sqlite3.Error:
+        return False
+    try:
+        mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()
+        return bool(mode) and str(mode[0]).lower() == "delete"
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _stat_or_none(place: Place) -> os.stat_result | None:
+    """``place`` for a reader: None if it does not exist, else its stat; unusable → raise."""
+    try:
+        return place.path.stat()
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        blocked = first_unreadable([Place(place.what, p, place.root)
+                                    for p in (*reversed(place.path.parents), place.path)])
+        raise read_denied(blocked or place) from None
+    except OSError as exc:
+        raise StateUnavailable(place.what, str(place.path), exc.strerror or str(exc)) from exc
 
 
 def stage_to_json(stage: StageResult) -> dict[str, Any]:
@@ -72,35 +142,109 @@ def stage_from_json(data: dict[str, Any]) -> StageResult:
 
 
 class Store:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, db: Path | None = None,
+                 readonly: bool = False) -> None:
         self.engine = engine
+        #: The SQLite file (None for other databases and the empty read-only store).
+        self.db = db
+        self.readonly = readonly
 
     @classmethod
-    def open(cls, state_dir: str | Path) -> Store:
-        """Open (creating and migrating if needed) the SQLite store in ``state_dir``.
+    def open(cls, state_dir: str | Path, *, readonly: bool = False) -> Store:
+        """The SQLite store in ``state_dir``: read-write (created and migrated if needed), or
+        ``readonly`` for commands that only look, which never write a byte.
 
-        Raises :class:`~mirrorkeeper.errors.StateUnavailable` naming the directory and the fix.
+        Raises :class:`~mirrorkeeper.errors.StateUnavailable` naming the file and the fix.
         """
+        if readonly:
+            return cls._open_readonly(Path(state_dir))
+        state = Path(state_dir)
+        db = state / DB_NAME
         try:
-            Path(state_dir).mkdir(parents=True, exist_ok=True)
-            return cls.from_url(f"sqlite:///{Path(state_dir) / DB_NAME}")
+            state.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateUnavailable("state directory", str(state_dir),
+            raise StateUnavailable("state directory", str(state),
                                    exc.strerror or str(exc)) from exc
+        require_writable([Place("state directory", state, state),
+                          *(Place("store", Path(f"{db}{suffix}"), state)
+                            for suffix in ("", "-wal", "-shm"))])
+        engine = sa.create_engine(f"sqlite:///{db}")
+        sa.event.listen(engine, "connect", _writer_pragmas)
+        _translate_errors(engine, db, readonly=False)
+        try:
+            migrate(engine)
         except sa.exc.OperationalError as exc:
-            raise StateUnavailable("state directory", str(state_dir),
+            engine.dispose()
+            raise StateUnavailable("state directory", str(state),
                                    str(exc.orig) if exc.orig else str(exc)) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, db)
+
+    @classmethod
+    def _open_readonly(cls, state: Path) -> Store:
+        """``mode=ro``: no journal switch, no migration, no file created. A state directory
+        or database that does not exist yet is an empty store (nothing has synced)."""
+        db = state / DB_NAME
+        st = _stat_or_none(Place("state directory", state, state))
+        if st is None:
+            return cls.empty()
+        if not state.is_dir():
+            raise StateUnavailable("state directory", str(state), "Not a directory")
+        if _stat_or_none(Place("store", db, state)) is None:
+            return cls.empty()
+        blocked = first_unreadable(Place("store", p, state) for p in (
+            state, db, Path(f"{db}-wal"), Path(f"{db}-shm")))
+        if blocked is not None:
+            raise read_denied(blocked)
+        uri = f"file:{urllib.parse.quote(str(db))}?mode=ro"
+        engine = sa.create_engine(f"sqlite:///{db}", creator=lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False))
+        sa.event.listen(engine, "connect", _reader_pragmas)
+        _translate_errors(engine, db, readonly=True)
+        try:
+            with engine.connect() as conn:
+                revision = schema_revision(conn)
+        except BaseException:
+            engine.dispose()
+            raise
+        if revision is None:
+            # A writer is creating it right now: the first migration is one transaction, so
+            # until it commits there is nothing to read yet.
+            engine.dispose()
+            return cls.empty()
+        if revision != HEAD_REVISION:
+            engine.dispose()
+            raise StateUnavailable(
+                "store", str(db),
+                f"its schema is at revision {revision}, this Mirrorkeeper reads "
+                f"{HEAD_REVISION}, and a read-only command does not migrate",
+                "fix: let a writer migrate it — restart the daemon (systemctl restart "
+                "mirrorkeeper) or run `mirrorkeeper alerts watchdog` as the state's owner")
+        return cls(engine, db, readonly=True)
+
+    @classmethod
+    def empty(cls) -> Store:
+        """A read-only view of a store that does not exist yet: every mirror never synced."""
+        engine = sa.create_engine("sqlite://")
+        metadata.create_all(engine)
+        return cls(engine, readonly=True)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
         engine = sa.create_engine(url)
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _writer_pragmas)
         migrate(engine)
         return cls(engine)
 
     def close(self) -> None:
+        """Close every connection; a writer that was the last one leaves the file readable
+        without write access (see the module's docstring)."""
         self.engine.dispose()
+        if self.db is not None and not self.readonly:
+            leave_at_rest(self.db)
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, mirror: str, upstream: str, started_at: float) -> int:

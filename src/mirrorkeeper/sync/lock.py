@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from ..access import Place, os_problem, read_denied
+
 
 class MirrorLocked(Exception):
     def __init__(self, mirror: str, holder: str) -> None:
@@ -16,14 +18,22 @@ class MirrorLocked(Exception):
 
 
 class MirrorLock:
-    def __init__(self, lock_dir: str | Path, mirror: str) -> None:
+    def __init__(self, lock_dir: str | Path, mirror: str, root: str | Path | None = None) -> None:
         self.path = Path(lock_dir) / f"{mirror}.lock"
         self.mirror = mirror
+        #: The directory whose ownership a permission problem's fix gives back (the state dir).
+        self.root = Path(root or lock_dir)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Raises :class:`MirrorLocked` if someone holds it, and
+        :class:`~mirrorkeeper.errors.StateUnavailable` if this user may not open it (a lock
+        file left by a run as root, say)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise os_problem(exc, Place("lock file", self.path, self.root)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -53,9 +63,12 @@ class MirrorLock:
 def is_locked(lock_dir: str | Path, mirror: str) -> bool:
     """True while some process holds the mirror's lock (used by ``status``)."""
     path = Path(lock_dir) / f"{mirror}.lock"
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        raise read_denied(Place("lock file", path, Path(lock_dir))) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -2,7 +2,7 @@
 
 lock → plan → for each stage: rsync process → parse → tally (+ live progress) → stage result
 → run record → store. Errors come back as values in the record; only "cannot even start"
-conditions (the lock) raise.
+conditions (the lock, a state or log file this user may not write, a full state disk) raise.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..access import Place, denied, first_unwritable, require_writable
 from ..classify.judge import Verdict, failure_ratio, judge_stage
 from ..config.spec import Config, MirrorSpec
+from ..errors import StateUnavailable
 from ..logs import (
+    EVENT_LOG,
     RunLog,
     current_mirror,
     current_run,
@@ -41,6 +44,7 @@ from ..rsync.tally import StageTally
 from ..safetext import printable
 from ..stop import stopped_by
 from ..store import Store
+from ..store.store import DB_NAME
 from .deletions import delete_paths
 from .lock import MirrorLock
 from .preflight import (
@@ -60,6 +64,26 @@ StageCallback = Callable[[StageResult], None]  # after a stage ends, before the 
 
 def lock_dir(config: Config) -> Path:
     return Path(config.settings.state_dir) / "locks"
+
+
+def writer_places(config: Config, mirror: MirrorSpec) -> list[Place]:
+    """Every state and log file or directory a run of ``mirror`` writes, parents first."""
+    state, logs = Path(config.settings.state_dir), Path(config.settings.log_dir)
+    db = state / DB_NAME
+    staging = signal_staging(config, mirror).parent
+    return [
+        Place("state directory", state, state),
+        *(Place("store", Path(f"{db}{suffix}"), state) for suffix in ("", "-wal", "-shm")),
+        Place("lock directory", lock_dir(config), state),
+        Place("lock file", lock_dir(config) / f"{mirror.name}.lock", state),
+        Place("signal staging directory", staging.parent, state),
+        Place("signal staging directory", staging, state),
+        Place("signal staging file", signal_staging(config, mirror), state),
+        Place("log directory", logs, logs),
+        Place("event log", logs / EVENT_LOG, logs),
+        Place("run log directory", logs / "runs", logs),
+        Place("run log directory", logs / "runs" / mirror.name, logs),
+    ]
 
 
 def signal_staging(config: Config, mirror: MirrorSpec) -> Path:
@@ -116,8 +140,10 @@ def _dest_problem(dest: str) -> str | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot create destination {dest}: {exc.strerror}"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"destination {dest} is not writable by uid {os.getuid()}"
+    if first_unwritable([Place("destination", path, path)]) is not None:
+        # The same words as for the state: whose it is, and the chown that fixes it.
+        problem = denied(Place("destination", path, path))
+        return f"destination {dest}: {problem.reason}; {problem.fix}"
     return None
 
 
@@ -132,10 +158,13 @@ def sync_mirror(
     on_stage: StageCallback | None = None,
     live_interval: float = 2.0,
 ) -> RunRecord:
-    """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running."""
+    """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running, and
+    :class:`~mirrorkeeper.errors.StateUnavailable` before anything starts if a state or log
+    file cannot be written (left by a run as another user, or a full disk)."""
     stop = stop or threading.Event()
     setup_event_log(config.settings.log_dir)
-    with MirrorLock(lock_dir(config), mirror.name):
+    require_writable(writer_places(config, mirror))
+    with MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir):
         abandoned = store.mark_abandoned(mirror.name)
         hooks = _Hooks(on_progress, on_line, on_stage)
         return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned)
@@ -227,8 +256,11 @@ def _run_locked(
         return record
     finally:
         runlog.close()
-        prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs,
-                       settings.keep_run_logs_days)
+        try:
+            prune_run_logs(settings.log_dir, mirror.name, settings.keep_run_logs,
+                           settings.keep_run_logs_days)
+        except OSError as exc:  # no room to gzip: the logs wait for the next run
+            event("runlog.prune_failed", level=logging.ERROR, error=exc.strerror or str(exc))
         current_run.reset(tokens[1])
         current_mirror.reset(tokens[0])
 
@@ -602,6 +634,7 @@ class _LiveStage:
         self.tally = StageTally(listing=stage.deletes, candidate_limit=max_delete + 1)
         self.started = time.time()
         self._published = 0.0
+        self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
         if self.stage.name == SIGNAL_STAGE:
@@ -615,7 +648,14 @@ class _LiveStage:
             run.hooks.on_progress(live)
         if force or now - self._published >= run.live_interval:
             self._published = now
-            run.store.update_live(run.mirror.name, run.run_id, live, now)
+            try:
+                run.store.update_live(run.mirror.name, run.run_id, live, now)
+            except StateUnavailable as exc:
+                # Live progress is for watching; the state disk filling up mid-run must not
+                # stop the transfer. Said once per stage; the run's end reports what is lost.
+                if not self._live_failed:
+                    self._live_failed = True
+                    event("live.write_failed", level=logging.ERROR, error=str(exc))
 
     def handle(self, stream: str, line: str) -> None:
         self.run.runlog.write(stream, line)
