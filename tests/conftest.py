@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,9 +15,15 @@ from typing import Any
 
 import pytest
 
+from mirrorkeeper.classify.findings import Finding, Severity
+from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.cli import main
+from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.record import RunRecord, StageResult
+from mirrorkeeper.store import Store
+from mirrorkeeper.sync.run import sync_mirror
 
 # The shipped alert plugins are console scripts beside this interpreter, as they would be on an
 # installed system's PATH.
@@ -159,3 +166,37 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
             return
         time.sleep(0.1)
     raise AssertionError(f"not met in {timeout}s: {what or condition}")
+
+
+@pytest.fixture
+def public() -> Iterator[Path]:
+    """A directory `nobody` can read (pytest's own tmp dirs are 0700), for rsync daemon modules
+    that run as `nobody` so that `chmod 000` bites even when the tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="mk-public-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def sync_and_classify(tmp_path: Path, upstreams: list[str],
+                      on_stage: Callable[[StageResult], None] | None = None,
+                      **overrides: Any) -> tuple[RunRecord, list[Finding]]:
+    """One run of a debian mirror ``deb`` (deleting at once, quick retries) from
+    ``upstreams``, and the findings the classifier makes of it."""
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
+        "retry_backoff": "0.1s", "delete_grace": "0s", **overrides}})
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir)
+    try:
+        history = store.history("deb", 2)
+        last_ok = next((r for r in history if r.outcome == "success"), None)
+        record = sync_mirror(config, config.mirrors["deb"], store, on_stage=on_stage)
+    finally:
+        store.close()
+    last_total = last_ok.files_total if last_ok else None
+    return record, classify_run(record, config.mirrors["deb"].settings, last_total)
+
+
+def codes(findings: list[Finding]) -> dict[str, Severity]:
+    return {f.code: f.severity for f in findings}

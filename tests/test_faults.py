@@ -7,57 +7,25 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mirrorkeeper.classify.findings import Finding, Severity
+from mirrorkeeper.classify.findings import Severity
 from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
-from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import OWN_TRACE, CliResult, tree_files, write_config
+from .conftest import OWN_TRACE, CliResult, codes, sync_and_classify, tree_files, write_config
 
 root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="needs root: the daemon module runs as `nobody`")
 
 Daemons = Callable[[list[Module]], RsyncDaemon]
-
-
-@pytest.fixture
-def public(tmp_path: Path) -> Iterator[Path]:
-    """A directory `nobody` can read (pytest's own tmp dirs are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="mk-public-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def run(tmp_path: Path, upstreams: list[str], **overrides: Any) -> tuple[RunRecord, list[Finding]]:
-    path = write_config(tmp_path / "mk.toml", {"deb": {
-        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
-        "retry_backoff": "0.1s", "delete_grace": "0s", **overrides}})
-    config = load_config(path)
-    store = Store.open(config.settings.state_dir)
-    try:
-        history = store.history("deb", 2)
-        last_ok = next((r for r in history if r.outcome == "success"), None)
-        record = sync_mirror(config, config.mirrors["deb"], store)
-    finally:
-        store.close()
-    last_total = last_ok.files_total if last_ok else None
-    return record, classify_run(record, config.mirrors["deb"].settings, last_total)
-
-
-def codes(findings: list[Finding]) -> dict[str, Severity]:
-    return {f.code: f.severity for f in findings}
 
 
 @root_only
@@ -69,7 +37,7 @@ def test_permission_denied_on_a_few_files_is_info(tmp_path: Path, public: Path,
     for rel in denied:
         (tree.root / rel).chmod(0)
     daemon = rsyncd([Module("debian", tree.root, {"uid": "nobody", "gid": "nogroup"})])
-    record, findings = run(tmp_path, [daemon.url("debian")])
+    record, findings = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert record.outcome == "success"  # stage 2 ran: 1 of ~2,400 is not worth stale indexes
     assert [s.name for s in record.stages] == ["stage1", "signal", "stage2"]
     assert record.files_failed == 1 and record.stages[-1].errors["permission_denied"] == 1
@@ -84,13 +52,13 @@ def test_permission_denied_on_most_files_is_critical_and_keeps_the_mirror(
     tree = DebianLikeTree(public / "up", seed=5)
     tree.create(packages=200)
     daemon = rsyncd([Module("debian", tree.root, {"uid": "nobody", "gid": "nogroup"})])
-    first, _ = run(tmp_path, [daemon.url("debian")])
+    first, _ = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert first.outcome == "success"
     change = tree.mutate(add=10, change=150, remove=30)
     before = tree_files(tmp_path / "mirror")
     for rel in change.changed[:120]:  # most changed files unreadable: they must be fetched
         (tree.root / rel).chmod(0)
-    record, findings = run(tmp_path, [daemon.url("debian")])
+    record, findings = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert record.outcome == "partial" and record.exit_code == 23
     assert record.skipped == ("stage2",)  # no deletions, no new indexes
     assert codes(findings) == {"transfer.failure_ratio": Severity.CRITICAL}
@@ -128,7 +96,7 @@ def test_files_vanishing_during_the_transfer(tmp_path: Path, rsyncd: Daemons) ->
 
 def test_unknown_module_falls_back_to_the_next_upstream(tmp_path: Path, served: str) -> None:
     wrong = served.replace("/debian/", "/nosuchmodule/")
-    record, findings = run(tmp_path, [wrong, served])
+    record, findings = sync_and_classify(tmp_path, [wrong, served])
     assert record.outcome == "success" and record.upstream == served
     assert [(a.upstream, a.category, a.code) for a in record.attempts] == [
         (wrong, "upstream", "upstream.module_missing"), (served, "ok", None)]
@@ -137,18 +105,18 @@ def test_unknown_module_falls_back_to_the_next_upstream(tmp_path: Path, served: 
 
 def test_primary_down_fallback_up(tmp_path: Path, served: str) -> None:
     down = "rsync://127.0.0.1:9/debian/"
-    record, findings = run(tmp_path, [down, served], attempts_per_upstream=2)
+    record, findings = sync_and_classify(tmp_path, [down, served], attempts_per_upstream=2)
     assert record.outcome == "success"
     assert [a.category for a in record.attempts] == ["transient", "transient", "ok"]
     assert codes(findings) == {"upstream.unreachable": Severity.WARNING}
     # The next run starts with the upstream that worked (the failed one cools down).
-    again, _ = run(tmp_path, [down, served])
+    again, _ = sync_and_classify(tmp_path, [down, served])
     assert again.attempts[0].upstream == served and len(again.attempts) == 1
 
 
 def test_all_upstreams_down(tmp_path: Path) -> None:
-    record, findings = run(tmp_path, ["rsync://127.0.0.1:9/a/", "rsync://127.0.0.1:7/b/"],
-                           attempts_per_upstream=1)
+    record, findings = sync_and_classify(
+        tmp_path, ["rsync://127.0.0.1:9/a/", "rsync://127.0.0.1:7/b/"], attempts_per_upstream=1)
     assert record.outcome == "failed" and len(record.attempts) == 2
     assert codes(findings) == {"upstream.unreachable": Severity.ERROR}
     assert findings[0].details["upstreams_tried"] == ["rsync://127.0.0.1:9/a/",
@@ -165,11 +133,11 @@ def test_wrong_password(tmp_path: Path, upstream: DebianLikeTree, rsyncd: Daemon
     password.write_text("wrong\n")
     password.chmod(0o600)
     url = daemon.url("debian").replace("rsync://", "rsync://mirror@")
-    record, findings = run(tmp_path, [url], password_file=str(password))
+    record, findings = sync_and_classify(tmp_path, [url], password_file=str(password))
     assert record.outcome == "failed" and len(record.attempts) == 1  # not retried
     assert codes(findings) == {"upstream.auth": Severity.CRITICAL}
     password.write_text("right\n")
-    good, _ = run(tmp_path, [url], password_file=str(password))
+    good, _ = sync_and_classify(tmp_path, [url], password_file=str(password))
     assert good.outcome == "success"
 
 
@@ -227,7 +195,7 @@ def test_disk_full_is_critical_and_not_retried(tmp_path: Path, served: str) -> N
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
-        record, findings = run(tmp_path, [served], dest=str(small / "mirror"))
+        record, findings = sync_and_classify(tmp_path, [served], dest=str(small / "mirror"))
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
     assert record.outcome in ("failed", "partial") and len(record.attempts) == 1
@@ -236,13 +204,13 @@ def test_disk_full_is_critical_and_not_retried(tmp_path: Path, served: str) -> N
 
 def test_empty_upstream_never_wipes_the_mirror(tmp_path: Path, served: str,
                                                rsyncd: Daemons) -> None:
-    first, _ = run(tmp_path, [served])
+    first, _ = sync_and_classify(tmp_path, [served])
     assert first.outcome == "success"
     before = tree_files(tmp_path / "mirror")
     empty = tmp_path / "empty"
     empty.mkdir()
     daemon = rsyncd([Module("debian", empty)])
-    record, findings = run(tmp_path, [daemon.url("debian")])
+    record, findings = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert record.outcome == "failed" and record.stages == ()
     assert codes(findings) == {"guard.upstream_empty": Severity.CRITICAL}
     assert daemon.url("debian") in findings[0].summary
@@ -251,11 +219,11 @@ def test_empty_upstream_never_wipes_the_mirror(tmp_path: Path, served: str,
 
 def test_truncated_upstream_stops_before_stage2(tmp_path: Path, upstream: DebianLikeTree,
                                                 served: str) -> None:
-    run(tmp_path, [served])
+    sync_and_classify(tmp_path, [served])
     before = tree_files(tmp_path / "mirror")
     for rel in upstream.pool_files()[: len(upstream.pool_files()) // 2]:
         (upstream.root / rel).unlink()  # half the pool gone, signal file still there
-    record, findings = run(tmp_path, [served])
+    record, findings = sync_and_classify(tmp_path, [served])
     assert [s.name for s in record.stages] == ["stage1"] and record.skipped == ("stage2",)
     assert codes(findings) == {"guard.upstream_empty": Severity.CRITICAL}
     assert tree_files(tmp_path / "mirror") == before
@@ -266,14 +234,14 @@ def test_stale_upstream_never_rolls_back(tmp_path: Path, upstream: DebianLikeTre
     old_copy = tmp_path / "old"
     shutil.copytree(upstream.root, old_copy)  # yesterday's upstream, preserved mtimes
     upstream.mutate(add=5, change=5, remove=5)
-    run(tmp_path, [served])
+    sync_and_classify(tmp_path, [served])
     before = tree_files(tmp_path / "mirror")
     behind = rsyncd([Module("debian", old_copy)]).url("debian")
-    record, findings = run(tmp_path, [behind])
+    record, findings = sync_and_classify(tmp_path, [behind])
     assert codes(findings) == {"guard.upstream_stale": Severity.CRITICAL}
     assert tree_files(tmp_path / "mirror") == before
     # With a current upstream behind it, the stale one is skipped and the run succeeds.
-    record, findings = run(tmp_path, [behind, served], upstream_cooldown=0)
+    record, findings = sync_and_classify(tmp_path, [behind, served], upstream_cooldown=0)
     assert record.outcome == "success"
     assert codes(findings) == {"upstream.stale": Severity.WARNING}
 
@@ -282,12 +250,12 @@ def test_mass_delete_is_stopped_by_the_bound(tmp_path: Path, upstream: DebianLik
                                              served: str) -> None:
     """Single-stage profiles have no stage-1 count to compare: --max-delete is the guard."""
     single = {"stage2": [], "max_delete_min": 5, "max_delete_fraction": 0.001}
-    first, _ = run(tmp_path, [served], **single)
+    first, _ = sync_and_classify(tmp_path, [served], **single)
     assert first.outcome == "success"
     removed = upstream.pool_files()[:40]
     for rel in removed:
         (upstream.root / rel).unlink()
-    record, findings = run(tmp_path, [served], **single)
+    record, findings = sync_and_classify(tmp_path, [served], **single)
     assert record.outcome == "failed" and len(record.attempts) == 1  # no retry
     assert record.attempts[0].code == "guard.mass_delete"
     # Nothing at all is deleted past the bound (rsync's own --max-delete would stop after 5).
@@ -301,7 +269,8 @@ def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
         tmp_path: Path, upstream: DebianLikeTree, rsyncd: Daemons) -> None:
     daemon = rsyncd([Module("debian", upstream.root)])
     down = "rsync://127.0.0.1:9/debian/"
-    record, findings = run(tmp_path, [down, daemon.url("debian")], upstream_strategy="fastest")
+    record, findings = sync_and_classify(tmp_path, [down, daemon.url("debian")],
+                                         upstream_strategy="fastest")
     assert record.outcome == "success" and findings == []
     assert [(a.upstream, a.category) for a in record.attempts] == [(daemon.url("debian"), "ok")]
     requests = daemon.log_path.read_text().count("] rsync on debian/")

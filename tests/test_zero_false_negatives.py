@@ -11,63 +11,26 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mirrorkeeper.classify.findings import Finding, Severity
-from mirrorkeeper.classify.judge import classify_run
-from mirrorkeeper.config.load import load_config
+from mirrorkeeper.classify.findings import Severity
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
-from mirrorkeeper.record import RunRecord, StageResult
-from mirrorkeeper.store import Store
-from mirrorkeeper.sync.run import sync_mirror
+from mirrorkeeper.record import StageResult
 
-from .conftest import CliResult, tree_files, write_config
+from .conftest import CliResult, codes, sync_and_classify, tree_files
 
 Daemons = Callable[[list[Module]], RsyncDaemon]
-
-
-@pytest.fixture
-def public() -> Iterator[Path]:
-    """A directory the daemon's `nobody` can read (pytest's own tmp dirs are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="mk-public-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def unprivileged() -> dict[str, str]:
     """Module options that make `chmod 000` bite: root reads anything, so as root the module
     runs as `nobody`; as another user the daemon already is that user."""
     return {"uid": "nobody", "gid": "nogroup"} if os.geteuid() == 0 else {}
-
-
-def run(tmp_path: Path, upstreams: list[str], on_stage: Callable[[StageResult], None] | None
-        = None, **overrides: Any) -> tuple[RunRecord, list[Finding]]:
-    path = write_config(tmp_path / "mk.toml", {"deb": {
-        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": upstreams,
-        "retry_backoff": "0.1s", "delete_grace": "0s", **overrides}})
-    config = load_config(path)
-    store = Store.open(config.settings.state_dir)
-    try:
-        history = store.history("deb", 2)
-        last_ok = next((r for r in history if r.outcome == "success"), None)
-        record = sync_mirror(config, config.mirrors["deb"], store, on_stage=on_stage)
-    finally:
-        store.close()
-    last_total = last_ok.files_total if last_ok else None
-    return record, classify_run(record, config.mirrors["deb"].settings, last_total)
-
-
-def codes(findings: list[Finding]) -> dict[str, Severity]:
-    return {f.code: f.severity for f in findings}
 
 
 @pytest.mark.slow
@@ -80,13 +43,13 @@ def test_unreadable_upstream_files_do_not_stop_deletions(tmp_path: Path, public:
     for rel in denied:
         (tree.root / rel).chmod(0)
     daemon = rsyncd([Module("debian", tree.root, unprivileged())])
-    first, _ = run(tmp_path, [daemon.url("debian")])
+    first, _ = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert first.outcome == "success" and first.errors["permission_denied"] == 10
     change = tree.mutate(add=0, change=0, remove=30)
     assert set(change.removed).isdisjoint(denied)
     mirror = tmp_path / "mirror"
     assert all((mirror / rel).exists() for rel in change.removed)
-    record, findings = run(tmp_path, [daemon.url("debian")])
+    record, findings = sync_and_classify(tmp_path, [daemon.url("debian")])
     assert record.outcome == "success"
     # rsync said "IO error encountered -- skipping file deletion" to itself; we deleted anyway.
     assert not any((mirror / rel).exists() for rel in change.removed)
@@ -101,13 +64,13 @@ def test_an_unreadable_upstream_directory_never_loses_its_mirrored_files(
     tree = DebianLikeTree(public / "up", seed=10)
     tree.create(packages=400)
     daemon = rsyncd([Module("debian", tree.root, unprivileged())])
-    assert run(tmp_path, [daemon.url("debian")])[0].outcome == "success"
+    assert sync_and_classify(tmp_path, [daemon.url("debian")])[0].outcome == "success"
     change = tree.mutate(add=0, change=0, remove=5)
     hidden = tree.root / "pool/main/p/pkg00002"
     kept = sorted(str(p.relative_to(tree.root)) for p in hidden.iterdir())
     hidden.chmod(0)  # the daemon lists the directory but cannot open it: it looks empty
     try:
-        record, findings = run(tmp_path, [daemon.url("debian")])
+        record, findings = sync_and_classify(tmp_path, [daemon.url("debian")])
     finally:
         hidden.chmod(0o755)
     mirror = tmp_path / "mirror"
@@ -127,15 +90,15 @@ def test_deletions_that_cannot_run_warn_and_then_turn_critical(
         (tree.root / rel).chmod(0)  # 2 of ~2,000: above this mirror's info ratio
     daemon = rsyncd([Module("debian", tree.root, unprivileged())])
     strict = {"failure_ratio_info": 0.0001, "deletions_skipped_critical_after": 2}
-    assert run(tmp_path, [daemon.url("debian")], **strict)[0].outcome == "success"
+    assert sync_and_classify(tmp_path, [daemon.url("debian")], **strict)[0].outcome == "success"
     change = tree.mutate(add=0, change=0, remove=7)
     mirror = tmp_path / "mirror"
-    second, findings = run(tmp_path, [daemon.url("debian")], **strict)
+    second, findings = sync_and_classify(tmp_path, [daemon.url("debian")], **strict)
     assert second.outcome == "success"
     assert all((mirror / rel).exists() for rel in change.removed)  # kept: the list is doubted
     assert second.deletions is not None and second.deletions.kept == 7
     assert codes(findings)["transfer.deletions_skipped"] == Severity.WARNING
-    _, findings = run(tmp_path, [daemon.url("debian")], **strict)
+    _, findings = sync_and_classify(tmp_path, [daemon.url("debian")], **strict)
     assert codes(findings)["transfer.deletions_skipped"] == Severity.CRITICAL
     finding = next(f for f in findings if f.code == "transfer.deletions_skipped")
     assert finding.details["kept"] == 7 and finding.details["runs"] == 2
@@ -145,10 +108,10 @@ def test_deletions_that_cannot_run_warn_and_then_turn_critical(
 def test_dropped_files_wait_for_the_grace_then_go(tmp_path: Path, upstream: DebianLikeTree,
                                                   served: str,
                                                   mk: Callable[..., CliResult]) -> None:
-    assert run(tmp_path, [served], delete_grace="3s")[0].outcome == "success"
+    assert sync_and_classify(tmp_path, [served], delete_grace="3s")[0].outcome == "success"
     change = upstream.mutate(add=5, change=0, remove=6)
     mirror = tmp_path / "mirror"
-    record, findings = run(tmp_path, [served], delete_grace="3s")
+    record, findings = sync_and_classify(tmp_path, [served], delete_grace="3s")
     assert record.outcome == "success" and findings == []
     assert all((mirror / rel).exists() for rel in change.removed)  # old index readers served
     assert all((mirror / rel).exists() for rel in change.added)
@@ -158,7 +121,7 @@ def test_dropped_files_wait_for_the_grace_then_go(tmp_path: Path, upstream: Debi
     history = mk("-c", str(tmp_path / "mk.toml"), "history", "deb")
     assert "(+6 kept)" in history.out
     time.sleep(3.2)
-    later, _ = run(tmp_path, [served], delete_grace="3s")
+    later, _ = sync_and_classify(tmp_path, [served], delete_grace="3s")
     assert later.files_deleted == 6 and later.deletions is not None
     assert later.deletions.kept == 0
     assert tree_files(mirror) == tree_files(upstream.root)
@@ -168,7 +131,7 @@ def test_dropped_files_wait_for_the_grace_then_go(tmp_path: Path, upstream: Debi
 
 def test_the_update_signal_arrives_after_the_indexes(tmp_path: Path, upstream: DebianLikeTree,
                                                      served: str) -> None:
-    run(tmp_path, [served])
+    sync_and_classify(tmp_path, [served])
     mirror = tmp_path / "mirror"
     old_trace = (mirror / "project/trace/master").read_bytes()
     upstream.mutate()
@@ -177,7 +140,7 @@ def test_the_update_signal_arrives_after_the_indexes(tmp_path: Path, upstream: D
     def on_stage(result: StageResult) -> None:
         seen[result.name] = (mirror / "project/trace/master").read_bytes()
 
-    record, _ = run(tmp_path, [served], on_stage=on_stage)
+    record, _ = sync_and_classify(tmp_path, [served], on_stage=on_stage)
     assert record.outcome == "success"
     new_trace = (upstream.root / "project/trace/master").read_bytes()
     assert new_trace != old_trace
@@ -189,7 +152,7 @@ def test_the_update_signal_arrives_after_the_indexes(tmp_path: Path, upstream: D
 
 def test_a_publish_during_stage_1_runs_stage_1_again(tmp_path: Path, upstream: DebianLikeTree,
                                                      served: str) -> None:
-    run(tmp_path, [served])
+    sync_and_classify(tmp_path, [served])
     upstream.mutate()
     changes = []
 
@@ -197,7 +160,7 @@ def test_a_publish_during_stage_1_runs_stage_1_again(tmp_path: Path, upstream: D
         if result.name == "stage1" and not changes:  # the upstream publishes again meanwhile
             changes.append(upstream.mutate(add=40, change=5, remove=10))
 
-    record, _ = run(tmp_path, [served], on_stage=on_stage)
+    record, _ = sync_and_classify(tmp_path, [served], on_stage=on_stage)
     assert record.outcome == "success"
     assert [s.name for s in record.stages] == ["stage1", "signal", "stage1", "signal", "stage2"]
     # Stage 2 brought indexes only: every pool file of the second publish came in stage 1.
@@ -207,7 +170,7 @@ def test_a_publish_during_stage_1_runs_stage_1_again(tmp_path: Path, upstream: D
 
 def test_an_upstream_mid_update_is_waited_for(tmp_path: Path, upstream: DebianLikeTree,
                                               served: str) -> None:
-    run(tmp_path, [served])
+    sync_and_classify(tmp_path, [served])
     upstream.mutate()
     marker = upstream.root / "Archive-Update-in-Progress-upstream.example"
     marker.write_text("syncing\n")
@@ -216,7 +179,8 @@ def test_an_upstream_mid_update_is_waited_for(tmp_path: Path, upstream: DebianLi
         if result.name == "stage1" and marker.exists():
             marker.unlink()  # the upstream finishes while we wait
 
-    record, findings = run(tmp_path, [served], on_stage=on_stage, upstream_busy_wait="0.1s")
+    record, findings = sync_and_classify(tmp_path, [served], on_stage=on_stage,
+                                         upstream_busy_wait="0.1s")
     assert record.outcome == "success" and findings == []
     assert [s.name for s in record.stages] == ["stage1", "stage1", "signal", "stage2"]
     assert not (tmp_path / "mirror" / marker.name).exists()
@@ -229,13 +193,13 @@ def test_an_upstream_that_stays_mid_update_is_left_for_the_next(
     busy.create(packages=300)
     (busy.root / "Archive-Update-in-Progress-upstream.example").write_text("syncing\n")
     other = rsyncd([Module("debian", busy.root)]).url("debian")
-    record, findings = run(tmp_path, [other, served], upstream_busy_wait="0.1s",
-                           upstream_busy_retries=1)
+    record, findings = sync_and_classify(tmp_path, [other, served], upstream_busy_wait="0.1s",
+                                         upstream_busy_retries=1)
     assert record.outcome == "success" and record.upstream == served
     assert [(a.upstream, a.code) for a in record.attempts] == [
         (other, "upstream.busy"), (served, None)]
     assert codes(findings) == {"upstream.busy": Severity.WARNING}
-    only_busy, findings = run(tmp_path, [other], upstream_busy_wait="0.1s",
-                              upstream_busy_retries=1)
+    only_busy, findings = sync_and_classify(tmp_path, [other], upstream_busy_wait="0.1s",
+                                            upstream_busy_retries=1)
     assert only_busy.outcome == "failed" and only_busy.skipped == ("stage2",)
     assert codes(findings) == {"upstream.busy": Severity.ERROR}
