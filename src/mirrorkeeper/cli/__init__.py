@@ -7,31 +7,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from .. import __version__
-from ..config.edit import append_mirror
-from ..config.files import file_problems, web_file_problems
-from ..config.load import find_config, inspect_config, load_config
 from ..config.problems import ConfigError, Problem, did_you_mean
 from ..config.spec import BrokenMirror, Config, MirrorSpec
 from ..errors import StateUnavailable
 from ..exitcodes import Exit
-from ..job import run_job
 from ..logs import event, setup_event_log
-from ..overview import alert_row, public_row, status_rows
-from ..profiles import load_catalogue
 from ..record import RunRecord
-from ..record.present import run_json
-from ..store import Store
 from ..sync.lock import MirrorLocked, is_locked
-from ..sync.run import lock_dir
-from . import render
-from .progress import ProgressDisplay
 from .signals import SignalStop
+
+if TYPE_CHECKING:  # heavy (SQLAlchemy): imported by the commands that need them
+    from ..store import Store
 
 
 def _console(stderr: bool = False) -> Console:
@@ -56,6 +48,8 @@ class UsageProblem(click.UsageError):
 def _load(ctx: click.Context, events: bool = True) -> Config:
     """The config, and the event log unless the command only reads (``events=False``): a
     reader must work for a user who may not write the log directory."""
+    from ..config.load import find_config, load_config
+
     config: Config = load_config(find_config(ctx.obj["config"]))
     if events:
         setup_event_log(config.settings.log_dir)
@@ -79,6 +73,8 @@ def _warn_not_runnable(config: Config) -> None:
 
 def _reader(config: Config) -> Store:
     """The store for a command that only looks: opened read-only, nothing created."""
+    from ..store import Store
+
     return Store.open(config.settings.state_dir, readonly=True)
 
 
@@ -107,6 +103,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: bool,
          as_json: bool, due: bool) -> int:
     """Sync the named mirrors (or --all, or --due) once, one after the other."""
+    from ..store import Store
+
     if (bool(names) + all_mirrors + due) != 1:
         raise UsageProblem("name one or more mirrors, or use --all or --due")
     with SignalStop() as signals:  # from the start: a signal must never kill a run midway
@@ -143,6 +141,12 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
                   quiet: bool, as_json: bool) -> int:
     """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
+    from ..job import run_job
+    from ..record.present import run_json
+    from ..store import Store
+    from . import render
+    from .progress import ProgressDisplay
+
     stop = signals.stop
     store = Store.open(config.settings.state_dir)
     sink = None
@@ -195,6 +199,7 @@ def daemon(ctx: click.Context) -> int:
     SIGTERM stops it cleanly (running syncs are stopped and recorded as interrupted);
     SIGHUP reloads the config (a config with errors is refused and the old one kept).
     """
+    from ..config.files import web_file_problems
     from ..daemon.service import Daemon, WebUnavailable
 
     config = _load(ctx)
@@ -263,6 +268,9 @@ def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> int:
     """Every mirror: state, progress if running, last success and its age."""
+    from ..overview import public_row, status_rows
+    from . import render
+
     config = _load(ctx, events=False)
     store = _reader(config)
     try:
@@ -283,6 +291,9 @@ def status(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
     """The last runs of one mirror, newest first."""
+    from ..record.present import run_json
+    from . import render
+
     config = _load(ctx, events=False)
     if name not in config.mirrors:
         raise UsageProblem(f"no mirror `{name}`. " + did_you_mean(name, config.mirrors))
@@ -306,6 +317,7 @@ def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> int:
 def logs(ctx: click.Context, name: str, run_id: int | None, follow: bool) -> int:
     """Print a run's log: every line rsync printed, with Mirrorkeeper's notes."""
     from ..logs import open_run_log
+    from ..sync.run import lock_dir
 
     config = _load(ctx, events=False)
     if name not in config.mirrors:
@@ -345,6 +357,8 @@ def _admin_profiles_dir(ctx: click.Context) -> str | None:
     """The admin's profiles dir from the config, even when other parts of it are wrong; the
     default only when there is no config to read (``init`` creates it), or, with a warning,
     when it cannot be read or parsed."""
+    from ..config.load import find_config, inspect_config
+
     path = find_config(ctx.obj["config"])
     try:
         return inspect_config(path).config.settings.profiles_dir
@@ -363,6 +377,9 @@ def _admin_profiles_dir(ctx: click.Context) -> str | None:
 @click.pass_context
 def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
     """List the profile catalogue, or show one profile."""
+    from ..profiles import load_catalogue
+    from . import render
+
     catalogue = load_catalogue(_admin_profiles_dir(ctx))
     for problem in catalogue.problems:
         err_console.print(f"warning: {problem}", markup=False)
@@ -398,6 +415,10 @@ def profiles(ctx: click.Context, name: str | None, as_json: bool) -> int:
 def init(ctx: click.Context, profile: str | None, dest: str | None, name: str | None,
          example: bool) -> int:
     """Add a mirror of PROFILE to the config (created if missing), keeping its comments."""
+    from ..config.edit import append_mirror
+    from ..config.load import find_config
+    from ..profiles import load_catalogue
+
     if example:
         from importlib import resources
 
@@ -444,6 +465,9 @@ def config_check(ctx: click.Context) -> int:
     One pass: the config file, every profile file (used by a mirror or not), and the files the
     config names (password files, the web's token file).
     """
+    from ..config.files import file_problems
+    from ..config.load import find_config, inspect_config
+
     inspection = inspect_config(find_config(ctx.obj["config"]))
     config = inspection.config
     problems = inspection.problems + list(config.profile_problems) + file_problems(config)
@@ -477,6 +501,8 @@ def doctor(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, as_jso
     """Is a mirror ready to enable? Checks each upstream and this host; exit 0 ready,
     1 warnings, 2 errors. Writes nothing."""
     from ..doctor import diagnose, exit_status
+    from ..profiles import load_catalogue
+    from . import render
 
     config = _load(ctx)
     unknown = [n for n in names if n not in config.mirrors]
@@ -513,6 +539,7 @@ def doctor(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, as_jso
 def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning: str | None,
           critical: str | None, verbose: int) -> int:
     """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    from ..config.load import find_config, load_config
     from ..nagios import run_check
 
     try:
@@ -554,6 +581,7 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
     """For collectd's exec plugin: PUTVAL lines for every enabled mirror, every interval."""
     from ..metrics import wire
     from ..metrics.sink import latest_values
+    from ..sync.run import lock_dir
 
     config = _load(ctx, events=False)
     interval = float(os.environ.get("COLLECTD_INTERVAL") or config.metrics.interval)
@@ -609,6 +637,7 @@ def alerts_group() -> None:
 @click.pass_context
 def alerts_list(ctx: click.Context, show_all: bool, as_json: bool) -> int:
     """Open alerts (or, with --all, recent ones too)."""
+    from ..overview import alert_row
     from ..store.alerts import AlertStore
 
     config = _load(ctx, events=False)
@@ -631,6 +660,7 @@ def alerts_list(ctx: click.Context, show_all: bool, as_json: bool) -> int:
 
 
 def _set_alert(ctx: click.Context, alert_id: int, **values: Any) -> int:
+    from ..store import Store
     from ..store.alerts import AlertStore
 
     config = _load(ctx)
@@ -694,6 +724,7 @@ def alerts_test(ctx: click.Context) -> int:
 def alerts_watchdog(ctx: click.Context) -> int:
     """Check every enabled mirror's age now (for cron, e.g. every 10 minutes)."""
     from ..alerts.dispatch import deliver_pending, watchdog
+    from ..store import Store
 
     with SignalStop() as signals:
         config = _load(ctx)
