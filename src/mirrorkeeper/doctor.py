@@ -13,6 +13,7 @@ Nothing is written anywhere; every rsync is a listing.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import socket
@@ -128,7 +129,7 @@ def rsync_version(text: str) -> tuple[int, ...] | None:
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str] | str:
     try:
         return subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
-                              env={"LC_ALL": "C", "TZ": "UTC", "PATH": "/usr/bin:/bin"},
+                              env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return f"no answer within {timeout:.0f}s"
