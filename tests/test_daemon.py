@@ -27,6 +27,7 @@ from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
 from mirrorkeeper.store.schema import polls as polls_table
+from mirrorkeeper.store.schema import runs as runs_table
 from mirrorkeeper.sync.run import sync_mirror
 
 from .conftest import CliResult, processes_mentioning, python_cli, wait_for, write_config
@@ -329,6 +330,41 @@ def test_sync_due_for_a_timer_polls_and_syncs_only_what_is_due(
     assert result.code == 0, result.err
     assert [len(runs(config, m)) for m in mirrors] == [2, 1, 2]  # the changed signal
     assert mk("-c", str(config), "sync", "--due", "--all").code == 64
+
+
+def test_skip_unchanged_costs_one_probe_until_the_upstream_publishes(
+        tmp_path: Path, upstream: DebianLikeTree, served: str,
+        mk: Callable[..., CliResult]) -> None:
+    """A scheduled run of an upstream whose signal has not changed is skipped after one
+    probe; once the upstream publishes, the next `sync --due` runs it."""
+    config, _ = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served],
+        "skip_unchanged": True}}, {"poll_interval": "5m"})
+    assert sync_now(config, "deb").outcome == "success"
+
+    def age(table: Any, *columns: str, seconds: float) -> None:
+        store = Store.open(tmp_path / "state")
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(table.update().values(
+                    **{c: getattr(table.c, c) - seconds for c in columns}))
+        finally:
+            store.close()
+
+    age(runs_table, "started_at", "finished_at", seconds=7 * 3600)  # due by its 6h schedule
+    assert mk("-c", str(config), "sync", "--due").out.strip() == "nothing is due"
+    assert len(runs(config, "deb")) == 1
+    store = Store.open(tmp_path / "state")
+    try:
+        assert len(store.polls("deb")) == 1  # the one probe that decided
+    finally:
+        store.close()
+    assert mk("-c", str(config), "sync", "--due").out.strip() == "nothing is due"
+    upstream.mutate(add=2, change=0, remove=0)
+    age(polls_table, "polled_at", seconds=600)  # the next poll is due
+    result = mk("-c", str(config), "sync", "--due", "--json")
+    assert result.code == 0, result.err
+    assert len(runs(config, "deb")) == 2  # the publish was seen and synced
 
 
 def test_the_daemon_keeps_ages_current_without_any_sync(

@@ -142,6 +142,32 @@ def test_deletions_whose_grace_has_passed_start_a_run() -> None:
     assert due == {"due": "deletions due"}
 
 
+def test_skip_unchanged_probes_first_then_skips_until_a_publish_or_verify_every() -> None:
+    """A scheduled run of an unchanged upstream costs one signal probe, not two tree walks."""
+    local = NOW - 2 * HOUR
+    base = dict(last_started=NOW - 7 * HOUR, skip_unchanged=True, last_success=NOW - 7 * HOUR,
+                local_signal_mtime=local)
+    # Due by the schedule, not polled since: poll first, start nothing yet.
+    assert tick(facts(**base, last_polled_at=NOW - 2 * HOUR)) == ({}, {"m"})
+    same = SignalSeen(upstream_mtime=local, first_seen_at=NOW - 3 * HOUR, polled_at=NOW - 60)
+    skipped = plan_tick([facts(**base, last_polled_at=NOW - 60, signal=same)], NOW, jitter=0,
+                        poll_interval=300, tz=UTC)
+    assert skipped.due == () and skipped.polls == ()
+    assert skipped.next_run["m"] == NOW - 7 * HOUR + 86400  # the forced verification
+    # The upstream published: the run starts.
+    newer = SignalSeen(upstream_mtime=NOW - 600, first_seen_at=NOW - 60, polled_at=NOW - 60)
+    assert tick(facts(**base, last_polled_at=NOW - 60, signal=newer))[0] == {"m": "schedule"}
+    # The probe failed (the last poll saw nothing): run as scheduled, never wait on a probe.
+    assert tick(facts(**base, last_polled_at=NOW - 60, signal=SignalSeen(
+        local, NOW - 3 * HOUR, NOW - 2 * HOUR)))[0] == {"m": "schedule"}
+    # verify_every has passed since the last success: a full run whatever the signal says.
+    old = {**base, "last_success": NOW - 25 * HOUR}
+    assert tick(facts(**old, last_polled_at=NOW - 60, signal=same))[0] == {"m": "schedule"}
+    # Without skip_unchanged nothing changes.
+    assert tick(facts(**{**base, "skip_unchanged": False}, last_polled_at=NOW - 60,
+                      signal=same))[0] == {"m": "schedule"}
+
+
 def test_polls_are_due_after_the_poll_interval_and_only_with_a_signal() -> None:
     _, polls = tick(facts("never", last_polled_at=None), facts("recent", last_polled_at=NOW - 60),
                     facts("old", last_polled_at=NOW - 301),

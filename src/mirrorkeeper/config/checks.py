@@ -76,7 +76,10 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
                       "0.1 lets stage 2 delete up to a tenth of the last run's files"))
     if s.max_delete_min < 0:
         found.append(("max_delete_min", "cannot be negative", ""))
-    for key in ("timeout", "contimeout", "no_output_timeout", "stale_after"):
+    if s.skip_unchanged and not s.update_signal:
+        found.append(("skip_unchanged", "needs an update_signal to tell that nothing changed",
+                      "set update_signal, or remove skip_unchanged"))
+    for key in ("timeout", "contimeout", "no_output_timeout", "stale_after", "verify_every"):
         if getattr(s, key) <= 0:
             found.append((key, "must be longer than zero", ""))
     if s.upstream_strategy not in UPSTREAM_STRATEGIES:

@@ -15,7 +15,8 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "stale_after", "timeout", "contimeout", "no_output_timeout",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
-                           "renotify_info", "interval", "delete_grace", "upstream_busy_wait"})
+                           "renotify_info", "interval", "delete_grace", "upstream_busy_wait",
+                           "verify_every"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 TRACE_STYLES = ("", "debian", "arch")
 
@@ -43,6 +44,11 @@ class SyncSettings:
     #: ``date``, ``trace`` (Debian) or ``keyvalue`` (``date=``); see plan/signals.py.
     signal_kind: str = "mtime"
     schedule: str = "every 6h"
+    #: Skip a scheduled run while the update signal says the upstream has not published since
+    #: our copy (one probe instead of two tree walks); pushes always run, and a full run comes
+    #: at least every ``verify_every``.
+    skip_unchanged: bool = False
+    verify_every: float = 86400.0
     stale_after: float = 2 * 86400.0
     #: rsync ``--timeout``: I/O silence before rsync gives up.
     timeout: float = 600.0

@@ -32,5 +32,12 @@ def gather_facts(config: Config, store: Store, running: set[str], queued: set[st
             local_signal_mtime=local_mtime(mirror.dest, s.update_signal, s.signal_kind)
             if s.update_signal else None,
             deletions_due_at=store.next_deletion_due(mirror.name, s.delete_grace, last_started)
-            if s.delete_grace > 0 and last_started is not None else None))
+            if s.delete_grace > 0 and last_started is not None else None,
+            skip_unchanged=s.skip_unchanged, verify_every=s.verify_every,
+            last_success=_last_success(store, mirror.name) if s.skip_unchanged else None))
     return facts
+
+
+def _last_success(store: Store, mirror: str) -> float | None:
+    last = store.last_run(mirror, outcome="success")
+    return last.finished_at if last else None

@@ -46,6 +46,11 @@ class MirrorFacts:
     local_signal_mtime: float | None = None
     #: When files held back by ``delete_grace`` since the last run started become deletable.
     deletions_due_at: float | None = None
+    #: ``skip_unchanged``: a scheduled run is skipped while the upstream's signal says nothing
+    #: was published since our copy, and a successful run is younger than ``verify_every``.
+    skip_unchanged: bool = False
+    last_success: float | None = None
+    verify_every: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,18 @@ def signal_changed(facts: MirrorFacts) -> bool:
     return newer and (facts.last_started is None or facts.last_started < seen.first_seen_at)
 
 
+def unchanged_since(facts: MirrorFacts, when: float, now: float) -> bool:
+    """A scheduled run may be skipped: ``skip_unchanged`` is on, a poll since the run fell due
+    saw the upstream's signal no newer than our copy, and the last success is recent enough
+    (``verify_every`` forces a full run now and then, whatever the signal says)."""
+    seen = facts.signal
+    return (facts.skip_unchanged and seen is not None and facts.local_signal_mtime is not None
+            and facts.last_success is not None and now - facts.last_success < facts.verify_every
+            and seen.polled_at >= when and facts.last_polled_at is not None
+            and seen.polled_at >= facts.last_polled_at
+            and seen.upstream_mtime <= facts.local_signal_mtime + SIGNAL_SLACK_SECONDS)
+
+
 def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_interval: float,
               tz: tzinfo) -> TickPlan:
     """Decide one tick. Mirrors running or already queued are never started twice."""
@@ -116,6 +133,13 @@ def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_int
             continue
         if facts.last_started is None:
             due.append(Due(facts.name, "first run"))
+        elif now >= when and facts.skip_unchanged and facts.has_signal and poll_interval > 0 \
+                and (facts.last_polled_at is None or facts.last_polled_at < when):
+            polls.append(facts.name)  # one signal probe decides whether the run is needed
+        elif now >= when and unchanged_since(facts, when, now):
+            upcoming[facts.name] = max(when, (facts.last_success or now) + facts.verify_every)
+            if now - (facts.last_polled_at or 0.0) >= poll_interval > 0:
+                polls.append(facts.name)  # keep watching for a publish
         elif now >= when:
             due.append(Due(facts.name, "schedule"))
         elif facts.has_signal and signal_changed(facts):
