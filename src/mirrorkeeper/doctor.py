@@ -13,7 +13,6 @@ Nothing is written anywhere; every rsync is a listing.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import shutil
 import socket
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 from .config.spec import MirrorSpec, ProfileInfo, SyncSettings
 from .plan.argv import connection_options
 from .rsync.parse import Error, parse_line, parse_list_line
-from .sync.preflight import probe
+from .sync.preflight import probe, run_short
 
 #: rsync 3.1 brought --info=progress2 and --debug=DEL2, which every sync uses.
 MIN_RSYNC = (3, 1, 0)
@@ -127,14 +126,9 @@ def rsync_version(text: str) -> tuple[int, ...] | None:
 
 # -- the checks -----------------------------------------------------------------------------------
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str] | str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
-                              env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return f"no answer within {timeout:.0f}s"
-    except OSError as exc:
-        return f"cannot run {argv[0]}: {exc.strerror}"
+    """The probe's runner; why it could not run, as text, for the table."""
+    proc = run_short(argv, timeout)
+    return proc[1] if isinstance(proc, tuple) else proc
 
 
 def _endpoint(upstream: str) -> tuple[str, int] | None:

@@ -103,9 +103,14 @@ def signal_changed(facts: MirrorFacts) -> bool:
     seen = facts.signal
     if seen is None:
         return False
-    newer = (facts.local_signal_mtime is None
-             or seen.upstream_mtime > facts.local_signal_mtime + SIGNAL_SLACK_SECONDS)
-    return newer and (facts.last_started is None or facts.last_started < seen.first_seen_at)
+    return upstream_newer(seen, facts.local_signal_mtime) and (
+        facts.last_started is None or facts.last_started < seen.first_seen_at)
+
+
+def upstream_newer(seen: SignalSeen, local_signal_mtime: float | None) -> bool:
+    """The upstream's signal is newer than our copy (or we have none), beyond the slack."""
+    return (local_signal_mtime is None
+            or seen.upstream_mtime > local_signal_mtime + SIGNAL_SLACK_SECONDS)
 
 
 def unchanged_since(facts: MirrorFacts, when: float, now: float) -> bool:
@@ -113,11 +118,11 @@ def unchanged_since(facts: MirrorFacts, when: float, now: float) -> bool:
     saw the upstream's signal no newer than our copy, and the last success is recent enough
     (``verify_every`` forces a full run now and then, whatever the signal says)."""
     seen = facts.signal
-    return (facts.skip_unchanged and seen is not None and facts.local_signal_mtime is not None
+    return (facts.skip_unchanged and seen is not None
             and facts.last_success is not None and now - facts.last_success < facts.verify_every
             and seen.polled_at >= when and facts.last_polled_at is not None
             and seen.polled_at >= facts.last_polled_at
-            and seen.upstream_mtime <= facts.local_signal_mtime + SIGNAL_SLACK_SECONDS)
+            and not upstream_newer(seen, facts.local_signal_mtime))
 
 
 def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_interval: float,

@@ -285,10 +285,6 @@ def parse_line(line: str) -> Event:
                                is_dir=int(m.group("mode"), 8) & 0o170000 == 0o040000)
     if (m := _PROGRESS.match(line)) and m.end() == len(line):
         return _progress(m)
-    if m := _ITEM.match(line):
-        code, path = m.group("code"), m.group("path")
-        kind = "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]
-        return Item(code=code, path=path, kind=kind, transferred=code[0] in "<>")
     if m := _DELETING.match(line):
         return Item(code="*deleting", path=m.group("path"), kind="deleted", transferred=False)
     if m := _SENT.match(line):

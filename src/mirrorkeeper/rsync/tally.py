@@ -79,15 +79,8 @@ class StageTally:
         elif isinstance(event, Error):
             if self.listing and self._expected_in_listing(event):
                 return
-            if not self.listing:
-                pass  # only a listing stage protects paths from deletion
-            elif event.path is not None:
-                if len(self.error_paths) < ERROR_PATH_LIMIT:
-                    self.error_paths.append(event.path)
-                else:
-                    self.error_paths_complete = False
-            elif event.kind != "max_delete":
-                self.unattributed_errors += 1
+            if self.listing:  # only a listing stage protects paths from deletion
+                self._note_for_deletions(event)
             self.errors[event.kind] += 1
             if event.kind in FILE_ERROR_KINDS and event.path is not None:
                 self.files_failed += 1
@@ -103,6 +96,15 @@ class StageTally:
             self.unparsed += 1
             self.errors["unparsed"] += 1
             self._sample(event.text)
+
+    def _note_for_deletions(self, event: Error) -> None:
+        if event.path is None:
+            if event.kind != "max_delete":
+                self.unattributed_errors += 1
+        elif len(self.error_paths) < ERROR_PATH_LIMIT:
+            self.error_paths.append(event.path)
+        else:
+            self.error_paths_complete = False
 
     def _expected_in_listing(self, event: Error) -> bool:
         """What ``--max-delete=0`` makes rsync say, which is no error of the transfer."""

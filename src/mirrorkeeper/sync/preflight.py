@@ -38,15 +38,16 @@ class Probe:
     parsed: bool = True
 
 
-def _rsync(argv: list[str], settings: SyncSettings,
-           ) -> subprocess.CompletedProcess[str] | tuple[str, str]:
-    """Run a short rsync; (error kind, message) when it could not run or timed out."""
+def run_short(argv: list[str], timeout: float,
+              ) -> subprocess.CompletedProcess[str] | tuple[str, str]:
+    """Run a short rsync (a listing, one file) in the C locale and UTC; (error kind, message)
+    when it could not run or timed out."""
     try:
         return subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
                               env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
-                              timeout=settings.contimeout + settings.timeout, check=False)
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return "timeout", "the probe timed out"
+        return "timeout", f"no answer within {timeout:.0f}s"
     except OSError as exc:
         return "rsync_missing", f"cannot run {argv[0]}: {exc.strerror}"
 
@@ -68,7 +69,7 @@ def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe
                  source]
         if kind != "mtime":
             argv.append(str(copy))
-        proc = _rsync(argv, settings)
+        proc = run_short(argv, settings.contimeout + settings.timeout)
         seconds = time.monotonic() - started
         if isinstance(proc, tuple):
             return Probe(upstream, seconds, None, error_kind=proc[0], message=proc[1])
@@ -113,7 +114,7 @@ def has_content(rsync: str, upstream: str, settings: SyncSettings) -> bool | Non
     lacks the signal file."""
     argv = [rsync, "--list-only", "--no-motd", "--no-human-readable",
             *connection_options(settings, upstream), upstream.rstrip("/") + "/"]
-    proc = _rsync(argv, settings)
+    proc = run_short(argv, settings.contimeout + settings.timeout)
     if isinstance(proc, tuple) or proc.returncode != 0:
         return None
     entries = [e for e in map(parse_list_line, proc.stdout.splitlines()) if e is not None]

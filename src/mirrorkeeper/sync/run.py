@@ -475,7 +475,7 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
             if verdict.category != "ok":
                 skipped.extend(x.name for x in plan.stages[index + 1:])
                 return done(verdict, SIGNAL_STAGE, fetched.exit_code)
-            newer = _staged_mtime(plan, s.signal_kind)
+            newer = signal_file_time(Path(plan.signal_staging), s.signal_kind)
             if (stage.name == "stage1" and newer is not None and signal_mtime is not None
                     and newer > signal_mtime + MTIME_SLACK_SECONDS):
                 signal_mtime = newer
@@ -604,10 +604,6 @@ def _remove_markers(dest: str, markers: list[str], run: _RunContext) -> None:
             os.unlink(os.path.join(dest, name))
         except OSError as exc:
             run.runlog.note(f"cannot remove {name}: {exc.strerror}")
-
-
-def _staged_mtime(plan: SyncPlan, kind: str) -> float | None:
-    return signal_file_time(Path(plan.signal_staging or ""), kind)
 
 
 def _install_signal(plan: SyncPlan) -> str | None:
