@@ -19,7 +19,7 @@ from mirrorkeeper.classify.findings import Finding, Severity
 from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.cli import main
 from mirrorkeeper.config.load import load_config
-from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
@@ -176,6 +176,31 @@ def public() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    #: Every message accepted, as aiosmtpd's envelopes (``.rcpt_tos``, ``.content``).
+    received: list[Any]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port of 127.0.0.1, accepting every message."""
+    from aiosmtpd.controller import Controller
+
+    server = SmtpServer(free_port(), [])
+
+    class Handler:
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+            server.received.append(envelope)
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=server.port)
+    controller.start()
+    yield server
+    controller.stop()
 
 
 def sync_and_classify(tmp_path: Path, upstreams: list[str],

@@ -19,10 +19,9 @@ from mirrorkeeper.classify.findings import Finding, Severity
 from mirrorkeeper.classify.rules import apply_rules
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.config.spec import AlertRule, AlertSettings, PluginSpec
-from mirrorkeeper.demo.rsyncd import free_port
 from mirrorkeeper.store.alerts import AlertStore
 
-from .conftest import TEST_HOSTNAME, CliResult, write_config
+from .conftest import TEST_HOSTNAME, CliResult, SmtpServer, write_config
 
 ALERT = {"id": 7, "mirror": "debian", "severity": "critical", "code": "local.disk_full",
          "summary": "no space left", "details": {"upstreams_tried": ["rsync://a/debian/"]},
@@ -76,25 +75,11 @@ def test_protected_codes_ignore_rules_and_errors_escalate() -> None:
 
 
 # -- plugins against real peers -------------------------------------------------------------------
-def test_email_plugin_through_a_real_smtp_server() -> None:
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
-                                                "ops@example.org", "--smtp", f"127.0.0.1:{port}"))
-        assert run_plugin(spec, payload(ALERT, host="mirror1")) is None
-    finally:
-        controller.stop()
+def test_email_plugin_through_a_real_smtp_server(smtp: SmtpServer) -> None:
+    spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
+                                            "ops@example.org", "--smtp", f"127.0.0.1:{smtp.port}"))
+    assert run_plugin(spec, payload(ALERT, host="mirror1")) is None
+    received = smtp.received
     assert len(received) == 1 and received[0].rcpt_tos == ["ops@example.org"]
     text = received[0].content.decode()
     assert "Subject: [mirrorkeeper CRITICAL] debian: local.disk_full" in text
@@ -262,54 +247,45 @@ def test_bad_alert_config_is_reported(tmp_path: Path, mk: Callable[..., CliResul
 
 
 
-def test_email_digest_holds_lesser_alerts_and_sends_critical_at_once(tmp_path: Path) -> None:
-    from aiosmtpd.controller import Controller
-
+def test_email_digest_holds_lesser_alerts_and_sends_critical_at_once(
+        tmp_path: Path, smtp: SmtpServer) -> None:
     from mirrorkeeper.alerts.dispatch import deliver_pending, update_alerts
     from mirrorkeeper.classify.rules import Ruled
     from mirrorkeeper.config.load import load_config
     from mirrorkeeper.store import Store
 
-    received: list[str] = []
+    def received() -> list[str]:
+        return [envelope.content.decode() for envelope in smtp.received]
 
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope.content.decode())
-            return "250 OK"
-
-    port = free_port()
     path = write_config(tmp_path / "mk.toml", {"deb": {"profile": "debian",
                                                        "dest": str(tmp_path / "m")}})
     path.write_text(path.read_text() + f"""
 [[alerts.plugins]]
 name = "mail"
-command = ["mirrorkeeper-alert-email", "--to", "ops@example.org", "--smtp", "127.0.0.1:{port}"]
+command = ["mirrorkeeper-alert-email", "--to", "ops@example.org", "--smtp", "127.0.0.1:{smtp.port}"]
 min_severity = "warning"
 digest = "1h"
 """)
     config = load_config(path)
     store = Store.open(config.settings.state_dir)
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
     try:
         t0 = time.time()
         warn = Ruled(finding("upstream.unreachable", Severity.WARNING))
         update_alerts(config, store, "debian", [warn], complete=True, now=t0)
         assert deliver_pending(config, store, now=t0) == 1
-        assert received == []  # held for the digest
+        assert received() == []  # held for the digest
         crit = Ruled(finding("local.disk_full", Severity.CRITICAL))
         update_alerts(config, store, "debian", [warn, crit], complete=True, now=t0 + 1)
         assert deliver_pending(config, store, now=t0 + 1) == 1
-        assert len(received) == 1 and "[mirrorkeeper CRITICAL] debian: local.disk_full" in (
-            received[0])
+        assert len(received()) == 1 and "[mirrorkeeper CRITICAL] debian: local.disk_full" in (
+            received()[0])
         assert deliver_pending(config, store, now=t0 + 60) == 1  # not due yet
         assert deliver_pending(config, store, now=t0 + 3601) == 0
     finally:
-        controller.stop()
         store.close()
-    assert len(received) == 2
-    assert "[mirrorkeeper digest] 1 notification(s) for debian (worst: warning)" in received[1]
-    assert "- WARNING debian upstream.unreachable" in received[1]
+    assert len(received()) == 2
+    assert "[mirrorkeeper digest] 1 notification(s) for debian (worst: warning)" in received()[1]
+    assert "- WARNING debian upstream.unreachable" in received()[1]
 
 
 def test_graphite_plugin_posts_an_event_to_a_real_http_server() -> None:

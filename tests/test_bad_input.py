@@ -29,7 +29,7 @@ from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import build_plan
 
-from .conftest import CliResult, python_cli, wait_for, write_config
+from .conftest import CliResult, SmtpServer, python_cli, wait_for, write_config
 from .test_daemon import RunningDaemon, finished, start_daemon
 
 __all__ = ["start_daemon"]  # a fixture, imported for pytest
@@ -444,25 +444,11 @@ def test_nagios_gets_one_command(tmp_path: Path) -> None:
     inert(line[:-1])
 
 
-def test_email_headers_cannot_be_injected_and_the_mail_goes_out() -> None:
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
-                                                "ops@example.org", "--smtp", f"127.0.0.1:{port}"))
-        assert run_plugin(spec, payload(ALERT, host="h")) is None  # delivered, not retried
-    finally:
-        controller.stop()
+def test_email_headers_cannot_be_injected_and_the_mail_goes_out(smtp: SmtpServer) -> None:
+    spec = PluginSpec(name="mail", command=("mirrorkeeper-alert-email", "--to",
+                                            "ops@example.org", "--smtp", f"127.0.0.1:{smtp.port}"))
+    assert run_plugin(spec, payload(ALERT, host="h")) is None  # delivered, not retried
+    received = smtp.received
     (mail,) = received
     assert mail.rcpt_tos == ["ops@example.org"]
     message = email.message_from_bytes(mail.content, policy=email.policy.default)
