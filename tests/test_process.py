@@ -6,6 +6,7 @@ sync lasts long enough to be watched, locked and interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -252,3 +253,57 @@ def test_every_terminating_signal_is_recorded_as_interrupted_with_its_name(
     assert run["attempts"][-1]["reason"] == f"stopped by {sig.name}"
     assert run["stages"][0]["stopped_by"] == "signal"
     assert f"stopped by {sig.name}" in Path(run["log_path"]).read_text()
+
+
+
+GUARDED = """
+import subprocess, sys, threading, time
+from mirrorkeeper.rsync.guard import start_guardian
+if sys.argv[1] == "threaded":  # a process that already runs a thread gets the exec'd guardian
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+guardian = start_guardian()
+import os
+kept, done = os.environ["KEPT"], os.environ["DONE"]  # not in our own command line
+child = subprocess.Popen(["sh", "-c", f"{kept} & {kept}; wait"], start_new_session=True,
+                         stdout=subprocess.DEVNULL)
+guardian.register(child.pid)
+other = subprocess.Popen(["sh", "-c", f"{done} & {done}; wait"], start_new_session=True,
+                         stdout=subprocess.DEVNULL)
+guardian.register(other.pid)
+guardian.unregister(other.pid)  # finished with: it must be left alone
+print(guardian.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("kind", ["forked", "threaded"])
+def test_the_guardian_kills_registered_groups_when_its_process_is_killed(kind: str) -> None:
+    """SIGKILL leaves no handler to run: the guardian sees its pipe close and kills every
+    process group still registered — the rsync receiver a SIGKILLed sync would orphan."""
+    tag = f"{os.getpid() % 1000}{len(kind)}"
+    registered, unregistered = f"sleep 41{tag}", f"sleep 52{tag}"
+    proc = subprocess.Popen([python_cli()[0], "-c", GUARDED, kind], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "KEPT": registered,
+                                            "DONE": unregistered})
+    try:
+        assert proc.stdout is not None
+        guardian = int(proc.stdout.readline())
+        cmdline = Path(f"/proc/{guardian}/cmdline").read_bytes()
+        # Forked: a copy of this interpreter, no new program; threaded: the exec'd module.
+        assert (b"-m\0mirrorkeeper.rsync.guard" in cmdline) == (kind == "threaded")
+        wait_for(lambda: len(processes_mentioning(registered)) == 3
+                 and len(processes_mentioning(unregistered)) == 3, timeout=10)
+        proc.kill()
+        proc.wait(timeout=10)
+        wait_for(lambda: processes_mentioning(registered) == [], timeout=5,
+                 what=f"registered group gone: {processes_mentioning(registered)}")
+        assert len(processes_mentioning(unregistered)) == 3  # not ours any more: left alone
+        wait_for(lambda: not Path(f"/proc/{guardian}").exists()
+                 or Path(f"/proc/{guardian}/stat").read_text().split()[2] == "Z", timeout=5,
+                 what="the guardian exits with its process")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+        for pid in processes_mentioning(registered) + processes_mentioning(unregistered):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

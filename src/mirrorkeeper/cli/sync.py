@@ -12,6 +12,7 @@ import click
 from ..config.problems import ConfigError, did_you_mean
 from ..exitcodes import Exit
 from ..logs import event
+from ..rsync.guard import start_guardian
 from ..sync.lock import MirrorLocked
 from .common import UsageProblem, console, err_console, load, not_runnable, warn_not_runnable
 from .signals import SignalStop
@@ -40,6 +41,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 
     if (bool(names) + all_mirrors + due) != 1:
         raise UsageProblem("name one or more mirrors, or use --all or --due")
+    start_guardian()  # forked while this process has one thread: see rsync/guard.py
     with SignalStop() as signals:  # from the start: a signal must never kill a run midway
         config = load(ctx)
         if not names:
@@ -134,6 +136,7 @@ def daemon(ctx: click.Context) -> int:
     from ..config.files import web_file_problems
     from ..daemon.service import Daemon, WebUnavailable
 
+    start_guardian()  # before the workers' threads: see rsync/guard.py
     config = load(ctx)
     problems = web_file_problems(config)
     if problems:  # every action would be a 401: say why now, not in a browser later
@@ -191,4 +194,5 @@ def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
         click.echo(f"{name}: sync queued with the daemon")
         return signals.exit_status or Exit.OK
     click.echo(f"{name}: no daemon is running; syncing now")
+    start_guardian()
     return _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False)

@@ -1,9 +1,9 @@
 """Run one rsync process (I/O): stream both pipes line by line, watchdog, clean stop.
 
-rsync runs under :mod:`.guard` in a session of its own, so a terminal's Ctrl-C reaches only us
-and we decide how to stop it, and so that the whole group dies with us even if we are killed.
-The guardian relies on ``PR_SET_PDEATHSIG``, which fires when the *thread* that started it
-ends: call :func:`run_process` from a thread that lives for the whole run.
+rsync runs in a session of its own, so a terminal's Ctrl-C reaches only us and we decide how to
+stop it. Its process group is registered with this process's :mod:`.guard` before it can
+write, so that the whole group dies with us even if we are killed outright, and when rsync's
+main process exits we kill what is left of its group before reaping it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .guard import start_guardian
 from .lines import LineSplitter
 
 #: How long rsync gets to exit after SIGTERM before SIGKILL.
@@ -54,13 +54,16 @@ def run_process(
     if shutil.which(argv[0], path=child_env.get("PATH")) is None:
         why = "not executable" if os.path.exists(argv[0]) else "no such program"
         return ProcessResult(None, None, start_error=f"cannot run {argv[0]}: {why}")
-    guarded = [sys.executable, "-m", "mirrorkeeper.rsync.guard", str(os.getpid()), *argv]
+    guardian = start_guardian()
     try:
+        # Registered one pipe write after the spawn: rsync needs a connection and a file list
+        # before it forks its receiver, so its group has one member until long after that.
         proc = subprocess.Popen(
-            guarded, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=child_env, start_new_session=True)
     except OSError as exc:
         return ProcessResult(None, None, start_error=f"cannot run {argv[0]}: {exc.strerror}")
+    guardian.register(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
     streams = {proc.stdout.fileno(): ("out", LineSplitter()),
                proc.stderr.fileno(): ("err", LineSplitter())}
@@ -98,10 +101,9 @@ def run_process(
                         on_line(name, line)
                     selector.unregister(fd)
                     del streams[fd]
-            if not reaped and proc.poll() is not None:
-                # The guardian is gone, and with it rsync: nothing left of its group may keep
-                # our pipes open (the guardian kills such stragglers itself; this is in case
-                # it could not).
+            if not reaped and _exited(proc):
+                # rsync's main process is gone: nothing left of its group (a receiver trying a
+                # "controlled shutdown" after SIGTERM) may write on or keep our pipes open.
                 reaped = True
                 _signal_group(proc, signal.SIGKILL)
             now = time.monotonic()
@@ -120,13 +122,26 @@ def run_process(
         selector.close()
         proc.stdout.close()
         proc.stderr.close()
-        if proc.poll() is None:
+        if not _exited(proc):
             # Pipes closed but rsync lives on (or we are unwinding an exception): end it.
             _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=TERM_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-        if stopped_by is not None:
-            _signal_group(proc, signal.SIGKILL)  # any straggler of the group
+            deadline = time.monotonic() + TERM_GRACE_SECONDS
+            while not _exited(proc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _signal_group(proc, signal.SIGKILL)
+        _exited(proc, wait=True)
+        _signal_group(proc, signal.SIGKILL)  # any straggler, while the leader is unreaped
+        guardian.unregister(proc.pid)
     return ProcessResult(proc.wait(), stopped_by)
+
+
+def _exited(proc: subprocess.Popen[bytes], wait: bool = False) -> bool:
+    """Has rsync's main process exited? Asked without reaping it (``WNOWAIT``): until we reap
+    it its pid, which is its group's id, cannot be reused, so signalling the group is safe."""
+    if proc.returncode is not None:
+        return True
+    flags = os.WEXITED | os.WNOWAIT | (0 if wait else os.WNOHANG)
+    try:
+        return os.waitid(os.P_PID, proc.pid, flags) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return True
