@@ -199,6 +199,38 @@ def test_parser_on_live_output(tmp_path: Path, served: str, upstream: DebianLike
     assert tally.last_progress is not None and tally.last_progress.to_check == 0
 
 
+def _tally_state(tally: StageTally) -> dict[str, object]:
+    return {k: v for k, v in vars(tally).items() if k != "_progress"} | {
+        "last_progress": tally.last_progress}
+
+
+def test_the_fast_feed_counts_exactly_what_the_events_count(
+        tmp_path: Path, served: str, upstream: DebianLikeTree) -> None:
+    """``StageTally.feed`` (the hot path: no event objects) and ``parse_output`` → ``add`` give
+    the same tally, on real output and on every kind of line the parser knows."""
+    proc = subprocess.run(["rsync", *COMMON_OPTIONS, served, f"{tmp_path / 'copy'}/"],
+                          env=RSYNC_ENV, capture_output=True, check=True)
+    splitter = LineSplitter()
+    live = splitter.feed(proc.stdout + proc.stderr) + splitter.close()
+    corpus = [*live, *DRY_RUN, *CHANGES, *IGNORE_TIMES,
+              "   698510   3%  166.54MB/s    0:00:00 (xfr#10, to-chk=0/4609)*deleting   a/b.deb",
+              "hf+++++++++ pool/b => pool/a", ">f+++++++++ ", "cannot delete non-empty "
+              "directory: pool/x", 'rsync: [sender] send_files failed to open "p/a.deb" (in u):'
+              " Permission denied (13)", "@ERROR: max connections (2) reached -- try again later",
+              "Deletions stopped due to --max-delete limit (8 skipped)", "something else",
+              "delete_item(pool/old.deb) mode=100644 flags=0"]
+    for listing in (False, True):
+        slow, fast = StageTally(listing=listing), StageTally(listing=listing)
+        shown = 0
+        for line in corpus:
+            for event in parse_output(line):
+                slow.add(event)
+            shown += fast.feed(line)
+        assert _tally_state(fast) == _tally_state(slow)
+        assert shown == sum(any(isinstance(e, Progress) for e in parse_output(x))
+                            for x in corpus) > 0
+
+
 # rsync 3.5.0, Mirrorkeeper's options plus -n, into an empty directory: it reads like a real
 # first sync (itemized lines, 3 files transferred) but for the last word.
 DRY_RUN = """created directory /srv/mirror

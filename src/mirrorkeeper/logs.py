@@ -208,18 +208,25 @@ class RunLog:
                 self._failed(exc)
 
     def write(self, stream: str, line: str) -> None:
-        """One line with its time. Buffered, and flushed at least every 0.2 s, so that
-        ``logs --follow`` keeps up without a write per line (100,000 on a large sync). Once a
-        write fails (a full disk), the log stops, says so in the event log, and the sync goes
-        on: the log must not be what stops a mirror."""
+        """One line with its time (see :meth:`write_lines`)."""
+        self.write_lines(stream, [line])
+
+    def write_lines(self, stream: str, lines: list[str]) -> None:
+        """Lines that arrived together (one read of rsync's pipe), with one time for all.
+
+        Buffered, and flushed at least every 0.2 s, so that ``logs --follow`` keeps up without
+        a write per line (100,000 on a large sync). Once a write fails (a full disk), the log
+        stops, says so in the event log, and the sync goes on: the log must not be what stops
+        a mirror."""
         if self._file is not None:
             now = time.time()
             second = int(now)
-            if second != self._second:  # strftime once a second, not once a line
+            if second != self._second:
                 self._second, self._clock = second, time.strftime("%H:%M:%S",
                                                                   time.gmtime(second))
+            prefix = f"{self._clock}.{int(now % 1 * 1000):03d} {stream} "
             try:
-                self._file.write(f"{self._clock}.{int(now % 1 * 1000):03d} {stream} {line}\n")
+                self._file.write(prefix + f"\n{prefix}".join(lines) + "\n")
                 if now - self._flushed >= 0.2:
                     self._flushed = now
                     self._file.flush()

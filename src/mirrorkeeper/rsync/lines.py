@@ -13,27 +13,34 @@ class LineSplitter:
     """
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._max = max_line
 
     def feed(self, chunk: bytes) -> list[str]:
-        self._buf.extend(chunk)
-        parts = bytes(self._buf).replace(b"\r", b"\n").split(b"\n")
-        tail = parts.pop()
-        out = [_decode(part) for part in parts if part]
-        while len(tail) > self._max:
-            out.append(_decode(tail[: self._max]))
-            tail = tail[self._max :]
-        self._buf = bytearray(tail)
+        buf = self._buf + chunk if self._buf else chunk
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+        out: list[str] = []
+        if cut >= 0:
+            # One decode for every complete line: \n and \r are never part of a UTF-8
+            # sequence, so this is what decoding each line would give.
+            text = _decode(buf[:cut])
+            if "\r" in text:
+                text = text.replace("\r", "\n")
+            out = [line for line in text.split("\n") if line]
+            buf = buf[cut + 1:]
+        while len(buf) > self._max:
+            out.append(_decode(buf[: self._max]))
+            buf = buf[self._max :]
+        self._buf = bytes(buf)
         return out
 
     def close(self) -> list[str]:
         """Whatever is left when the stream ends (a last line without a newline)."""
         rest = [_decode(self._buf)] if self._buf else []
-        self._buf.clear()
+        self._buf = b""
         return rest
 
 
-def _decode(raw: bytes | bytearray) -> str:
+def _decode(raw: bytes) -> str:
     # rsync prints file names as bytes; undecodable ones stay visible as \xNN.
-    return bytes(raw).decode("utf-8", errors="backslashreplace")
+    return raw.decode("utf-8", errors="backslashreplace")

@@ -238,13 +238,14 @@ def parse_output(line: str) -> list[Event]:
         return [parse_line(line)]
     events: list[Event] = []
     while (m := _PROGRESS.match(line)) and m.end() < len(line):
-        events.append(_progress(m))
+        events.append(progress_from(m))
         line = line[m.end():]
     events.append(parse_line(line))
     return events
 
 
-def _progress(m: re.Match[str]) -> Progress:
+def progress_from(m: re.Match[str]) -> Progress:
+    """The update a match of ``_PROGRESS`` holds."""
     left, total = m.group("left"), m.group("total")
     rate = _num(m.group("rate")) * _UNITS.get(m.group("unit"), 1)
     return Progress(
@@ -284,7 +285,7 @@ def parse_line(line: str) -> Event:
         return DeleteCandidate(unescape_name(m.group("path")),
                                is_dir=int(m.group("mode"), 8) & 0o170000 == 0o040000)
     if (m := _PROGRESS.match(line)) and m.end() == len(line):
-        return _progress(m)
+        return progress_from(m)
     if m := _DELETING.match(line):
         return Item(code="*deleting", path=m.group("path"), kind="deleted", transferred=False)
     if m := _SENT.match(line):

@@ -41,14 +41,18 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 def run_process(
     argv: tuple[str, ...] | list[str],
-    on_line: Callable[[str, str], None],
+    on_line: Callable[[str, str], None] | None,
     *,
+    on_lines: Callable[[str, list[str]], None] | None = None,
     env: Mapping[str, str] | None = None,
     no_output_timeout: float = 1800.0,
     stop: threading.Event | None = None,
     poll_seconds: float = 0.5,
 ) -> ProcessResult:
-    """Run ``argv``; call ``on_line(stream, line)`` for each stdout/stderr line as it arrives."""
+    """Run ``argv``; call ``on_line(stream, line)`` for each stdout/stderr line as it arrives,
+    or ``on_lines(stream, lines)`` once for the complete lines of each read (a sync's hot path:
+    one call and one clock reading per 64 KiB instead of per line)."""
+    deliver = on_lines or _one_by_one(on_line)
     stop = stop or threading.Event()
     child_env = {**os.environ, **(env or {})}
     if shutil.which(argv[0], path=child_env.get("PATH")) is None:
@@ -94,11 +98,13 @@ def run_process(
                     continue
                 if chunk:
                     last_output = time.monotonic()
-                    for line in splitter.feed(chunk):
-                        on_line(name, line)
+                    lines = splitter.feed(chunk)
+                    if lines:
+                        deliver(name, lines)
                 else:
-                    for line in splitter.close():
-                        on_line(name, line)
+                    lines = splitter.close()
+                    if lines:
+                        deliver(name, lines)
                     selector.unregister(fd)
                     del streams[fd]
             if not reaped and _exited(proc):
@@ -110,12 +116,12 @@ def run_process(
             if stopped_by is None and stop.is_set():
                 begin_stop("signal")
             elif stopped_by is None and now - last_output > no_output_timeout:
-                on_line("err", f"mirrorkeeper: no output from rsync for {no_output_timeout:.0f}s;"
-                               " stopping it")
+                deliver("err", [f"mirrorkeeper: no output from rsync for "
+                                f"{no_output_timeout:.0f}s; stopping it"])
                 begin_stop("watchdog")
             elif kill_at is not None and now > kill_at:
-                on_line("err", f"mirrorkeeper: rsync still running {TERM_GRACE_SECONDS:.0f}s "
-                               "after SIGTERM; sending SIGKILL")
+                deliver("err", [f"mirrorkeeper: rsync still running {TERM_GRACE_SECONDS:.0f}s "
+                                "after SIGTERM; sending SIGKILL"])
                 _signal_group(proc, signal.SIGKILL)
                 kill_at = None
     finally:
@@ -133,6 +139,19 @@ def run_process(
         _signal_group(proc, signal.SIGKILL)  # any straggler, while the leader is unreaped
         guardian.unregister(proc.pid)
     return ProcessResult(proc.wait(), stopped_by)
+
+
+def _one_by_one(on_line: Callable[[str, str], None] | None,
+                ) -> Callable[[str, list[str]], None]:
+    if on_line is None:
+        raise TypeError("run_process needs on_line or on_lines")
+    handler = on_line
+
+    def deliver(stream: str, lines: list[str]) -> None:
+        for line in lines:
+            handler(stream, line)
+
+    return deliver
 
 
 def _exited(proc: subprocess.Popen[bytes], wait: bool = False) -> bool:

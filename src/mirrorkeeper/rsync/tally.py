@@ -6,6 +6,10 @@ import re
 from collections import Counter
 
 from .parse import (
+    _ITEM_FIRST,
+    _ITEM_KINDS,
+    _PROGRESS,
+    _PROGRESS_FIRST,
     FILE_ERROR_KINDS,
     DeleteCandidate,
     DryRun,
@@ -16,12 +20,16 @@ from .parse import (
     Progress,
     Stat,
     Unparsed,
+    parse_line,
+    progress_from,
 )
 
 SAMPLE_LIMIT = 20
 #: Paths of per-file errors kept for protecting deletions; past this, no deletion is trusted.
 ERROR_PATH_LIMIT = 10_000
 _HELD = re.compile(r"\((\d+) skipped\)")
+#: An itemized line's change code, matched without capturing (the bulk of a sync's output).
+_ITEM_CODE = re.compile(r"[<>ch.][fdLDS][.+?cstpoguaxn ]{9} .")
 
 
 class StageTally:
@@ -54,7 +62,7 @@ class StageTally:
         self.error_samples: list[str] = []
         self.files_failed = 0
         self.unparsed = 0
-        self.last_progress: Progress | None = None
+        self._progress: Progress | re.Match[str] | None = None
         self.exit_line: ExitLine | None = None
         #: "DRY RUN" or "BATCH ONLY" when rsync said it changed nothing.
         self.dry_run: str | None = None
@@ -63,9 +71,41 @@ class StageTally:
         if len(self.error_samples) < self.sample_limit:
             self.error_samples.append(text)
 
+    @property
+    def last_progress(self) -> Progress | None:
+        """The newest progress update, built when asked for, not for each of rsync's lines."""
+        if isinstance(self._progress, re.Match):
+            self._progress = progress_from(self._progress)
+        return self._progress
+
+    def feed(self, line: str) -> bool:
+        """Count one line of rsync's output; True if it carried a progress update.
+
+        The hot path of a large sync (two lines per file): an itemized line only bumps two
+        counters and a progress update is kept as its match, so neither allocates an event.
+        Everything else goes through :func:`~mirrorkeeper.rsync.parse.parse_line`.
+        """
+        first = line[:1]
+        if first in _ITEM_FIRST and _ITEM_CODE.match(line):
+            kind = "hardlink" if first == "h" else _ITEM_KINDS[line[1]]
+            self.items[kind] += 1
+            if kind == "file" and first in "<>":
+                self.items_received += 1
+            return False
+        progressed = False
+        if first in _PROGRESS_FIRST:
+            # rsync ends an update with \r or nothing: the next message may be glued to it.
+            while m := _PROGRESS.match(line):
+                self._progress, progressed = m, True
+                line = line[m.end():]
+                if not line:
+                    return True
+        self.add(parse_line(line))
+        return progressed
+
     def add(self, event: Event) -> None:
         if isinstance(event, Progress):
-            self.last_progress = event
+            self._progress = event
         elif isinstance(event, Item):
             self.items[event.kind] += 1
             if event.transferred and event.kind == "file":

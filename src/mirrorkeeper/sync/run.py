@@ -38,7 +38,7 @@ from ..plan.upstreams import order_upstreams, recent_failures
 from ..record import SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
 from ..rsync.exitcodes import meaning
-from ..rsync.parse import Progress, parse_output
+from ..rsync.parse import Progress
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from ..safetext import printable
@@ -510,7 +510,7 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
     run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
     event("stage.start", argv=list(stage.argv), deletes=stage.deletes, attempt=number)
     live.publish(None, force=True)
-    proc = run_process(stage.argv, live.handle, env=RSYNC_ENV,
+    proc = run_process(stage.argv, None, on_lines=live.handle, env=RSYNC_ENV,
                        no_output_timeout=plan.no_output_timeout, stop=run.stop)
     result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
                            live.tally, number, plan.upstream)
@@ -621,6 +621,11 @@ def _install_signal(plan: SyncPlan) -> str | None:
     return None
 
 
+#: How often a running stage's progress reaches the display and the estimate (the store is
+#: written less often still, every ``live_interval``).
+PROGRESS_EVERY = 0.25
+
+
 class _LiveStage:
     """The line handler of one running stage: log, parse, tally, publish progress."""
 
@@ -630,6 +635,7 @@ class _LiveStage:
         self.tally = StageTally(listing=stage.deletes, candidate_limit=max_delete + 1)
         self.started = time.time()
         self._published = 0.0
+        self._shown = 0.0
         self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
@@ -653,14 +659,22 @@ class _LiveStage:
                     self._live_failed = True
                     event("live.write_failed", level=logging.ERROR, error=str(exc))
 
-    def handle(self, stream: str, line: str) -> None:
-        self.run.runlog.write(stream, line)
-        for parsed in parse_output(line):
-            self.tally.add(parsed)
-            if isinstance(parsed, Progress):
-                self.publish(parsed)
+    def handle(self, stream: str, lines: list[str]) -> None:
+        """The lines of one read of rsync's pipe: logged together, counted one by one, and
+        progress shown at most every ``PROGRESS_EVERY`` seconds (rsync prints it per file)."""
+        self.run.runlog.write_lines(stream, lines)
+        feed = self.tally.feed
+        progressed = False
+        for line in lines:
+            progressed = feed(line) or progressed
+        if progressed:
+            now = time.monotonic()
+            if now - self._shown >= PROGRESS_EVERY:
+                self._shown = now
+                self.publish(self.tally.last_progress)
         if self.run.hooks.on_line:
-            self.run.hooks.on_line(self.stage.name, stream, line)
+            for line in lines:
+                self.run.hooks.on_line(self.stage.name, stream, line)
 
 
 @dataclass
