@@ -18,9 +18,18 @@ from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.store import Store
+from mirrorkeeper.sync.prefetch import ProbePrefetch
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import OWN_TRACE, CliResult, codes, sync_and_classify, tree_files, write_config
+from .conftest import (
+    OWN_TRACE,
+    CliResult,
+    codes,
+    sync_and_classify,
+    tree_files,
+    wait_for,
+    write_config,
+)
 
 root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="needs root: the daemon module runs as `nobody`")
@@ -331,3 +340,33 @@ def test_output_without_its_stats_is_not_a_success(tmp_path: Path, served: str,
     assert not (tmp_path / "mirror" / OWN_TRACE).exists()
     alerts = mk("-c", path, "alerts", "list", "--json").json()
     assert [(a["code"], a["severity"]) for a in alerts] == [("internal.output_mismatch", "error")]
+
+
+def test_a_prefetched_probe_is_used_once_and_still_guards(
+        tmp_path: Path, upstream: DebianLikeTree, served: str, rsyncd: Daemons) -> None:
+    """``sync`` starts the signal probe before the store is open: the run uses that probe in
+    place of its own (the upstream is gone by the time the run checks it, yet the run refuses
+    it as stale, which only the prefetched answer can say), and the guard holds on it."""
+    old_copy = tmp_path / "old"
+    shutil.copytree(upstream.root, old_copy)
+    upstream.mutate(add=5, change=5, remove=5)
+    sync_and_classify(tmp_path, [served])
+    behind_daemon = rsyncd([Module("debian", old_copy)])
+    behind = behind_daemon.url("debian")
+    config = load_config(write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [behind, served],
+        "retry_backoff": "0.1s", "delete_grace": "0s", "upstream_cooldown": "0s"}}))
+    mirror = config.mirrors["deb"]
+    prefetch = ProbePrefetch(config, mirror)
+    assert prefetch.upstreams() == (behind,)  # "ordered": the first upstream only
+    wait_for(prefetch.done, timeout=20, what="the prefetched probe")
+    behind_daemon.stop()
+    store = Store.open(config.settings.state_dir)
+    try:
+        record = sync_mirror(config, mirror, store, prefetch=prefetch)
+    finally:
+        store.close()
+    assert prefetch.take(behind) is None  # taken by the run, once
+    assert [(a.upstream, a.code) for a in record.attempts] == [
+        (behind, "upstream.stale"), (served, None)]
+    assert record.outcome == "success"

@@ -1,3 +1,3 @@
-from mirrorkeeper.cli import main
+from mirrorkeeper.cli import entry
 
-main()
+entry()

@@ -16,6 +16,7 @@ from .metrics.sink import MetricsSink
 from .record import RunRecord
 from .record.progress import LiveProgress
 from .store import Store
+from .sync.prefetch import ProbePrefetch
 from .sync.run import LineCallback, ProgressCallback, sync_mirror
 
 
@@ -66,7 +67,8 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
 
 def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
             sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
-            on_line: LineCallback | None = None, deliver: bool = True) -> JobResult:
+            on_line: LineCallback | None = None, deliver: bool = True,
+            prefetch: ProbePrefetch | None = None) -> JobResult:
     """Sync ``mirror`` once, then stream its figures and raise its alerts.
 
     ``deliver``: send the queued notifications before returning (``sync``, ``trigger``); the
@@ -82,7 +84,8 @@ def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading
         if sink is not None:
             sink.progress(mirror.name, live)
 
-    record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line)
+    record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line,
+                         prefetch=prefetch)
     result = JobResult(record)
     after_run(config, mirror, store, record, sink, result, deliver=deliver, stop=stop)
     return result

@@ -4,28 +4,41 @@ errors that exit with a documented status."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from ..config.problems import ConfigError, Problem
 from ..logs import setup_event_log
 
-if TYPE_CHECKING:  # heavy (SQLAlchemy, pydantic): imported by the commands that need them
+if TYPE_CHECKING:  # heavy (SQLAlchemy, pydantic, rich): imported when a command needs them
+    from rich.console import Console
+
     from ..config.spec import BrokenMirror, Config
     from ..store import Store
 
 
-def _console(stderr: bool = False) -> Console:
-    """Plain text that never wraps; off a terminal (cron mail, logs) tables get 160 columns."""
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+class _LazyConsole:
+    """A rich console made on first use: importing rich costs more than a sync's start-up may
+    spend before its first rsync, and most of a sync prints nothing until the end."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            # Plain text that never wraps; off a terminal (cron mail, logs) 160 columns.
+            stream = sys.stderr if self._stderr else sys.stdout
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True,
+                                    width=None if stream.isatty() else 160)
+        return getattr(self._console, name)
 
 
-console = _console()
-err_console = _console(stderr=True)
+console: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 
 class UsageProblem(click.UsageError):

@@ -76,6 +76,10 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
                   quiet: bool, as_json: bool) -> int:
     """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
+    from ..sync.prefetch import ProbePrefetch
+
+    # The first mirror's signal probe runs while the rest of the start-up (the store) happens.
+    prefetch = ProbePrefetch(config, mirrors[0]) if mirrors else None
     from ..job import run_job
     from ..record.present import run_json
     from ..store import Store
@@ -99,7 +103,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
             try:
                 with display:
                     job = run_job(config, mirror, store, stop=stop, sink=sink,
-                                  on_progress=display.update)
+                                  on_progress=display.update, prefetch=prefetch)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")

@@ -47,6 +47,7 @@ from ..store import Store
 from ..store.store import DB_NAME
 from .deletions import delete_paths
 from .lock import MirrorLock
+from .prefetch import ProbePrefetch
 from .preflight import (
     MTIME_SLACK_SECONDS,
     Probe,
@@ -157,17 +158,22 @@ def sync_mirror(
     on_line: LineCallback | None = None,
     on_stage: StageCallback | None = None,
     live_interval: float = 2.0,
+    prefetch: ProbePrefetch | None = None,
 ) -> RunRecord:
     """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running, and
     :class:`~mirrorkeeper.errors.StateUnavailable` before anything starts if a state or log
-    file cannot be written (left by a run as another user, or a full disk)."""
+    file cannot be written (left by a run as another user, or a full disk).
+
+    ``prefetch``: signal probes started earlier (see :mod:`.prefetch`), used in place of the
+    run's own first probes."""
     stop = stop or threading.Event()
     setup_event_log(config.settings.log_dir)
     require_writable(writer_places(config, mirror))
     with MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir):
         abandoned = store.mark_abandoned(mirror.name)
         hooks = _Hooks(on_progress, on_line, on_stage)
-        return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned)
+        return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned,
+                           prefetch)
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ class _Hooks:
 
 def _run_locked(
     config: Config, mirror: MirrorSpec, store: Store, stop: threading.Event, hooks: _Hooks,
-    live_interval: float, abandoned: int,
+    live_interval: float, abandoned: int, prefetch: ProbePrefetch | None = None,
 ) -> RunRecord:
     settings, s = config.settings, mirror.settings
     history = store.history(mirror.name, limit=50)
@@ -188,8 +194,11 @@ def _run_locked(
     started = time.time()
     latency = None
     probes: dict[str, Probe] = {}
+    if prefetch is not None and prefetch.mirror == mirror.name:
+        probes = {u: p for u in prefetch.upstreams() if (p := prefetch.take(u)) is not None}
     if s.upstream_strategy == "fastest" and s.update_signal:
-        probes = {u: probe(settings.rsync, u, s.update_signal, s) for u in s.upstreams}
+        probes = {u: probes.get(u) or probe(settings.rsync, u, s.update_signal, s)
+                  for u in s.upstreams}
         latency = {u: (p.seconds if p.exit_code == 0 else None) for u, p in probes.items()}
     candidates = order_upstreams(s.upstreams, s.upstream_strategy, run_number=len(history),
                                  failures=recent_failures(history), now=started,

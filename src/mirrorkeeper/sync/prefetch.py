@@ -1,0 +1,53 @@
+"""Start a run's update-signal probes before the store is even open.
+
+A ``mirrorkeeper sync`` spends a few hundred milliseconds importing and opening the store, and
+its first rsync is the probe that checks the upstream's signal — a connection that spends most
+of its time waiting on the network. Started in a thread right after the config is read, the
+probe overlaps the rest of the start-up instead of following it. The run takes the result only
+for the upstream it asked for; it probes again when it chose another, and the check it makes
+is the same: the signal's time against ours, just before stage 1 starts.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+from ..config.spec import Config, MirrorSpec
+from .preflight import Probe, probe
+
+
+class ProbePrefetch:
+    """Probes of ``mirror``'s likely first upstream (every upstream for ``fastest``)."""
+
+    def __init__(self, config: Config, mirror: MirrorSpec) -> None:
+        s = mirror.settings
+        self.mirror = mirror.name
+        self._futures: dict[str, Future[Probe]] = {}
+        if not s.update_signal or not s.upstreams:
+            return
+        signal, rsync = s.update_signal, config.settings.rsync
+        wanted = s.upstreams if s.upstream_strategy == "fastest" else s.upstreams[:1]
+        for upstream in wanted:
+            future: Future[Probe] = Future()
+            self._futures[upstream] = future
+
+            def work(upstream: str = upstream, future: Future[Probe] = future) -> None:
+                try:
+                    future.set_result(probe(rsync, upstream, signal, s))
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
+                    future.set_exception(exc)
+
+            threading.Thread(target=work, name=f"probe-{mirror.name}", daemon=True).start()
+
+    def take(self, upstream: str) -> Probe | None:
+        """The probe of ``upstream`` (waiting for it), once; None if none was started."""
+        future = self._futures.pop(upstream, None)
+        return None if future is None else future.result()
+
+    def done(self) -> bool:
+        """Every probe started has its answer."""
+        return all(f.done() for f in self._futures.values())
+
+    def upstreams(self) -> tuple[str, ...]:
+        return tuple(self._futures)
