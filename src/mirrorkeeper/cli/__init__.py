@@ -806,3 +806,5 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"mirrorkeeper: {exc}", markup=False)
         sys.exit(Exit.CANT_CREATE)
     sys.exit(int(code or 0))
+from .snapshots import snapshots_cmd; cli.add_command(snapshots_cmd)  # noqa: E402, E702, I001
+from .snapshots import rollback_cmd; cli.add_command(rollback_cmd)  # noqa: E402, E702, I001
