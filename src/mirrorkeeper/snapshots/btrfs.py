@@ -12,6 +12,20 @@ from . import Snapshot, SnapshotError, view_root
 from .command import run, succeeds
 
 
+def is_mount_point(path: str) -> bool:
+    """Mounted there (``/proc/self/mounts``): ``os.path.ismount`` says yes for every btrfs
+    subvolume, since each has a device number of its own."""
+    wanted = os.path.realpath(path)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            points = [line.split()[1] for line in mounts if len(line.split()) > 1]
+    except OSError:
+        return os.path.ismount(path)
+    decoded = {p.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+               for p in points}
+    return wanted in decoded
+
+
 class BtrfsBackend:
     kind = "btrfs"
 
@@ -30,7 +44,7 @@ class BtrfsBackend:
                 os.stat(self.dest).st_ino != 256:
             return (f"{self.dest} is not a btrfs subvolume; create one (`btrfs subvolume "
                     f"create {self.dest}`) and move the mirror's files into it")
-        if os.path.ismount(self.dest):
+        if is_mount_point(self.dest):
             return (f"{self.dest} is a mount point; a rollback replaces the subvolume, so "
                     "mount the filesystem above it and use the subvolume as a directory")
         return None

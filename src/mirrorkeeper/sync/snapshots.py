@@ -162,8 +162,7 @@ class SnapshotHooks:
 
     def _after_failure(self, record: RunRecord) -> None:
         final = record.attempts[-1] if record.attempts else None
-        wrote = record.files_transferred + record.files_deleted > 0
-        if final is None or final.code not in GUARD_CODES or not wrote:
+        if final is None or final.code not in GUARD_CODES:
             return
         try:
             existing = [s.name for s in self.backend.listed()]
@@ -171,6 +170,8 @@ class SnapshotHooks:
             self._failed("the snapshots could not be listed", exc)
             return
         good = last_good(self.mirror, self.store, existing)
+        if not self._written_since(record, good):
+            return
         name = self.mirror.name
         if good is None:
             self.notices.append(("snapshot.last_good", "",
@@ -194,6 +195,19 @@ class SnapshotHooks:
                                  f"{final.code} after the run wrote into the mirror: rolled "
                                  f"back to snapshot {good} (auto_rollback)"))
         self.rollback = done
+
+    def _written_since(self, record: RunRecord, good: str | None) -> bool:
+        """Did this run, or a failed one since the good snapshot (and since the last
+        rollback), write into the mirror? A second trip in a row may copy nothing new, yet
+        the first one's files are still there."""
+        parsed = parse_name(good) if good else None
+        since = parsed.run_id if parsed else 0
+        for run in [record, *self.store.history(self.mirror.name, limit=50)]:
+            if run.run_id <= since or run.outcome == "rolled_back":
+                return False
+            if run.outcome != "running" and run.files_transferred + run.files_deleted > 0:
+                return True
+        return False
 
     def record_rollback(self) -> RunRecord | None:
         """The rollback this run made, as a run of its own (after the run's own record)."""
