@@ -264,9 +264,9 @@ def test_reader_of_the_published_tree_sees_only_complete_states(
         tmp_path: Path, snapfs: SnapFs) -> None:
     source = tmp_path / "upstream"
     write_version(source, 1)
-    path = mirror_config(tmp_path, snapfs, [str(source)], bwlimit=300)
-    assert sync(path).outcome == "success"
+    assert sync(mirror_config(tmp_path, snapfs, [str(source)])).outcome == "success"
     write_version(source, 2)
+    path = mirror_config(tmp_path, snapfs, [str(source)], bwlimit=400)  # ~2 s of transfer
     link, dest = tmp_path / "www" / "debian", snapfs.mountpoint / "deb"
     published: list[set[str]] = []
     working: list[set[str]] = []

@@ -254,7 +254,8 @@ def _local(rsync: str, mirror: MirrorSpec, info: ProfileInfo | None) -> list[Che
     else:
         checks.append(Check("space", "ok", f"{free / 1e9:.1f} GB free for "
                             f"{info.approx_size if info else '?'}"))
-    checks.append(_snapshots(mirror))
+    if mirror.settings.snapshots != "none":
+        checks.append(_snapshots(mirror))
     return checks
 
 
@@ -263,8 +264,7 @@ def _snapshots(mirror: MirrorSpec) -> Check:
     from .snapshots import backend_for
 
     backend = backend_for(mirror.settings.snapshots, mirror.dest)
-    if backend is None:
-        return Check("snapshots", "skipped", "snapshots = \"none\"")
+    assert backend is not None
     why = backend.check()
     if why:
         return Check("snapshots", "error", why)
