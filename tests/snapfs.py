@@ -10,6 +10,7 @@ test is skipped with the reason, except under CI=true, where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -79,8 +80,8 @@ class SnapFs:
         return path
 
 
-@pytest.fixture
-def btrfs_fs(tmp_path: Path) -> Iterator[SnapFs]:
+@contextlib.contextmanager
+def btrfs_mounted(tmp_path: Path) -> Iterator[SnapFs]:
     require("btrfs")
     image = tmp_path / "btrfs.img"
     with open(image, "wb") as handle:
@@ -102,8 +103,8 @@ def btrfs_fs(tmp_path: Path) -> Iterator[SnapFs]:
         _run("losetup", "-d", device)
 
 
-@pytest.fixture(scope="session")
-def zfs_daemon() -> Iterator[None]:
+@contextlib.contextmanager
+def zfs_daemon_running() -> Iterator[None]:
     """The machine's zfs-fuse daemon: shared if running, else started (and stopped after)."""
     require("zfs")
     if _run("zpool", "list").returncode == 0:
@@ -127,8 +128,9 @@ def zfs_daemon() -> Iterator[None]:
             daemon.wait()
 
 
-@pytest.fixture
-def zfs_fs(zfs_daemon: None, tmp_path: Path) -> Iterator[SnapFs]:
+@contextlib.contextmanager
+def zfs_pool(tmp_path: Path) -> Iterator[SnapFs]:
+    """A pool of its own; the daemon must be running (:func:`zfs_daemon_running`)."""
     vdev = tmp_path / "zfs.vdev"
     with open(vdev, "wb") as handle:
         handle.truncate(256 << 20)
@@ -142,10 +144,3 @@ def zfs_fs(zfs_daemon: None, tmp_path: Path) -> Iterator[SnapFs]:
             if _run("zpool", "destroy", "-f", pool).returncode == 0:
                 break
             time.sleep(1.0)
-
-
-@pytest.fixture(params=["btrfs", "zfs"])
-def snapfs(request: pytest.FixtureRequest) -> SnapFs:
-    """Each test that takes it runs on both real filesystems."""
-    fs: SnapFs = request.getfixturevalue(f"{request.param}_fs")
-    return fs

@@ -7,15 +7,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.exitcodes import Exit
+from mirrorkeeper.metrics.prometheus import registry_for
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.snapshots import backend_for
 from mirrorkeeper.snapshots.naming import parse_name, snapshot_name
@@ -26,7 +28,26 @@ from mirrorkeeper.sync.lock import MirrorLock
 from mirrorkeeper.sync.run import lock_dir, sync_mirror
 
 from .conftest import TEST_HOSTNAME, CliResult, tree_files, write_config
-from .snapfs import SnapFs, btrfs_fs, snapfs, zfs_daemon, zfs_fs  # noqa: F401 - fixtures
+from .snapfs import SnapFs, btrfs_mounted, zfs_daemon_running, zfs_pool
+
+
+@pytest.fixture(scope="session")
+def zfs_daemon() -> Iterator[None]:
+    with zfs_daemon_running():
+        yield
+
+
+@pytest.fixture(params=["btrfs", pytest.param("zfs", marks=pytest.mark.slow)])
+def snapfs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SnapFs]:
+    """Each test that takes it runs on both real filesystems."""
+    if request.param == "btrfs":
+        with btrfs_mounted(tmp_path) as fs:
+            yield fs
+        return
+    request.getfixturevalue("zfs_daemon")
+    with zfs_pool(tmp_path) as fs:
+        yield fs
+
 
 HOUR = 3600.0
 NOW = 1_790_000_000.0  # a fixed Wednesday, so the buckets below are exact
@@ -133,6 +154,15 @@ def test_snapshot_after_success_is_published_with_its_trace(
     status = mk("-c", str(path), "status", "--json").json()[0]["snapshots"]
     assert status["count"] == 1 and status["published"] == made.name
     assert (status["space_used_bytes"] is None) == (snapfs.kind == "btrfs")
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir, readonly=True)
+    try:
+        exposed = generate_latest(registry_for(config, store)).decode()
+    finally:
+        store.close()
+    assert 'mirrorkeeper_snapshots{mirror="deb"} 1.0' in exposed
+    assert ("mirrorkeeper_snapshots_space_used_bytes{mirror=" in exposed) == (
+        snapfs.kind == "zfs")
 
 
 @pytest.mark.privileged
@@ -194,9 +224,16 @@ def test_rollback_by_hand_is_refused_while_syncing_and_recorded_as_a_run(
     assert sync(path).outcome == "success"
 
 
+def open_alerts(mk: Callable[..., CliResult], path: Path) -> dict[str, str]:
+    shown = mk("-c", str(path), "alerts", "list", "--json").json()
+    return {a["code"]: a["summary"] for a in shown if not a["resolved_at"]}
+
+
+@pytest.mark.slow
 @pytest.mark.privileged
 def test_guard_trip_after_stage1_wrote_names_the_snapshot_then_rolls_back(
-        tmp_path: Path, snapfs: SnapFs, served: str, upstream: DebianLikeTree) -> None:
+        tmp_path: Path, snapfs: SnapFs, served: str, upstream: DebianLikeTree,
+        mk: Callable[..., CliResult]) -> None:
     path = mirror_config(tmp_path, snapfs, [served])
     assert sync(path).outcome == "success"
     (good_name,) = [r.name for r in snapshot_rows(path)]
@@ -205,12 +242,24 @@ def test_guard_trip_after_stage1_wrote_names_the_snapshot_then_rolls_back(
     upstream.mutate(add=20, change=0, remove=0)  # stage 1 will bring these ...
     for rel in upstream.pool_files()[: len(upstream.pool_files()) // 2]:
         (upstream.root / rel).unlink()  # ... then see half the tree gone: the guard trips
+    assert mk("-c", str(path), "sync", "deb", "--quiet").code == Exit.SYNC_FAILED
+    alerts = open_alerts(mk, path)
+    assert set(alerts) == {"guard.upstream_empty", "snapshot.last_good"}
+    assert f"mirrorkeeper rollback deb {good_name}" in alerts["snapshot.last_good"]
+    assert tree_files(dest) != good  # the stage-1 files are there
+    # The command the finding names: the mirror is good again, and so are its alerts.
+    assert mk("-c", str(path), "rollback", "deb", good_name).code == 0
+    assert tree_files(dest) == good
+    assert set(open_alerts(mk, path)) == {"snapshot.rolled_back"}
+    # A second trip with nothing new to copy still finds the mirror written since the
+    # snapshot (the first trip's files) only when no rollback came between: here one did.
     tripped = sync(path)
     assert tripped.outcome == "failed" and tripped.files_transferred > 0
     notices = {code: summary for code, _u, summary in tripped.notices}
     assert good_name in notices["snapshot.last_good"]
-    assert f"mirrorkeeper rollback deb {good_name}" in notices["snapshot.last_good"]
-    assert tree_files(dest) != good  # the stage-1 files are there
+    again = sync(path)
+    assert again.files_transferred == 0
+    assert good_name in {c: t for c, _u, t in again.notices}["snapshot.last_good"]
     path = mirror_config(tmp_path, snapfs, [served], auto_rollback=True)
     again = sync(path)
     assert again.outcome == "failed"
@@ -292,3 +341,48 @@ def test_reader_of_the_published_tree_sees_only_complete_states(
         s for s in published if len(s) != 1]
     # The sync was observable as in progress in the working tree: the test can tell.
     assert any(len(state) > 1 for state in working)
+
+
+# -- configuration and what goes wrong --------------------------------------------------------
+def test_config_check_names_each_snapshot_setting_problem(
+        tmp_path: Path, mk: Callable[..., CliResult]) -> None:
+    path = write_config(tmp_path / "mk.toml", {
+        "a": {"profile": "debian", "dest": str(tmp_path / "a"), "snapshots": "lvm"},
+        "b": {"profile": "debian", "dest": str(tmp_path / "b"), "publish": "snapshot",
+              "auto_rollback": True, "snapshot_keep_daily": -1},
+        "c": {"profile": "debian", "dest": str(tmp_path / "c"), "snapshots": "btrfs",
+              "publish": "snapshot", "publish_path": str(tmp_path / "c" / "www")},
+    })
+    result = mk("-c", str(path), "config", "check")
+    assert result.code == Exit.CONFIG
+    err = " ".join(result.err.split())
+    for expected in ("mirrors.a.snapshots: `lvm` is not a snapshot backend",
+                     'mirrors.b.publish: "snapshot" needs snapshots',
+                     "mirrors.b.publish_path: is required",
+                     "mirrors.b.auto_rollback: needs snapshots",
+                     "mirrors.b.snapshot_keep_daily: cannot be negative",
+                     "mirrors.c.publish_path: overlaps dest"):
+        assert expected in err, expected
+
+
+@pytest.mark.privileged
+def test_dest_that_is_no_dataset_is_refused_up_front_and_never_breaks_a_sync(
+        tmp_path: Path, snapfs: SnapFs, served: str, mk: Callable[..., CliResult]) -> None:
+    plain = snapfs.mountpoint / "deb"
+    plain.mkdir()  # a directory, not a subvolume / dataset
+    www = tmp_path / "www" / "debian"
+    www.mkdir(parents=True)  # a real directory where the link should go
+    (www / "index.html").write_text("the admin's old tree")
+    path = mirror_config(tmp_path, snapfs, [served])
+    check = mk("-c", str(path), "config", "check")
+    err = " ".join(check.err.split())
+    assert check.code == Exit.CONFIG
+    assert ("is not a btrfs subvolume" if snapfs.kind == "btrfs"
+            else "is not the mountpoint of a ZFS dataset") in err
+    assert "mirrors.deb.publish_path" in err and "is not a symlink" in err
+    doctor = mk("-c", str(path), "doctor", "deb", "--json").json()[0]
+    assert {c["name"]: c["status"] for c in doctor["local"]}["snapshots"] == "error"
+    record = sync(path)  # the sync itself still works and says what is missing
+    assert record.outcome == "success"
+    assert [code for code, _u, _s in record.notices] == ["snapshot.failed"]
+    assert (www / "index.html").read_text() == "the admin's old tree"

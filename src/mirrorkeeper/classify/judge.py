@@ -192,6 +192,9 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         assert worst.code is not None
         add(refused[worst.code], f"mirror left as it was — {why}",
             upstreams_tried=list(record.upstreams_tried))
+        for code, upstream, summary in record.notices:  # the way back, if stage 1 wrote
+            if code.startswith("snapshot."):
+                add(code, summary, None, upstream or None)
         return _dedup(findings)
     if not final_ok and final is not None and final.code:
         severity = None
