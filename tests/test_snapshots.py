@@ -169,7 +169,7 @@ def test_snapshot_after_success_is_published_with_its_trace(
 def test_retention_prunes_after_success_but_not_held_or_foreign(
         tmp_path: Path, snapfs: SnapFs, served: str, mk: Callable[..., CliResult]) -> None:
     path = mirror_config(tmp_path, snapfs, [served], snapshot_keep_hourly=1,
-                         snapshot_keep_daily=1, snapshot_keep_weekly=1, publish="direct")
+                         snapshot_keep_daily=2, snapshot_keep_weekly=1, publish="direct")
     config = load_config(path)
     mirror = config.mirrors["deb"]
     backend = backend_for(mirror.settings.snapshots, mirror.dest)
@@ -183,6 +183,7 @@ def test_retention_prunes_after_success_but_not_held_or_foreign(
         for name in old:
             rows.add(store, "deb", name, snapfs.kind, None, pre=False,
                      created_at=parse_name(name).created_at)  # type: ignore[union-attr]
+        view = backend.view(old[2])  # published once; nothing publishes it now
     finally:
         store.close()
     assert mk("-c", str(path), "snapshots", "deb", "--hold", old[0]).code == 0
@@ -191,9 +192,12 @@ def test_retention_prunes_after_success_but_not_held_or_foreign(
     names = listed(path)
     newest = [n for n in names if n.endswith(f"-r{record.run_id}")]
     assert len(newest) == 1
-    # 20 days old goes; 10 days old is this week's or the previous week's weekly only if
-    # in another ISO week than the newest — either way nothing held or foreign is touched.
-    assert old[0] in names and "admins-own" in names and old[1] not in names
+    # Today's is the newest; 10 days old is the second day that has one (daily = 2); 20 days
+    # old no bucket keeps; 30 days old is held; the admin's own is not ours to prune.
+    assert set(names) == {newest[0], old[2], old[0], "admins-own"}
+    # The kept one's view is let go of: ZFS destroys its clone (one mount fewer per kept
+    # snapshot); a btrfs snapshot is its own view.
+    assert view.is_dir() == (snapfs.kind == "btrfs")
     pruned = {r.name for r in snapshot_rows(path, pruned=True) if r.pruned_at}
     assert old[1] in pruned and old[0] not in pruned
     assert set(names) - pruned == set(names)
@@ -341,6 +345,12 @@ def test_reader_of_the_published_tree_sees_only_complete_states(
         s for s in published if len(s) != 1]
     # The sync was observable as in progress in the working tree: the test can tell.
     assert any(len(state) > 1 for state in working)
+    # A third run in the same hour: the first snapshot is no longer in use (two newer ones
+    # were published since) and the hourly bucket keeps only the newest, so it goes.
+    first, second = (r.name for r in snapshot_rows(path))
+    assert sync(path).outcome == "success"
+    names = listed(path)
+    assert first not in names and second in names and len(names) == 2
 
 
 # -- configuration and what goes wrong --------------------------------------------------------

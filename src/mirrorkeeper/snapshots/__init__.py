@@ -60,6 +60,10 @@ class SnapshotBackend(Protocol):
         """A directory holding the snapshot's tree, read-only, made if needed: what
         publishing points at."""
 
+    def drop_view(self, name: str) -> None:
+        """Let go of the snapshot's readable view once nothing publishes it (ZFS: its clone
+        goes, so kept snapshots do not each hold a mount); the snapshot stays."""
+
     def rollback(self, name: str, newer: list[str]) -> list[str]:
         """Make ``dest`` the snapshot's tree again; ``newer`` are the snapshots taken after
         it. Returns the snapshots the filesystem had to destroy on the way (ZFS cannot keep

@@ -72,6 +72,9 @@ class BtrfsBackend:
             raise SnapshotError(f"no snapshot {name} in {self.root}")
         return path
 
+    def drop_view(self, name: str) -> None:
+        """The snapshot is its own view: nothing to let go of."""
+
     def rollback(self, name: str, newer: list[str]) -> list[str]:
         """The current subvolume steps aside, a writable snapshot of ``name`` takes its
         place, then the old one is deleted; if the snapshot cannot be made, the old one is

@@ -82,6 +82,9 @@ class ZfsBackend:
         with contextlib.suppress(OSError):  # the empty mountpoint directory zfs leaves
             (self.root / name).rmdir()
 
+    def drop_view(self, name: str) -> None:
+        self._destroy_view(name)
+
     def destroy(self, name: str) -> None:
         self._destroy_view(name)
         run([self.zfs, "destroy", f"{self.dataset}@{name}"], retries_when_busy=3)

@@ -146,7 +146,14 @@ class SnapshotHooks:
         except SnapshotError as exc:
             self._failed("the snapshots could not be listed for pruning", exc)
             return []
-        plan = plan_retention(names, keep_of(self.mirror), in_use(self.mirror, self.store))
+        used = in_use(self.mirror, self.store)
+        plan = plan_retention(names, keep_of(self.mirror), used)
+        for name in plan.keep:
+            if name not in used:
+                try:
+                    self.backend.drop_view(name)
+                except SnapshotError as exc:  # a reader still in it: next run tries again
+                    event("snapshot.view_busy", snapshot=name, error=str(exc))
         pruned = []
         for name in plan.prune:
             try:
