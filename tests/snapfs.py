@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,6 @@ class SnapFs:
     kind: str
     mountpoint: Path
     pool: str = ""
-    made: list[str] = field(default_factory=list)
 
     def make_dest(self, name: str) -> Path:
         path = self.mountpoint / name

@@ -396,3 +396,35 @@ def test_dest_that_is_no_dataset_is_refused_up_front_and_never_breaks_a_sync(
     assert record.outcome == "success"
     assert [code for code, _u, _s in record.notices] == ["snapshot.failed"]
     assert (www / "index.html").read_text() == "the admin's old tree"
+
+
+def test_snapshot_figures_on_the_api_and_the_dashboard(tmp_path: Path) -> None:
+    """The web reads the store's snapshot rows; the filesystem is not needed for that."""
+    from starlette.testclient import TestClient
+
+    from mirrorkeeper.daemon.service import Daemon
+    from mirrorkeeper.web.app import create_app
+
+    path = write_config(tmp_path / "mk.toml", {
+        "snap": {"profile": "debian", "dest": str(tmp_path / "snap"), "snapshots": "zfs",
+                 "upstreams": ["rsync://up.example/debian/"]},
+        "plain": {"profile": "debian", "dest": str(tmp_path / "plain"),
+                  "upstreams": ["rsync://up.example/debian/"]}})
+    daemon = Daemon(load_config(path))
+    try:
+        for run_id, name in enumerate((snapshot_name(NOW, 1), snapshot_name(NOW + HOUR, 2)), 1):
+            rows.add(daemon.store, "snap", name, "zfs", run_id, pre=False, created_at=NOW)
+        rows.mark_published(daemon.store, "snap", snapshot_name(NOW, 1), NOW)
+        rows.set_space_used(daemon.store, "snap", snapshot_name(NOW + HOUR, 2), 5 << 20)
+        with TestClient(create_app(daemon), base_url="http://127.0.0.1:8118") as client:
+            status = {r["mirror"]: r for r in client.get("/api/status").json()}
+            assert status["snap"]["snapshots"] == {
+                "count": 2, "space_used_bytes": 5 << 20,
+                "newest": snapshot_name(NOW + HOUR, 2), "published": snapshot_name(NOW, 1)}
+            assert status["plain"]["snapshots"] is None
+            page = client.get("/mirrors/snap").text
+            assert "2 snapshot(s), 5.0 MiB only they hold" in page
+            assert snapshot_name(NOW, 1) in page
+            assert "snapshot(s)" not in client.get("/mirrors/plain").text
+    finally:
+        daemon.close()

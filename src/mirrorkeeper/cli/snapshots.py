@@ -123,7 +123,11 @@ def rollback_cmd(ctx: click.Context, name: str, snapshot: str | None) -> int:
         err_console.print(f"mirrorkeeper: {exc}; not rolling back under a running sync",
                           markup=False)
         return Exit.LOCKED
-    store = Store.open(config.settings.state_dir)
+    try:
+        store = Store.open(config.settings.state_dir)
+    except BaseException:
+        lock.release()
+        raise
     try:
         try:
             existing = [s.name for s in backend.listed()]
