@@ -87,6 +87,11 @@ def test_retention_keeps_one_per_bucket_and_never_what_is_in_use() -> None:
     assert times == sorted(times)
 
 
+def test_a_runs_pre_snapshot_counts_as_older_than_the_one_after_it() -> None:
+    pre, after = snapshot_name(NOW, 9, pre=True), snapshot_name(NOW, 9)
+    assert plan_retention([after, pre], Keep(1, 1, 1)).prune == (pre,)
+
+
 def test_retention_of_zero_still_keeps_the_newest() -> None:
     names = [snapshot_name(NOW - d * 86400, d + 1) for d in range(5)]
     plan = plan_retention(names, Keep(0, 0, 0))
@@ -135,12 +140,17 @@ def listed(path: Path) -> list[str]:
 def test_snapshot_after_success_is_published_with_its_trace(
         tmp_path: Path, snapfs: SnapFs, served: str, upstream: DebianLikeTree,
         mk: Callable[..., CliResult]) -> None:
-    path = mirror_config(tmp_path, snapfs, [served])
+    path = mirror_config(tmp_path, snapfs, [served], snapshot_before=True)
     assert mk("-c", str(path), "config", "check").code == Exit.OK
     record = sync(path)
     assert record.outcome == "success", record.notices
     (made,) = snapshot_rows(path)
     assert made.run_id == record.run_id and not made.pre and made.published_at
+    # The pre-run snapshot guarded the run; once it succeeded, the new one supersedes it
+    # (same hour, not in use), so retention removed it, and the store says so.
+    before, after = snapshot_rows(path, pruned=True)
+    assert before.pre and before.run_id == record.run_id and before.pruned_at
+    assert after == made
     assert listed(path) == [made.name]
     link = tmp_path / "www" / "debian"
     assert link.is_symlink() and Path(os.readlink(link)).name == made.name

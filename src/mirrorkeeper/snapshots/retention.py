@@ -53,18 +53,19 @@ def plan_retention(names: Iterable[str], keep: Keep, in_use: frozenset[str] = fr
     for name in names:
         parsed = parse_name(name)
         if parsed is not None:
-            ours.append((parsed.created_at, parsed.run_id, name))
+            # A run's pre-run snapshot is older than the one after it, even in one minute.
+            ours.append((parsed.created_at, parsed.run_id, not parsed.pre, name))
     ours.sort(reverse=True)  # newest first: the first of each period is the one kept
-    reasons: dict[str, list[str]] = {name: [] for _t, _r, name in ours}
+    reasons: dict[str, list[str]] = {name: [] for *_, name in ours}
     if ours:
-        reasons[ours[0][2]].append("newest")
+        reasons[ours[0][-1]].append("newest")
     for name in reasons:
         if name in in_use:
             reasons[name].append("in use")
     for bucket, count in (("hourly", keep.hourly), ("daily", keep.daily),
                           ("weekly", keep.weekly)):
         seen: set[tuple[int, ...]] = set()
-        for created, _run, name in ours:
+        for created, _run, _after, name in ours:
             if len(seen) >= count:
                 break
             period = _period(created, bucket)
@@ -72,5 +73,5 @@ def plan_retention(names: Iterable[str], keep: Keep, in_use: frozenset[str] = fr
                 seen.add(period)
                 reasons[name].append(bucket)
     kept = {name: tuple(why) for name, why in reasons.items() if why}
-    prune = tuple(name for _t, _r, name in reversed(ours) if name not in kept)
+    prune = tuple(name for *_, name in reversed(ours) if name not in kept)
     return RetentionPlan(kept, prune)
