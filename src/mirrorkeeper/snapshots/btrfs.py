@@ -10,6 +10,16 @@ from pathlib import Path
 
 from . import Snapshot, SnapshotError, view_root
 from .command import run, succeeds
+from .naming import parse_name
+
+
+def _age_order(name: str) -> tuple[float, int, bool, str]:
+    """Oldest first as the names say (a run's pre-run snapshot before the one after it);
+    snapshots not made by Mirrorkeeper first, by name."""
+    parsed = parse_name(name)
+    if parsed is None:
+        return (0.0, 0, False, name)
+    return (parsed.created_at, parsed.run_id, not parsed.pre, name)
 
 
 def is_mount_point(path: str) -> bool:
@@ -60,8 +70,9 @@ class BtrfsBackend:
             return []
         except OSError as exc:
             raise SnapshotError(f"cannot list {self.root}: {exc.strerror}") from exc
-        return [Snapshot(n) for n in names
-                if not n.startswith(".") and os.stat(self.root / n).st_ino == 256]
+        found = [n for n in names
+                 if not n.startswith(".") and os.stat(self.root / n).st_ino == 256]
+        return [Snapshot(n) for n in sorted(found, key=_age_order)]
 
     def destroy(self, name: str) -> None:
         run([self.btrfs, "subvolume", "delete", str(self.root / name)])
