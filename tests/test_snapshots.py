@@ -322,6 +322,7 @@ def states_of(root: Path) -> set[str]:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.privileged
 def test_reader_of_the_published_tree_sees_only_complete_states(
         tmp_path: Path, snapfs: SnapFs) -> None:
