@@ -191,7 +191,7 @@ def main() -> None:
             cells = []
             for other in ("bare two-stage", "naive rsync -a --delete", "ftpsync"):
                 theirs = times.get((scenario, other))
-                cells.append(ratios(list(zip(mine, theirs, strict=False))) if theirs else "–")
+                cells.append(ratios(list(zip(mine, theirs, strict=False))) if theirs else "-")
             print(f"| {scenario} | {statistics.median(mine):.2f} | " + " | ".join(cells) + " |")
         print(f"\npeak RSS of the mirrorkeeper process at {files} files: "
               f"{max(rss) / 1024:.1f} MiB")

@@ -3,7 +3,8 @@
 # Python's venv module; with --test also what the tests run for real: Chromium and ChromeDriver
 # (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), and sshd (push
 # triggers through an ssh forced command), and apt-ftparchive and gpg (the apt-client consistency
-# tests build and sign a real archive). Installs nothing that is already there; needs root only
+# tests build and sign a real archive), and zfs-fuse and btrfs-progs (the snapshot tests run
+# a file-backed ZFS pool and a btrfs loop device). Installs nothing that is already there; needs root only
 # to install.
 set -eu
 
@@ -18,6 +19,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v apt-ftparchive >/dev/null 2>&1 || need="$need apt-utils"
     command -v gpg >/dev/null 2>&1 || need="$need gpg"
     command -v gpg-agent >/dev/null 2>&1 || need="$need gpg-agent"  # signing needs the agent
+    command -v zfs-fuse >/dev/null 2>&1 || [ -x /usr/sbin/zfs-fuse ] || need="$need zfs-fuse"
+    command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || need="$need btrfs-progs"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"

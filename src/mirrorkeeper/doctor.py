@@ -254,7 +254,21 @@ def _local(rsync: str, mirror: MirrorSpec, info: ProfileInfo | None) -> list[Che
     else:
         checks.append(Check("space", "ok", f"{free / 1e9:.1f} GB free for "
                             f"{info.approx_size if info else '?'}"))
+    if mirror.settings.snapshots != "none":
+        checks.append(_snapshots(mirror))
     return checks
+
+
+def _snapshots(mirror: MirrorSpec) -> Check:
+    """``dest`` must be a ZFS dataset or btrfs subvolume when the mirror takes snapshots."""
+    from .snapshots import backend_for
+
+    backend = backend_for(mirror.settings.snapshots, mirror.dest)
+    assert backend is not None
+    why = backend.check()
+    if why:
+        return Check("snapshots", "error", why)
+    return Check("snapshots", "ok", f"{mirror.dest} can be snapshotted ({backend.kind})")
 
 
 def diagnose(rsync: str, mirror: MirrorSpec, info: ProfileInfo | None,

@@ -12,6 +12,7 @@ from .logs import iso
 from .plan.due import next_run
 from .record.present import run_json
 from .store import Store
+from .store.snapshots import summary as snapshot_summary
 from .sync.lock import is_locked
 from .sync.run import lock_dir
 
@@ -75,6 +76,9 @@ def status_rows(config: Config, store: Store,
             # upstream errors, skipped deletions).
             "pending_deletions": pending,
             "pending_deletions_since": iso(pending_since),
+            # Count, bytes only they hold, newest and published (None: no snapshots).
+            "snapshots": snapshot_summary(store, mirror.name)
+            if mirror.settings.snapshots != "none" else None,
         })
         rows.append(row)
     return rows

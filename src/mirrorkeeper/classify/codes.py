@@ -71,6 +71,14 @@ CODES: dict[str, Code] = {
                                              "syncing would roll it back", protected=True),
     "guard.upstream_empty": Code(S.CRITICAL, "every usable upstream is empty or truncated; "
                                              "stage 2 would wipe the mirror", protected=True),
+    # Snapshots (ZFS / btrfs; docs/snapshots.md).
+    "snapshot.failed": Code(S.ERROR, "a snapshot could not be made, published, pruned or "
+                                     "rolled back to; the sync itself stands"),
+    "snapshot.last_good": Code(S.WARNING, "a guard tripped after the run wrote into the "
+                                          "mirror; the finding names the snapshot holding the "
+                                          "last good state and the rollback command"),
+    "snapshot.rolled_back": Code(S.INFO, "the mirror was returned to a snapshot (by "
+                                         "`mirrorkeeper rollback` or auto_rollback)"),
     # The mirror as a whole.
     "mirror.stale": Code(S.CRITICAL, "no successful sync for longer than stale_after",
                          protected=True),

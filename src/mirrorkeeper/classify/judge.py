@@ -171,6 +171,10 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             add(code, f"{said(attempt)} (another attempt succeeded)",
                 Severity.WARNING, attempt.upstream, stage=attempt.stage,
                 exit_code=attempt.exit_code, rsync_error=attempt.detail)
+    if record.outcome == "rolled_back":  # the mirror is a known-good state again
+        for code, upstream, summary in record.notices:
+            add(code, summary, None, upstream or None)
+        return _dedup(findings)
     if record.outcome == "interrupted":
         last = record.attempts[-1].reason if record.attempts else ""
         how = last if last.startswith("stopped by") else "stopped by a signal"
@@ -188,6 +192,9 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         assert worst.code is not None
         add(refused[worst.code], f"mirror left as it was — {why}",
             upstreams_tried=list(record.upstreams_tried))
+        for code, upstream, summary in record.notices:  # the way back, if stage 1 wrote
+            if code.startswith("snapshot."):
+                add(code, summary, None, upstream or None)
         return _dedup(findings)
     if not final_ok and final is not None and final.code:
         severity = None

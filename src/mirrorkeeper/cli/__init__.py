@@ -48,6 +48,12 @@ VERBS: dict[str, tuple[str, str, str]] = {
                       "Print Nagios/Icinga definitions: a command, the host, one service per "
                       "enabled mirror."),
     "profiles": ("catalogue", "profiles", "List the profile catalogue, or show one profile."),
+    "rollback": ("snapshots", "rollback_cmd",
+                 "Return NAME's destination to SNAPSHOT (default: the newest taken after a "
+                 "success)."),
+    "snapshots": ("snapshots", "snapshots_cmd",
+                  "NAME's snapshots, newest first: the run each came from, and why each is "
+                  "kept."),
     "status": ("look", "status",
                "Every mirror: state, progress if running, last success and its age."),
     "sync": ("sync", "sync",

@@ -8,7 +8,13 @@ from datetime import UTC
 from ..plan.signals import SIGNAL_KINDS
 from .options import check_rsync_options
 from .schedule import parse_schedule
-from .spec import TRACE_STYLES, UPSTREAM_STRATEGIES, SyncSettings
+from .spec import (
+    PUBLISH_MODES,
+    SNAPSHOT_BACKENDS,
+    TRACE_STYLES,
+    UPSTREAM_STRATEGIES,
+    SyncSettings,
+)
 
 _RSYNC_URL = re.compile(r"^rsync://(?:[^@/]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d+)?/[^/\s]+(?:/\S*)?$")
 _DAEMON = re.compile(r"^(?:[^@/:\s]+@)?[A-Za-z0-9.\-]+::[^/\s]+(?:/\S*)?$")
@@ -111,6 +117,34 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
                       "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))
+    found += _snapshot_checks(s)
+    return found
+
+
+def _snapshot_checks(s: SyncSettings) -> list[tuple[str, str, str]]:
+    found: list[tuple[str, str, str]] = []
+    if s.snapshots not in SNAPSHOT_BACKENDS:
+        found.append(("snapshots", f"`{s.snapshots}` is not a snapshot backend",
+                      "use one of " + ", ".join(f'"{b}"' for b in SNAPSHOT_BACKENDS)))
+    off = s.snapshots == "none"
+    for key in ("snapshot_before", "auto_rollback"):
+        if getattr(s, key) and off:
+            found.append((key, "needs snapshots", 'set snapshots = "zfs" or "btrfs"'))
+    for key in ("snapshot_keep_hourly", "snapshot_keep_daily", "snapshot_keep_weekly"):
+        if getattr(s, key) < 0:
+            found.append((key, "cannot be negative", "0 keeps none of that period"))
+    if s.publish not in PUBLISH_MODES:
+        found.append(("publish", f"`{s.publish}` is not a publish mode",
+                      'use "direct" (serve dest) or "snapshot" (serve publish_path)'))
+    elif s.publish == "snapshot":
+        if off:
+            found.append(("publish", "\"snapshot\" needs snapshots",
+                          'set snapshots = "zfs" or "btrfs"'))
+        if not s.publish_path:
+            found.append(("publish_path", "is required with publish = \"snapshot\"",
+                          "the path your web server serves, e.g. \"/srv/mirror/debian\""))
+    if s.publish_path is not None and not s.publish_path.startswith("/"):
+        found.append(("publish_path", "must be an absolute path", ""))
     return found
 
 

@@ -73,4 +73,26 @@ def file_problems(config: Config) -> list[Problem]:
         if found:
             problems.append(Problem(config.path, f"mirrors.{mirror.name}.password_file",
                                     f"{path} {found[0]}", found[1]))
-    return problems + web_file_problems(config)
+    return problems + snapshot_problems(config) + web_file_problems(config)
+
+
+def snapshot_problems(config: Config) -> list[Problem]:
+    """A mirror with ``snapshots`` whose ``dest`` is not a dataset / subvolume (or whose
+    tool is missing): every run would end without its snapshot."""
+    from ..snapshots import backend_for
+
+    problems: list[Problem] = []
+    for mirror in config.mirrors.values():
+        backend = backend_for(mirror.settings.snapshots, mirror.dest)
+        why = backend.check() if backend is not None else None
+        if why:
+            problems.append(Problem(config.path, f"mirrors.{mirror.name}.dest",
+                                    f"snapshots = \"{mirror.settings.snapshots}\": {why}",
+                                    "see docs/snapshots.md for the set-up"))
+        publish = mirror.settings.publish_path
+        if publish and os.path.lexists(publish) and not os.path.islink(publish):
+            problems.append(Problem(config.path, f"mirrors.{mirror.name}.publish_path",
+                                    f"{publish} exists and is not a symlink; Mirrorkeeper "
+                                    "switches a symlink there and never replaces a directory",
+                                    f"move {publish} away (or point publish_path elsewhere)"))
+    return problems

@@ -204,6 +204,12 @@ def _load_mirror(name: str, table: Any, file: str, base: Path,
                        dest=dest)
     assert settings is not None
     settings = _password_file(settings, table, file, catalogue.origin.get(profile_name, {}))
+    publish = settings.publish_path
+    if publish and (Path(publish).is_relative_to(dest) or Path(dest).is_relative_to(publish)):
+        return _Mirror([Problem(file, f"mirrors.{name}.publish_path",
+                                f"overlaps dest ({dest}); the published link must be outside "
+                                "the tree a sync writes", "e.g. dest = \"/srv/work/debian\" and "
+                                "publish_path = \"/srv/mirror/debian\"")], dest=dest)
     return _Mirror([], MirrorSpec(name=name, profile=profile_name, dest=dest,
                                   enabled=bool(enabled), settings=settings), dest=dest)
 

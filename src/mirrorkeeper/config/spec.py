@@ -19,6 +19,8 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "verify_every"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 TRACE_STYLES = ("", "debian", "arch")
+SNAPSHOT_BACKENDS = ("none", "zfs", "btrfs")
+PUBLISH_MODES = ("direct", "snapshot")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,24 @@ class SyncSettings:
     #: (``project/trace/<hostname>``, ftpsync's format), ``arch`` (``lastsync``: epoch seconds),
     #: or empty for none.
     trace: str = ""
+    #: Snapshots of ``dest`` after each successful run: ``zfs`` (``dest`` is a dataset's
+    #: mountpoint), ``btrfs`` (``dest`` is a subvolume) or ``none``; see docs/snapshots.md.
+    snapshots: str = "none"
+    #: Also a snapshot before each run starts (named ``...-pre``).
+    snapshot_before: bool = False
+    #: Retention, pruned after each success: the newest snapshot of each of this many hours,
+    #: days and ISO weeks (UTC) is kept; the newest and those in use always are.
+    snapshot_keep_hourly: int = 24
+    snapshot_keep_daily: int = 14
+    snapshot_keep_weekly: int = 8
+    #: When a guard trips after stage 1 wrote, return the mirror to the last good snapshot.
+    auto_rollback: bool = False
+    #: ``direct``: clients are served ``dest`` itself. ``snapshot``: ``publish_path`` is a
+    #: symlink switched, in one rename, to the newest successful snapshot after each run.
+    publish: str = "direct"
+    #: The path the web server serves when ``publish = "snapshot"`` (a symlink Mirrorkeeper
+    #: owns; it never replaces a real directory there).
+    publish_path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ HELP = {
     "success": "1 if the last finished run succeeded",
     "age_seconds": "Seconds since the last successful sync",
     "last_success_timestamp_seconds": "When the last successful sync finished (Unix time)",
+    "snapshots": "Snapshots of the mirror's destination that exist (ZFS / btrfs)",
+    "snapshots_space_used_bytes": "Bytes held only by the mirror's snapshots (ZFS)",
 }
 
 

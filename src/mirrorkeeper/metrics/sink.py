@@ -30,6 +30,22 @@ def latest_values(store: Store, mirror: str, now: float) -> dict[str, float]:
     age = age_seconds(store, mirror, now)
     if age is not None:
         values["age_seconds"] = age
+    values.update(snapshot_values(store, mirror))
+    return values
+
+
+def snapshot_values(store: Store, mirror: str) -> dict[str, float]:
+    """Snapshot count and the space only they hold (for mirrors that take snapshots)."""
+    from ..store.snapshots import summary
+
+    figures = summary(store, mirror)
+    count = figures["count"]
+    if not isinstance(count, int) or not count:
+        return {}
+    values = {"snapshots": float(count)}
+    space = figures["space_used_bytes"]
+    if isinstance(space, int):
+        values["snapshots_space_used_bytes"] = float(space)
     return values
 
 

@@ -10,7 +10,10 @@ from ..rsync.parse import FILE_ERROR_KINDS
 #: success: every stage completed (rsync 0 or 24); partial: a stage ended with 23 (some files
 #: failed) and later stages were skipped; failed: any other failure; interrupted: stopped by a
 #: signal or the no-output watchdog; running: not finished (or its process died — see status).
-OUTCOMES = ("success", "partial", "failed", "interrupted", "running")
+#: rolled_back: not a sync but a return to a snapshot (``mirrorkeeper rollback``,
+#: ``auto_rollback``); it is no success, so the staleness watchdog still counts from the last
+#: sync that succeeded.
+OUTCOMES = ("success", "partial", "failed", "interrupted", "running", "rolled_back")
 
 
 def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:

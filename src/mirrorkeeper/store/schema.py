@@ -127,3 +127,24 @@ pending_deletions = sa.Table(
     sa.Column("first_seen", sa.Float, nullable=False),
     sa.Index("ix_pending_deletions_mirror", "mirror"),
 )
+
+#: Snapshots of a mirror's destination (ZFS / btrfs) that Mirrorkeeper made: the run each came
+#: from, whether it was published or held, and when it was pruned (rows stay as the record).
+snapshots = sa.Table(
+    "snapshots", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mirror", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("backend", sa.String(20), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    #: Taken before a run (``snapshot_before``) rather than after a success.
+    sa.Column("pre", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("published_at", sa.Float, nullable=True),
+    #: Held by the admin: never pruned until released.
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("pruned_at", sa.Float, nullable=True),
+    #: Bytes held only by the mirror's snapshots, measured after this one was made.
+    sa.Column("space_used", sa.BigInteger, nullable=True),
+    sa.Index("ix_snapshots_mirror", "mirror", "name"),
+)

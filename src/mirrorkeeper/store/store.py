@@ -39,7 +39,7 @@ from .schema import pending_deletions as pending_table
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:

@@ -56,6 +56,7 @@ from .preflight import (
     probe,
     signal_file_time,
 )
+from .snapshots import SnapshotHooks
 from .trace import trace_path, write_trace
 
 ProgressCallback = Callable[[LiveProgress], None]
@@ -237,7 +238,10 @@ def _run_locked(
             attempts.append(Attempt(1, candidates[0], "local", "local.not_writable",
                                     dest_problem, "preflight", None, now, now,
                                     detail=dest_problem))
-        else:
+        snapshots = SnapshotHooks.of(config, mirror, store, runlog.note)
+        if not dest_problem:
+            if snapshots:
+                snapshots.before(run_id)
             _attempt_all(config, mirror, candidates, context, started, last_total,
                          stages, attempts, skipped)
         final_upstream = attempts[-1].upstream if attempts else candidates[0]
@@ -255,6 +259,8 @@ def _run_locked(
                        if record.deletions and record.deletions.kept else ""))
         if record.outcome == "success" and s.trace:
             _write_trace(config, mirror, record, runlog)
+        if snapshots and not dest_problem:  # after the trace: it is inside what is published
+            record = snapshots.after(record)
         store.finish_run(record)
         event("run.end", outcome=record.outcome, exit_code=record.exit_code,
               upstream=record.upstream, attempts=len(attempts),
@@ -262,6 +268,8 @@ def _run_locked(
               bytes_transferred=record.bytes_transferred, files_total=record.files_total,
               files_transferred=record.files_transferred, files_deleted=record.files_deleted,
               files_failed=record.files_failed, errors=record.errors)
+        if snapshots:
+            snapshots.record_rollback()
         return record
     finally:
         runlog.close()
