@@ -14,7 +14,7 @@ from ..logs import iso
 
 
 def _mirror(config: Config, name: str) -> MirrorSpec:
-    from . import UsageProblem
+    from .common import UsageProblem
 
     mirror = config.mirrors.get(name)
     if mirror is None:
@@ -39,9 +39,9 @@ def snapshots_cmd(ctx: click.Context, name: str, as_json: bool, hold: str | None
     from ..store import Store
     from ..store import snapshots as rows
     from ..sync.snapshots import in_use, keep_of
-    from . import _load, console, err_console
+    from .common import console, err_console, load
 
-    config = _load(ctx, events=hold is not None or release is not None)
+    config = load(ctx, events=hold is not None or release is not None)
     mirror = _mirror(config, name)
     backend = backend_for(mirror.settings.snapshots, mirror.dest)
     assert backend is not None
@@ -110,9 +110,9 @@ def rollback_cmd(ctx: click.Context, name: str, snapshot: str | None) -> int:
     from ..sync.lock import MirrorLock, MirrorLocked
     from ..sync.run import lock_dir
     from ..sync.snapshots import last_good, record_rollback, rollback_to
-    from . import _load, console, err_console
+    from .common import console, err_console, load
 
-    config = _load(ctx)
+    config = load(ctx)
     mirror = _mirror(config, name)
     backend = backend_for(mirror.settings.snapshots, mirror.dest)
     assert backend is not None
