@@ -66,7 +66,8 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
 
 def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
             sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
-            on_line: LineCallback | None = None, deliver: bool = True) -> JobResult:
+            on_line: LineCallback | None = None, deliver: bool = True, scope: str = "all",
+            trigger: str = "") -> JobResult:
     """Sync ``mirror`` once, then stream its figures and raise its alerts.
 
     ``deliver``: send the queued notifications before returning (``sync``, ``trigger``); the
@@ -82,7 +83,8 @@ def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading
         if sink is not None:
             sink.progress(mirror.name, live)
 
-    record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line)
+    record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line,
+                         scope=scope, trigger=trigger)
     result = JobResult(record)
     after_run(config, mirror, store, record, sink, result, deliver=deliver, stop=stop)
     return result

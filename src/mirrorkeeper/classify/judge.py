@@ -162,7 +162,7 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         findings.append(Finding(record.mirror, code, severity or default_severity(code),
                                 summary, dict(details), record.run_id, upstream))
 
-    final_ok = record.outcome == "success"
+    final_ok = record.outcome in ("success", "staged")  # staged: stage 1 of a push, complete
     for attempt in record.attempts:
         if attempt.category in ("ok",) or attempt.code is None:
             continue

@@ -139,7 +139,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 
 
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
-                  quiet: bool, as_json: bool) -> int:
+                  quiet: bool, as_json: bool, scope: str = "all", trigger: str = "") -> int:
     """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
     from ..job import run_job
     from ..record.present import run_json
@@ -164,7 +164,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
             try:
                 with display:
                     job = run_job(config, mirror, store, stop=stop, sink=sink,
-                                  on_progress=display.update)
+                                  on_progress=display.update, scope=scope, trigger=trigger)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")
@@ -185,7 +185,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
         store.close()
     if signals.exit_status is not None:
         return signals.exit_status
-    if any(r.outcome != "success" for r in results):
+    if any(r.outcome not in ("success", "staged") for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
 
@@ -220,46 +220,22 @@ def daemon(ctx: click.Context) -> int:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.argument("flags", nargs=-1)
 @click.pass_context
-def trigger(ctx: click.Context, name: str) -> int:
+def trigger(ctx: click.Context, name: str | None, flags: tuple[str, ...]) -> int:
     """Ask for a sync of NAME now: push mirroring's entry point.
 
     Use it as an ssh forced command (``command="mirrorkeeper trigger debian"`` in
-    authorized_keys). With the daemon running the sync is queued ahead of scheduled ones and
-    this returns at once; without it, the sync runs here and now.
+    authorized_keys). The pusher's ftpsync words (``sync:all``, ``sync:stage1``,
+    ``sync:stage2``, ``sync:mhop``, ``sync:callback``, ``sync:archive:NAME``) arrive in
+    SSH_ORIGINAL_COMMAND; FLAGS given here override them. A staged push runs here and now
+    (the pusher waits for its stage); a full one is queued with the daemon if it runs.
     """
+    from .push import run_trigger
+
     with SignalStop() as signals:
-        return _trigger(ctx, name, signals)
-
-
-def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
-    from ..daemon.queue import SyncQueue
-    from ..daemon.service import daemon_running
-
-    config = _load(ctx)
-    if name in config.broken:
-        raise ConfigError(_not_runnable(config, config.broken[name]))
-    mirror = config.mirrors.get(name)
-    if mirror is None or not mirror.enabled:
-        raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
-    command = os.environ.get("SSH_ORIGINAL_COMMAND")
-    client = os.environ.get("SSH_CONNECTION")
-    # Whoever holds the key chooses the command line: log a bounded prefix, and its length.
-    event("trigger", mirror=name,
-          ssh_command=command[:MAX_LOGGED_COMMAND] if command is not None else None,
-          ssh_command_length=len(command) if command is not None else None,
-          ssh_client=client[:MAX_LOGGED_COMMAND] if client is not None else None)
-    if daemon_running(config.settings.state_dir):
-        queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
-        try:
-            queue.enqueue(name, "push", urgent=True)
-        finally:
-            queue.close()
-        click.echo(f"{name}: sync queued with the daemon")
-        return signals.exit_status or Exit.OK
-    click.echo(f"{name}: no daemon is running; syncing now")
-    return _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False)
+        return run_trigger(ctx, name, flags, signals)
 
 
 # -- status / history -------------------------------------------------------------------------

@@ -110,7 +110,12 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
                       "use one of " + ", ".join(SIGNAL_KINDS)))
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
-                      "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))
+                      "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync), "
+                      "\"ubuntu\" (.trace/HOSTNAME) or \"\""))
+    for key in ("trace_maintainer", "trace_sponsor", "trace_country", "trace_location",
+                "trace_throughput"):
+        if any(c in getattr(s, key) for c in "\n\r"):
+            found.append((key, "must be one line", "the trace file holds one field a line"))
     return found
 
 

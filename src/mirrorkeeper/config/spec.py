@@ -18,7 +18,7 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "renotify_info", "interval", "delete_grace", "upstream_busy_wait",
                            "verify_every"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
-TRACE_STYLES = ("", "debian", "arch")
+TRACE_STYLES = ("", "debian", "arch", "ubuntu")
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,18 @@ class SyncSettings:
     failure_ratio_warning: float = 0.01
     failure_ratio_error: float = 0.1
     #: The mirror's own trace file, written after each successful sync: ``debian``
-    #: (``project/trace/<hostname>``, ftpsync's format), ``arch`` (``lastsync``: epoch seconds),
-    #: or empty for none.
+    #: (``project/trace/<hostname>``, ftpsync's format, with ``_hierarchy``, ``_traces`` and
+    #: ftpsync's ``Archive-Update-*`` markers), ``arch`` (``lastsync``: epoch seconds),
+    #: ``ubuntu`` (``.trace/<hostname>``: ``date -u``), or empty for none.
     trace: str = ""
+    #: What a ``debian`` trace says about the site (ftpsync's ``INFO_MAINTAINER``,
+    #: ``INFO_SPONSOR``, ``INFO_COUNTRY``, ``INFO_LOCATION``, ``INFO_THROUGHPUT``); empty: not
+    #: said.
+    trace_maintainer: str = ""
+    trace_sponsor: str = ""
+    trace_country: str = ""
+    trace_location: str = ""
+    trace_throughput: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from ..rsync.parse import FILE_ERROR_KINDS
 
 #: success: every stage completed (rsync 0 or 24); partial: a stage ended with 23 (some files
 #: failed) and later stages were skipped; failed: any other failure; interrupted: stopped by a
-#: signal or the no-output watchdog; running: not finished (or its process died — see status).
-OUTCOMES = ("success", "partial", "failed", "interrupted", "running")
+#: signal or the no-output watchdog; running: not finished (or its process died — see status);
+#: staged: a stage-1 push completed (new files in, indexes and deletions wait for the stage-2
+#: push, so it does not make the mirror fresh).
+OUTCOMES = ("success", "partial", "failed", "interrupted", "running", "staged")
 
 
 def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
