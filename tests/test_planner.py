@@ -302,7 +302,7 @@ def test_trace_files_in_debian_and_arch_style(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == "Thu Nov  5 04:02:55 UTC 2026"  # exactly `LC_ALL=POSIX date -u`
     fields = dict(line.split(": ", 1) for line in lines[1:])
-    assert fields["Date"] == "Thu, 05 Nov 2026 04:02:55 GMT"
+    assert fields["Date"] == "Thu, 05 Nov 2026 04:02:55 +0000"  # `date -u -R`, as ftpsync
     assert fields["Archive serial"] == "2026110501"
     assert fields["Total bytes received in rsync"] == "1024"
     assert (fields["Total time spent in stage1 rsync"], fields["Total time spent in stage2 rsync"],

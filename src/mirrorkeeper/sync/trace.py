@@ -109,15 +109,16 @@ def _rfc2822(when: float) -> str:
 
 
 def stage_seconds(record: RunRecord) -> tuple[int, int]:
-    """Whole seconds spent in stage 1 and in the deleting stage of the final attempt (every
-    round of each, as ftpsync sums its loops)."""
-    first = second = 0.0
+    """Seconds spent in stage 1 and in the deleting stage of the final attempt, counted as
+    ftpsync counts them (``date +%s`` after minus before, every round summed)."""
+    first = second = 0
     for stage in record.final_stages:
+        seconds = max(0, int(stage.finished_at) - int(stage.started_at))
         if stage.name == "stage1":
-            first += stage.duration_seconds
+            first += seconds
         elif stage.name in ("stage2", "single"):
-            second += stage.duration_seconds
-    return int(first), int(second)
+            second += seconds
+    return first, second
 
 
 def debian_trace(record: RunRecord, hostname: str, serial: str | None,
