@@ -782,3 +782,6 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"mirrorkeeper: {exc}", markup=False)
         sys.exit(Exit.CANT_CREATE)
     sys.exit(int(code or 0))
+
+
+from .imports import import_group; cli.add_command(import_group)  # noqa: E402, E702, I001
