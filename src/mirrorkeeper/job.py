@@ -67,7 +67,7 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
 def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
             sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
             on_line: LineCallback | None = None, deliver: bool = True, scope: str = "all",
-            trigger: str = "") -> JobResult:
+            trigger: str = "", mhop: bool = False) -> JobResult:
     """Sync ``mirror`` once, then stream its figures and raise its alerts.
 
     ``deliver``: send the queued notifications before returning (``sync``, ``trigger``); the
@@ -85,6 +85,13 @@ def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading
 
     record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line,
                          scope=scope, trigger=trigger)
+    if mirror.settings.downstreams:  # hub mode: after our lock and markers are gone
+        from .sync.hub import push_after
+
+        pushed = push_after(mirror, record, scope, mhop, stop)
+        if pushed is not record:
+            record = pushed
+            store.finish_run(record)  # the same run, now with its downstreams
     result = JobResult(record)
     after_run(config, mirror, store, record, sink, result, deliver=deliver, stop=stop)
     return result

@@ -71,6 +71,10 @@ CODES: dict[str, Code] = {
                                              "syncing would roll it back", protected=True),
     "guard.upstream_empty": Code(S.CRITICAL, "every usable upstream is empty or truncated; "
                                              "stage 2 would wipe the mirror", protected=True),
+    # Hub mode: the mirrors this one pushes.
+    "downstream.unreachable": Code(S.WARNING, "a downstream mirror could not be pushed (ssh "
+                                              "failed or timed out); its own schedule still "
+                                              "syncs it"),
     # The mirror as a whole.
     "mirror.stale": Code(S.CRITICAL, "no successful sync for longer than stale_after",
                          protected=True),

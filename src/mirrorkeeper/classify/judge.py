@@ -215,6 +215,10 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             add("transfer.vanished", f"{vanished} files vanished upstream during the run",
                 files=vanished)
     _deletion_findings(record, settings, add)
+    unreached = [d for d in record.downstreams if d.error]
+    if unreached:
+        add("downstream.unreachable", "; ".join(f"{d.name}: {d.error}" for d in unreached),
+            downstreams=[d.name for d in unreached])
     for code, upstream, summary in record.notices:
         add(code, summary, None, upstream or None)
     unparsed = sum(s.unparsed_lines for s in record.stages)

@@ -139,7 +139,8 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 
 
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
-                  quiet: bool, as_json: bool, scope: str = "all", trigger: str = "") -> int:
+                  quiet: bool, as_json: bool, scope: str = "all", trigger: str = "",
+                  mhop: bool = False) -> int:
     """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
     from ..job import run_job
     from ..record.present import run_json
@@ -164,7 +165,8 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
             try:
                 with display:
                     job = run_job(config, mirror, store, stop=stop, sink=sink,
-                                  on_progress=display.update, scope=scope, trigger=trigger)
+                                  on_progress=display.update, scope=scope, trigger=trigger,
+                                  mhop=mhop)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")

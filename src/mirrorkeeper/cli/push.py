@@ -68,7 +68,7 @@ def run_trigger(ctx: click.Context, name: str | None, flags: tuple[str, ...],
     click.echo(f"{name}: no daemon is running; syncing now" if request.scope == "all"
                else f"{name}: {request.scope} of a staged push, now")
     code = _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False,
-                         scope=request.scope, trigger=origin)
+                         scope=request.scope, trigger=origin, mhop=request.mhop)
     if code == Exit.LOCKED and marker is not None:
         click.echo(f"{name}: a run is going on; it goes round once more for this push "
                    f"({marker.name})")

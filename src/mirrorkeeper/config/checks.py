@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
+from ..plan.downstreams import parse_downstream
 from ..plan.signals import SIGNAL_KINDS
 from .options import check_rsync_options
 from .schedule import parse_schedule
@@ -112,6 +113,19 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
         found.append(("trace", f"`{s.trace}` is not a trace style",
                       "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync), "
                       "\"ubuntu\" (.trace/HOSTNAME) or \"\""))
+    names: set[str] = set()
+    for index, line in enumerate(s.downstreams):
+        down = parse_downstream(line)
+        if isinstance(down, str):
+            found.append((f"downstreams.{index}", f"`{line}` {down}",
+                          "e.g. \"staged eu.mirror mirror.example.org archvsync -p 2222\""))
+        elif down.name in names:
+            found.append((f"downstreams.{index}", f"a second downstream named `{down.name}`",
+                          "give each downstream its own name"))
+        else:
+            names.add(down.name)
+    if s.push_delay < 0:
+        found.append(("push_delay", "cannot be negative", ""))
     for key in ("trace_maintainer", "trace_sponsor", "trace_country", "trace_location",
                 "trace_throughput"):
         if any(c in getattr(s, key) for c in "\n\r"):

@@ -16,7 +16,7 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info", "interval", "delete_grace", "upstream_busy_wait",
-                           "verify_every"})
+                           "verify_every", "push_delay"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 TRACE_STYLES = ("", "debian", "arch", "ubuntu")
 
@@ -107,6 +107,15 @@ class SyncSettings:
     trace_country: str = ""
     trace_location: str = ""
     trace_throughput: str = ""
+    #: Hub mode: downstream mirrors pushed after each good run, as ``runmirrors`` does, one
+    #: line of its mirror list each (``staged NAME HOST USER -p 2222``; see
+    #: ``plan/downstreams.py``). Empty: no pushes.
+    downstreams: tuple[str, ...] = ()
+    #: The ssh key the pushes log in with (runmirrors' KEYFILE); None: ssh's default keys.
+    push_key: str | None = None
+    #: How long staged downstreams wait for each other's stage 1 before stage 2 goes out
+    #: anyway (runmirrors' PUSHDELAY).
+    push_delay: float = 600.0
 
 
 @dataclass(frozen=True)

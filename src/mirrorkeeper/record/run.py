@@ -118,6 +118,23 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class DownstreamResult:
+    """What pushing one downstream mirror after the run (hub mode) came to."""
+
+    name: str
+    host: str
+    #: all, staged or mhop (the downstream's type in the mirror list).
+    kind: str
+    #: The words sent, one entry per ssh (``sync:archive: sync:stage1``, ...).
+    sent: tuple[str, ...] = ()
+    #: ssh's exit status per push (255: ssh itself failed; None: not started or timed out).
+    exit_codes: tuple[int | None, ...] = ()
+    #: Why the downstream could not be pushed; empty when every push reached it.
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: int
     mirror: str
@@ -134,6 +151,8 @@ class RunRecord:
     deletions: Deletions | None = None
     #: What the run noticed that is no failure but must be heard: (code, upstream, summary).
     notices: tuple[tuple[str, str, str], ...] = ()
+    #: Hub mode: the downstream mirrors pushed after the run.
+    downstreams: tuple[DownstreamResult, ...] = ()
 
     @property
     def upstreams_tried(self) -> tuple[str, ...]:
