@@ -25,9 +25,11 @@ import pytest
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.plan.downstreams import Downstream, parse_downstream, plan_pushes, ssh_argv
 from mirrorkeeper.plan.push import PushRequest, parse_push, push_words
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
+from mirrorkeeper.sync.hub import push_kind
 from mirrorkeeper.sync.run import sync_mirror
 
 from .conftest import TEST_HOSTNAME, processes_mentioning, python_cli, wait_for, write_config
@@ -73,6 +75,52 @@ def test_push_words_are_read_as_ftpsync_reads_them() -> None:
     assert push_words("stage1") == "sync:archive: sync:stage1"
     assert push_words("all", archive="x", mhop=True, callback=True) == \
         "sync:archive:x sync:callback sync:mhop sync:all"
+
+
+def test_downstream_lines_and_what_each_kind_of_run_pushes_them() -> None:
+    """runmirrors' mirror-list syntax, and its `signal` rules for -k all / stage2 / mhop."""
+    staged = parse_downstream("staged eu.a a.example.org archvsync -p 2222")
+    mhop = parse_downstream("mhop eu.b ssh+ftpsync://sync@b.example.org/security")
+    every = parse_downstream("all eu.c c.example.org archvsync")
+    assert staged == Downstream("staged", "eu.a", "a.example.org", "archvsync", ("-p", "2222"))
+    assert mhop == Downstream("mhop", "eu.b", "b.example.org", "sync", (), "security")
+    assert isinstance(every, Downstream) and isinstance(staged, Downstream)
+    assert isinstance(mhop, Downstream)
+    for bad, why in (("fast a b c", "not a push type"), ("all a b", "needs a user"),
+                     ("all a http://b/", "not a push URL"), ("all a b c 2 key", "PROTO"),
+                     ("all a b c d", "start with '-'")):
+        problem = parse_downstream(bad)
+        assert isinstance(problem, str) and why in problem, (bad, problem)
+    words = {(p.downstream.name, p.first, p.second)
+             for p in plan_pushes([staged, mhop, every], "all")}
+    assert words == {("eu.a", "sync:archive: sync:stage1", "sync:archive: sync:stage2"),
+                     ("eu.b", "sync:archive:security sync:stage1",
+                      "sync:archive:security sync:stage2"),
+                     ("eu.c", "sync:archive: sync:all", None)}
+    assert {(p.downstream.name, p.first, p.second)
+            for p in plan_pushes([staged, mhop, every], "mhop")} == {
+        ("eu.a", "sync:archive: sync:stage1", None),  # stage 2 comes with the next push
+        ("eu.b", "sync:archive:security sync:mhop sync:stage1", None)}
+    assert {(p.downstream.name, p.first) for p in plan_pushes([staged, every], "stage2")} == {
+        ("eu.a", "sync:archive: sync:stage2"), ("eu.c", "sync:archive: sync:all")}
+    assert push_kind("success", "all", False) == "all"
+    assert push_kind("success", "stage2", True) == "stage2"
+    assert push_kind("staged", "stage1", True) == "mhop"
+    assert push_kind("staged", "stage1", False) is None
+    assert push_kind("failed", "all", False) is None
+    argv = ssh_argv(staged, "sync:archive: sync:all", key="/k")
+    assert argv[:2] == ["ssh", "-n"] and "StrictHostKeyChecking=no" not in argv
+    assert argv[-4:] == ["2222", "--", "a.example.org", "sync:archive: sync:all"]
+
+
+def test_config_check_names_a_bad_downstream_line(tmp_path: Path, deb: Path) -> None:
+    deb.write_text(deb.read_text() + 'downstreams = ["staged a b", "all x y z", "all x y z"]\n'
+                   'push_delay = "-1s"\n')
+    checked = subprocess.run([*python_cli(), "-c", str(deb), "config", "check"],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 78
+    assert "mirrors.deb.downstreams.0" in checked.stderr and "needs a user" in checked.stderr
+    assert "a second downstream named `x`" in checked.stderr
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -391,3 +439,81 @@ def test_the_real_runmirrors_pushes_staged_and_all_through_a_forced_command(
     assert trigger_events(tmp_path)[-1]["scope"] == "all"
     assert content(dest) == content(upstream.root)
     assert fields(dest / f"project/trace/{TEST_HOSTNAME}")["Trigger"] == "ssh"
+
+
+# -- hub mode: Mirrorkeeper pushes a downstream that runs the real ftpsync ----------------------
+DOWN = "down.test"
+
+
+def downstream_ftpsync(tmp_path: Path, hub_tree: Path, rsyncd: Any, sshd_factory: Any,
+                       ) -> tuple[Path, Sshd]:
+    """A downstream mirror: the real ftpsync behind a real sshd forced command, syncing from
+    an rsync daemon that serves the hub's tree."""
+    assert FTPSYNC
+    daemon = rsyncd([Module("debian", hub_tree)])
+    down = tmp_path / "down"
+    home = ftpsync_home(tmp_path / "downstream", down, daemon.port)
+    conf = home / ".config/ftpsync/ftpsync.conf"
+    conf.write_text(conf.read_text().replace(TEST_HOSTNAME, DOWN))
+    server = sshd_factory(tmp_path / "ssh", f"env HOME={home} LOGNAME=root {FTPSYNC}")
+    return down, server
+
+
+def hub_line(kind: str, name: str, port: int) -> str:
+    return (f"{kind} {name} 127.0.0.1 root -p {port} -o StrictHostKeyChecking=no "
+            "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+
+
+def published(root: Path) -> dict[str, bytes]:
+    return {k: v for k, v in content(root).items() if not k.startswith("project/trace/")}
+
+
+@needs_ftpsync
+@needs_sshd
+@needs_root
+@pytest.mark.privileged
+@pytest.mark.slow
+def test_hub_mode_pushes_a_real_ftpsync_downstream_staged_then_all(
+        tmp_path: Path, served: str, upstream: DebianLikeTree, rsyncd: Any,
+        sshd_factory: Any) -> None:
+    hub = tmp_path / "mirror"
+    hub.mkdir()
+    down, server = downstream_ftpsync(tmp_path, hub, rsyncd, sshd_factory)
+    closed = free_port()  # nothing listens there: a downstream that cannot be reached
+    config = write_config(tmp_path / "mirrorkeeper.toml", {"deb": {
+        "profile": "debian", "dest": str(hub), "upstreams": [served], "delete_grace": "0s",
+        "push_key": str(tmp_path / "ssh/pusher"), "push_delay": "30s",
+        "downstreams": [hub_line("staged", "down", server.port)]}})
+    first = push(config, "sync:all", "deb")
+    assert first.returncode == 0, first.stderr
+    record = history(config)[0]
+    assert record.outcome == "success"
+    [result] = record.downstreams
+    assert (result.name, result.kind, result.sent, result.exit_codes, result.error) == (
+        "down", "staged", ("sync:archive: sync:stage1", "sync:archive: sync:stage2"), (0, 0), "")
+    assert published(down) == published(upstream.root)  # the downstream has the whole tree
+    trace = fields(down / f"project/trace/{DOWN}")
+    assert trace["Upstream-mirror"] == "127.0.0.1" and trace["Trigger"] == "ssh"
+    assert (down / f"project/trace/{DOWN}-stage1").exists()  # it was pushed in two stages
+    assert (down / f"project/trace/{TEST_HOSTNAME}").exists()  # our trace went down too ...
+    assert (down / "project/trace/_hierarchy").read_text() == (  # ... and the chain with it
+        f"{TEST_HOSTNAME} {TEST_HOSTNAME} {TEST_HOSTNAME} 127.0.0.1\n"
+        f"{DOWN} {DOWN} {DOWN} 127.0.0.1\n")
+
+    upstream.mutate()
+    config.write_text(config.read_text().replace(
+        repr([hub_line("staged", "down", server.port)]).replace("'", '"'),
+        repr([hub_line("all", "down", server.port),
+              hub_line("all", "gone", closed)]).replace("'", '"')))
+    assert [d for d in load_config(config).mirrors["deb"].settings.downstreams] == [
+        hub_line("all", "down", server.port), hub_line("all", "gone", closed)]
+    second = push(config, "sync:all", "deb")
+    assert second.returncode == 0, second.stderr
+    record = history(config)[0]
+    by_name = {d.name: d for d in record.downstreams}
+    assert by_name["down"].sent == ("sync:archive: sync:all",) and not by_name["down"].error
+    assert by_name["gone"].exit_codes == (255,) and "did not reach" in by_name["gone"].error
+    assert "downstream.unreachable" in second.stderr  # the finding, raised as an alert
+    assert published(down) == published(upstream.root)
+    assert not (down / f"project/trace/{DOWN}-stage1").exists()  # a full push removes it
+    assert fields(down / f"project/trace/{DOWN}")["Archive serial"] == "2"
