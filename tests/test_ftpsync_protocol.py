@@ -281,6 +281,24 @@ def test_own_markers_are_never_synced_over_nor_deleted(
     assert (dest / f"project/trace/{TEST_HOSTNAME}-stage1").exists()
 
 
+def test_ubuntu_style_trace_and_the_chain_never_grows_from_our_own_lines(tmp_path: Path) -> None:
+    from mirrorkeeper.record import RunRecord as Record
+    from mirrorkeeper.sync.trace import hierarchy, own_files, write_trace
+
+    record = Record(1, "rel", "rsync://up.example:8730/releases/", 1_700_000_000.0,
+                    1_700_000_100.0, "success")
+    path = write_trace("ubuntu", str(tmp_path), "mirror.example.org", record)
+    assert path == tmp_path / ".trace/mirror.example.org"
+    time.strptime(path.read_text().strip(), "%a %b %d %H:%M:%S UTC %Y")  # `date -u`
+    assert own_files("ubuntu", "h") == (".trace/h",)
+    assert own_files("arch", "h") == ("lastsync",) and own_files("", "h") == ()
+    # A copy of our own chain (kept by the delete grace) is not chained again.
+    ours = hierarchy("", "h", "h", "rsync://up.example/debian/")
+    assert ours == "h h h up.example\n"
+    assert hierarchy("master m m unknown\n" + ours, "h", "h", "up.example::debian") == (
+        "master m m unknown\nh h h up.example\n")
+
+
 # -- the trace, against the real ftpsync --------------------------------------------------------
 def ftpsync_home(base: Path, to: Path, port: int, *, hub: bool = False,
                  extra: str = "") -> Path:
