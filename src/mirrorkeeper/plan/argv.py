@@ -141,6 +141,7 @@ def build_plan(
     signal_staging: str | None = None,
     own_files: tuple[str, ...] = (),
     scope: str = "all",
+    protect: tuple[str, ...] = (),
 ) -> SyncPlan:
     """Plan one run of ``mirror`` from ``upstream``.
 
@@ -148,7 +149,8 @@ def build_plan(
     writes (its trace, ftpsync's markers); they exist only here, so they are excluded, which
     also keeps stage 2 from deleting them. ``scope`` is what a staged push asks for: ``stage1``
     (no indexes, no deletions, no update signal) or ``stage2`` (the rest); a single-stage
-    mirror has nothing to split and runs whole.
+    mirror has nothing to split and runs whole. ``protect``: paths an upstream may update
+    but that are never deletion candidates (rsync's receiver-side ``P`` rule).
     """
     s = mirror.settings
     source, dest = _source(upstream), mirror.dest.rstrip("/") + "/"
@@ -156,6 +158,7 @@ def build_plan(
     shared = _shared(s, upstream)
     for own in dict.fromkeys((own_trace, *own_files) if own_trace else own_files):
         shared.append(f"--exclude=/{own}")
+    shared.extend(f"--filter=P /{path}" for path in protect)
     signal = path = None
     if s.update_signal:
         path = s.update_signal.strip("/")

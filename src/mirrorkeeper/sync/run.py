@@ -60,6 +60,7 @@ from .trace import (
     REQUIRED_PREFIX,
     TraceInfo,
     own_files,
+    protected_files,
     trace_path,
     uses_markers,
     write_trace,
@@ -426,7 +427,8 @@ def _one_attempt(
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname),
                       signal_staging=str(signal_staging(config, mirror)),
-                      own_files=own_files(s.trace, config.settings.hostname), scope=run.scope)
+                      own_files=own_files(s.trace, config.settings.hostname), scope=run.scope,
+                      protect=protected_files(s.trace))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
     return _run_stages(plan, number, run, last_total, stages, skipped, done, signal_mtime)
 

@@ -63,6 +63,13 @@ def own_files(style: str, hostname: str) -> tuple[str, ...]:
             stage1_trace_path(hostname), HIERARCHY, TRACELIST)
 
 
+def protected_files(style: str) -> tuple[str, ...]:
+    """Files an upstream may bring but stage 2 must not delete when it does not: ftpsync's
+    ``_hierarchy.mirror`` is the upstream's chain when it has one, and ours (for our
+    downstreams) when it has none."""
+    return (f"{HIERARCHY}.mirror",) if style == "debian" else ()
+
+
 def upstream_host(upstream: str) -> str:
     """ftpsync's ``RSYNC_HOST``: the host of an rsync URL or ``host::module``; ``unknown`` for
     a local directory (as ftpsync says when only ``RSYNC_SOURCE`` is set)."""
