@@ -218,6 +218,7 @@ def test_tunasync_never_set_times_are_go_zero_time() -> None:
     ({"running": True}, "syncing"), ({"queued": True}, "pre-syncing"),
     ({"enabled": False}, "disabled"), ({"last_outcome": "failed"}, "failed"),
     ({"last_outcome": "partial"}, "failed"), ({"last_outcome": "interrupted"}, "failed"),
+    ({"last_outcome": "staged"}, "syncing"),  # a stage-1 push done, its stage 2 to come
 ])
 def test_tunasync_status_words(kw: dict[str, object], status: str) -> None:
     assert compat.tunasync_job(state(**kw))["status"] == status
@@ -236,6 +237,8 @@ def tokens(status: str) -> list[tuple[str, str]]:
     ({"last_outcome": "failed", "last_ended_at": 1_700_003_600.0},
      "F1700003600O1700000000X1700021600"),
     ({"running": True, "last_started_at": 1_700_050_000.0}, "Y1700050000O1700000000X1700021600"),
+    ({"last_outcome": "staged", "last_started_at": 1_700_050_000.0},
+     "Y1700050000O1700000000X1700021600"),
     ({"last_outcome": "failed", "last_success_at": None}, "F1700000000O0000000001X1700021600"),
     ({"last_outcome": None, "last_success_at": None, "next_run_at": None}, "U"),
 ])
