@@ -275,3 +275,38 @@ def test_append_refuses_what_would_break_the_config_and_leaves_nothing_behind(
     nothing.write_text('[[mirrors]]\nname = "x"\nprovider = "command"\ncommand = "x.sh"\n')
     empty = mk("-c", str(config), "import", "tunasync", "--append", str(nothing))
     assert empty.code == 64 and "nothing to append" in empty.err
+
+
+RUNMIRRORS_SAMPLES = Path("/usr/share/doc/ftpsync/examples")
+
+
+@needs_sample
+def test_a_hub_brings_its_runmirrors_list_along(tmp_path: Path,
+                                                mk: Callable[..., CliResult]) -> None:
+    """HUB=true: the shipped runmirrors examples (every example line of the mirror list, the
+    config's assignments uncommented) become downstreams, each line mapped or said not to be."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "ftpsync.conf").write_text('TO="/srv/debian"\nRSYNC_HOST="up.example.org"\n'
+                                      'HUB=true\n')
+    examples = re.findall(r"(?m)^# ((?:all|staged|mhop) [\w.]+ [\w.]+ \w+.*)$",
+                          (RUNMIRRORS_SAMPLES / "runmirrors.mirror.sample").read_text())
+    assert len(examples) == 6
+    (etc / "runmirrors.mirror").write_text("\n".join(["# the examples", *examples,
+                                                      "DELAY 600"]) + "\n")
+    (etc / "runmirrors.conf").write_text(re.sub(
+        r"(?m)^# ?([A-Z_]+=)", r"\1",
+        (RUNMIRRORS_SAMPLES / "runmirrors.conf.sample").read_text()) + "PUSHDELAY=60\n")
+    config = base_config(tmp_path)
+    result = mk("-c", str(config), "import", "ftpsync", "--append", str(etc / "ftpsync.conf"))
+    assert result.code == 0, result.err
+    mapped, skipped = said(result.out)
+    assert mapped["HUB, runmirrors mirror list"] == "downstreams (2 lines)"
+    assert "PROTO KEYFILE" in skipped["runmirrors all eu.puccini puccini.debian.org archvsync 2"]
+    assert "a second line" in skipped["runmirrors staged eu.puccini puccini.debian.org archvsync"]
+    assert "staged downstreams wait" in skipped["runmirrors DELAY 600"]
+    assert "absolute path" in skipped["runmirrors KEYFILE"]
+    s = load_config(config).mirrors["debian"].settings
+    assert s.downstreams == ("all eu.puccini puccini.debian.org archvsync -p 2222",
+                             "staged eu.powell powell.debian.org archvsync")
+    assert s.push_delay == 60.0 and s.push_key is None

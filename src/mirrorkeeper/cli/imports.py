@@ -8,6 +8,7 @@ records ftpsync's last sync (from its trace) in the history, so the mirror's age
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def import_group() -> None:
 def import_ftpsync(ctx: click.Context, path: Path, name: str | None, profile: str | None,
                    append: bool) -> int:
     """Read PATH (an ftpsync.conf) and its mirror's trace; print the Mirrorkeeper config."""
-    from ..migrate.ftpsync import archive_of, from_ftpsync, past_run
+    from ..migrate.ftpsync import archive_of, from_ftpsync, from_runmirrors, past_run
     from ..migrate.result import mirrors_text, report_text
     from ..profiles import load_catalogue
     from . import _admin_profiles_dir, console
@@ -44,8 +45,13 @@ def import_ftpsync(ctx: click.Context, path: Path, name: str | None, profile: st
     if profile is None:
         profile = (f"debian-{archive}" if archive and catalogue.get(f"debian-{archive}")
                    else "debian")
-    imported, mirrorname = from_ftpsync(path.read_text(encoding="utf-8", errors="replace"),
-                                        name=name, profile=profile)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    imported, mirrorname = from_ftpsync(text, name=name, profile=profile)
+    if re.search(r"(?m)^\s*(?:export\s+)?HUB=[\"']?true", text):
+        stem = f"runmirrors-{archive}" if archive else "runmirrors"
+        from_runmirrors(imported, name, _read(path.with_name(f"{stem}.conf")),
+                        _read(path.with_name(f"{stem}.mirror")),
+                        str(path.with_name(f"{stem}.mirror")))
     dest = str(imported.mirrors[name]["dest"])
     trace = Path(dest, "project/trace", mirrorname or socket.getfqdn())
     past = None
@@ -99,6 +105,13 @@ def import_tunasync(ctx: click.Context, path: Path, append: bool) -> int:
     console.print(report + f"appended to {config_path}: {', '.join(imported.mirrors)}",
                   markup=False)
     return Exit.OK
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _utc(when: float) -> str:

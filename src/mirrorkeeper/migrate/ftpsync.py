@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.options import check_rsync_options
+from ..plan.downstreams import parse_downstream
 from .result import Imported
 
 #: ftpsync's defaults (20180513) for the settings an import must know.
@@ -27,8 +28,7 @@ _EXPANSION = re.compile(r"[$`]")
 NOT_MAPPED = {
     "MAILTO": "alerts go to [[alerts.plugins]] (the e-mail plugin takes the addresses); "
               "see docs/alerting.md",
-    "HUB": "pushing downstream mirrors (runmirrors) is not part of Mirrorkeeper yet; keep "
-           "runmirrors for the fan-out, run from cron after Mirrorkeeper's success",
+    "HUB": "false: no downstream mirrors to push",
     "LOGDIR": "[global] log_dir holds every mirror's logs (one log per run)",
     "LOG": "[global] log_dir holds every mirror's logs (one log per run)",
     "LOGROTATE": "run logs are kept by count and age: [global] keep_run_logs, "
@@ -246,6 +246,8 @@ def from_ftpsync(text: str, *, name: str, profile: str) -> tuple[Imported, str |
     for key, value in plain.items():
         if key in handled:
             continue
+        if key == "HUB" and value == "true":
+            continue  # see from_runmirrors
         if key in NOT_MAPPED:
             if value or key in ("HUB",):
                 imported.skip(key, NOT_MAPPED[key])
@@ -256,6 +258,53 @@ def from_ftpsync(text: str, *, name: str, profile: str) -> tuple[Imported, str |
     imported.mirrors[name] = table
     mirrorname = plain.get("MIRRORNAME") if "MIRRORNAME" not in shell else None
     return imported, mirrorname
+
+
+def from_runmirrors(imported: Imported, name: str, conf: str | None, mirrors: str | None,
+                    where: str) -> None:
+    """ftpsync's ``HUB=true``: runmirrors' mirror list becomes ``downstreams`` (its lines are
+    kept as they are), its KEYFILE ``push_key`` and PUSHDELAY ``push_delay``."""
+    table = imported.mirrors[name]
+    if mirrors is None:
+        imported.skip("HUB", f"true, but no runmirrors mirror list next to it ({where}); "
+                             "list the downstreams in downstreams")
+        return
+    lines: list[str] = []
+    seen: set[str] = set()
+    for raw in mirrors.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.split()[0] == "DELAY":
+            imported.skip(f"runmirrors {line}", "no pauses between pushes: staged "
+                                                "downstreams wait for each other instead")
+            continue
+        down = parse_downstream(line)
+        if isinstance(down, str):
+            imported.skip(f"runmirrors {line}", down)
+        elif down.name in seen:
+            imported.skip(f"runmirrors {line}", f"a second line for `{down.name}`: the first "
+                                                "one is kept")
+        else:
+            seen.add(down.name)
+            lines.append(line)
+    if lines:
+        table["downstreams"] = lines
+        imported.map("HUB, runmirrors mirror list", f"downstreams ({len(lines)} lines)")
+    plain, _shell, _other = parse_assignments(conf or "")
+    key = plain.get("KEYFILE", ".ssh/pushmirror")
+    if key.startswith("/"):
+        table["push_key"] = key
+        imported.map("runmirrors KEYFILE", f"push_key = {key!r}")
+    else:
+        imported.skip("runmirrors KEYFILE", f"`{key}` is relative to the ftpsync user's home: "
+                                            "set push_key to its absolute path")
+    if plain.get("PUSHDELAY", "").isdigit():
+        table["push_delay"] = f"{plain['PUSHDELAY']}s"
+        imported.map("runmirrors PUSHDELAY", "push_delay")
+    if plain.get("SSH_OPTS"):
+        imported.skip("runmirrors SSH_OPTS", "each downstream line takes its own ssh options; "
+                                             "host keys stay checked (known_hosts)")
 
 
 @dataclass(frozen=True)
