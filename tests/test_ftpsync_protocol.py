@@ -532,6 +532,11 @@ def test_hub_mode_pushes_a_real_ftpsync_downstream_staged_then_all(
     assert by_name["down"].sent == ("sync:archive: sync:all",) and not by_name["down"].error
     assert by_name["gone"].exit_codes == (255,) and "did not reach" in by_name["gone"].error
     assert "downstream.unreachable" in second.stderr  # the finding, raised as an alert
+    shown = subprocess.run([*python_cli(), "-c", str(config), "history", "deb", "--json"],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert [(d["name"], d["exit_codes"], d["error"] is None)
+            for d in json.loads(shown.stdout)[0]["downstreams"]] == [
+        ("down", [0], True), ("gone", [255], False)]
     assert published(down) == published(upstream.root)
     assert not (down / f"project/trace/{DOWN}-stage1").exists()  # a full push removes it
     assert fields(down / f"project/trace/{DOWN}")["Archive serial"] == "2"
