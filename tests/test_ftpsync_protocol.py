@@ -540,3 +540,40 @@ def test_hub_mode_pushes_a_real_ftpsync_downstream_staged_then_all(
     assert published(down) == published(upstream.root)
     assert not (down / f"project/trace/{DOWN}-stage1").exists()  # a full push removes it
     assert fields(down / f"project/trace/{DOWN}")["Archive serial"] == "2"
+
+
+@needs_ftpsync
+@needs_sshd
+@needs_root
+@pytest.mark.privileged
+@pytest.mark.slow
+def test_a_multi_hop_push_from_the_real_runmirrors_through_us_to_a_real_ftpsync(
+        tmp_path: Path, served: str, upstream: DebianLikeTree, rsyncd: Any,
+        sshd_factory: Any) -> None:
+    """runmirrors → (sshd) Mirrorkeeper as a hub → (sshd) ftpsync: the mhop push brings every
+    hop stage 1 first, and stage 2 only once the whole tree below has it."""
+    hub = tmp_path / "mirror"
+    hub.mkdir()
+    down, below = downstream_ftpsync(tmp_path, hub, rsyncd, sshd_factory)
+    config = write_config(tmp_path / "mirrorkeeper.toml", {"deb": {
+        "profile": "debian", "dest": str(hub), "upstreams": [served], "delete_grace": "0s",
+        "push_key": str(tmp_path / "ssh/pusher"), "push_delay": "30s",
+        "downstreams": [hub_line("staged", "down", below.port)]}})
+    mk = Path(sys.executable).parent / "mirrorkeeper"
+    us = sshd_factory(tmp_path / "ssh-hub", f"{mk} -c {config} trigger deb")
+    home = runmirrors_home(tmp_path / "top", tmp_path / "ssh-hub/pusher",
+                           [f"mhop hub 127.0.0.1 root -p {us.port}"])
+    assert run_runmirrors(home).returncode == 0  # its default kind is mhop
+    wait_for(lambda: [r.outcome for r in history(config)] == ["success", "staged"], timeout=90,
+             what="the hub's stage 1 (mhop) and stage 2")
+    assert [(e["scope"], e["mhop"]) for e in trigger_events(tmp_path)] == [
+        ("stage1", True), ("stage2", True)]
+    staged, done = history(config)[1], history(config)[0]
+    assert [d.sent for d in staged.downstreams] == [("sync:archive: sync:stage1",)]
+    assert [d.sent for d in done.downstreams] == [("sync:archive: sync:stage2",)]
+    assert all(d.exit_codes == (0,) for r in (staged, done) for d in r.downstreams)
+    assert published(down) == published(upstream.root)
+    assert fields(down / f"project/trace/{DOWN}")["Archive serial"] == "1"
+    assert (down / "project/trace/_hierarchy").read_text().splitlines() == [
+        f"{TEST_HOSTNAME} {TEST_HOSTNAME} {TEST_HOSTNAME} 127.0.0.1",
+        f"{DOWN} {DOWN} {DOWN} 127.0.0.1"]
