@@ -25,6 +25,7 @@ import pytest
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.migrate.ftpsync import arch_excludes
 from mirrorkeeper.plan.downstreams import Downstream, parse_downstream, plan_pushes, ssh_argv
 from mirrorkeeper.plan.push import PushRequest, parse_push, push_words
 from mirrorkeeper.record import RunRecord
@@ -282,8 +283,9 @@ def test_own_markers_are_never_synced_over_nor_deleted(
 
 
 def test_ubuntu_style_trace_and_the_chain_never_grows_from_our_own_lines(tmp_path: Path) -> None:
+    from mirrorkeeper.migrate.ftpsync import arch_excludes
     from mirrorkeeper.record import RunRecord as Record
-    from mirrorkeeper.sync.trace import hierarchy, own_files, write_trace
+    from mirrorkeeper.sync.trace import arch_configuration, hierarchy, own_files, write_trace
 
     record = Record(1, "rel", "rsync://up.example:8730/releases/", 1_700_000_000.0,
                     1_700_000_100.0, "success")
@@ -291,6 +293,9 @@ def test_ubuntu_style_trace_and_the_chain_never_grows_from_our_own_lines(tmp_pat
     assert path == tmp_path / ".trace/mirror.example.org"
     time.strptime(path.read_text().strip(), "%a %b %d %H:%M:%S UTC %Y")  # `date -u`
     assert own_files("ubuntu", "h") == (".trace/h",)
+    assert arch_configuration(["*.iso"]) == "ALL"
+    assert arch_configuration([*arch_excludes(["source", "i386"]), "/x/"]) == (
+        "EXCLUDE i386 source")  # what ftpsync writes for ARCH_EXCLUDE="source i386"
     assert own_files("arch", "h") == ("lastsync",) and own_files("", "h") == ()
     # A copy of our own chain (kept by the delete grace) is not chained again.
     ours = hierarchy("", "h", "h", "rsync://up.example/debian/")
@@ -327,17 +332,20 @@ def test_the_trace_has_every_field_ftpsync_writes_for_the_same_tree(
         tmp_path: Path, deb: Path, upstream: DebianLikeTree, rsyncd: Any) -> None:
     daemon = rsyncd([Module("debian", upstream.root)])
     ftp = tmp_path / "ftpsync-tree"
-    home = ftpsync_home(tmp_path / "ftpsync", ftp, daemon.port)
+    # One architecture left out, as ftpsync's ARCH_EXCLUDE and as `import ftpsync` maps it.
+    home = ftpsync_home(tmp_path / "ftpsync", ftp, daemon.port, extra='ARCH_EXCLUDE="arm64"\n')
     real = run_ftpsync(home, env={"SSH_ORIGINAL_COMMAND": "sync:all"})
     assert real.returncode == 0, (real.stdout, real.stderr)
     config = write_config(tmp_path / "mk.toml", {"deb": {
         "profile": "debian", "dest": str(tmp_path / "mirror"),
         "upstreams": [daemon.url("debian")], "delete_grace": "0s",
+        "excludes": arch_excludes(["arm64"]),
         "trace_maintainer": "Mirror Admin <admin@mirror.test>", "trace_country": "DE Germany"}})
     ours = push(config, "sync:all", "deb")
     assert ours.returncode == 0, ours.stderr
     mine, theirs = tmp_path / "mirror", ftp
     assert content(mine) == content(theirs)  # the same tree ...
+    assert not any("arm64" in path for path in content(mine))
     trace = f"project/trace/{TEST_HOSTNAME}"
     a, b = (mine / trace).read_text().splitlines(), (theirs / trace).read_text().splitlines()
     for first in (a[0], b[0]):  # ... the checker's strict first line ...
@@ -347,6 +355,8 @@ def test_the_trace_has_every_field_ftpsync_writes_for_the_same_tree(
     assert [k for k in ours_f if k != "Average rate"] == [
         k for k in theirs_f if k != "Average rate"]
     assert ("Average rate" in ours_f) == (ours_f["Total time spent in rsync"] != "0")
+    assert ours_f["Architectures"] == "amd64"
+    assert ours_f["Architectures-Configuration"] == "EXCLUDE arm64"
     for key in ("Archive serial", "Running on host", "Maintainer", "Country", "Trigger",
                 "Architectures", "Architectures-Configuration", "Upstream-mirror",
                 "Rsync-Transport"):

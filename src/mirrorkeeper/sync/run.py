@@ -59,6 +59,7 @@ from .trace import (
     IN_PROGRESS_PREFIX,
     REQUIRED_PREFIX,
     TraceInfo,
+    arch_configuration,
     own_files,
     protected_files,
     trace_path,
@@ -336,7 +337,8 @@ def _write_trace(config: Config, mirror: MirrorSpec, record: RunRecord, runlog: 
     s = mirror.settings
     info = TraceInfo(maintainer=s.trace_maintainer, sponsor=s.trace_sponsor,
                      country=s.trace_country, location=s.trace_location,
-                     throughput=s.trace_throughput, trigger=trigger)
+                     throughput=s.trace_throughput, trigger=trigger,
+                     arch_config=arch_configuration(s.excludes))
     try:
         path = write_trace(s.trace, mirror.dest, config.settings.hostname, record, info, scope)
     except OSError as exc:

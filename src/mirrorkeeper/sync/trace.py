@@ -91,6 +91,20 @@ class TraceInfo:
     throughput: str = ""
     #: Why the run ran: ``ssh`` for a push, ``cron`` for a schedule, as ftpsync's ``-T``.
     trigger: str = ""
+    #: ``Architectures-Configuration``: ``ALL``, or ``EXCLUDE a b`` (see
+    #: :func:`arch_configuration`).
+    arch_config: str = "ALL"
+
+
+_ARCH_RULE = re.compile(r"^/dists/\*\*/(?:binary-([^/*]+)|(source))/$")
+
+
+def arch_configuration(excludes: Iterable[str]) -> str:
+    """ftpsync's ``Architectures-Configuration`` from the mirror's excludes: the
+    architectures whose ``/dists/**/binary-ARCH/`` (or ``/dists/**/source/``) rule is there —
+    the rules ``ARCH_EXCLUDE`` stands for, as ``import ftpsync`` writes them."""
+    arches = sorted({m.group(1) or m.group(2) for m in map(_ARCH_RULE.match, excludes) if m})
+    return f"EXCLUDE {' '.join(arches)}" if arches else "ALL"
 
 
 _BINARY = re.compile(r"(?:^|/)binary-([^/]+)/Packages\.")
@@ -163,7 +177,7 @@ def debian_trace(record: RunRecord, hostname: str, serial: str | None,
     if arch_list:
         lines.append(f"Architectures: {' '.join(arch_list)}")
     lines += [
-        "Architectures-Configuration: ALL",
+        f"Architectures-Configuration: {info.arch_config}",
         f"Upstream-mirror: {upstream_host(record.upstream)}",
         "Rsync-Transport: undefined",
     ]
