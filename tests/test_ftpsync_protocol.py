@@ -170,6 +170,7 @@ def deb(tmp_path: Path, served: str) -> Path:
 
 
 # -- the flags ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_staged_push_brings_stage1_then_stage2_then_all(
         tmp_path: Path, deb: Path, upstream: DebianLikeTree) -> None:
     dest = tmp_path / "mirror"
@@ -226,6 +227,7 @@ def test_the_archive_word_names_the_mirror_and_every_other_word_is_heard(
 
 
 # -- the markers --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_in_progress_marker_during_a_run_and_a_push_mid_run_is_never_lost(
         tmp_path: Path, served: str) -> None:
     dest = tmp_path / "mirror"
