@@ -1,11 +1,12 @@
 #!/bin/sh
 # Install what Mirrorkeeper's make targets need on a Debian-like machine: rsync, make and
 # Python's venv module; with --test also what the tests run for real: Chromium and ChromeDriver
-# (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), and sshd (push
-# triggers through an ssh forced command), and apt-ftparchive and gpg (the apt-client consistency
-# tests build and sign a real archive), and zfs-fuse and btrfs-progs (the snapshot tests run
-# a file-backed ZFS pool and a btrfs loop device). Installs nothing that is already there; needs root only
-# to install.
+# (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), sshd (push
+# triggers through an ssh forced command), Debian's ftpsync (its trace and runmirrors' pushes,
+# for the interop tests), apt-ftparchive and gpg (the apt-client consistency tests build and
+# sign a real archive), and zfs-fuse and btrfs-progs (the snapshot tests run a file-backed ZFS
+# pool and a btrfs loop device). Installs nothing that is already there; needs root only to
+# install.
 set -eu
 
 need=""
@@ -16,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
     command -v carbon-cache >/dev/null 2>&1 || need="$need graphite-carbon"
     [ -x /usr/sbin/nagios4 ] || need="$need nagios4-core"
     [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+    command -v ftpsync >/dev/null 2>&1 || need="$need ftpsync"  # push interop: ftpsync, runmirrors
     command -v apt-ftparchive >/dev/null 2>&1 || need="$need apt-utils"
     command -v gpg >/dev/null 2>&1 || need="$need gpg"
     command -v gpg-agent >/dev/null 2>&1 || need="$need gpg-agent"  # signing needs the agent

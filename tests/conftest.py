@@ -24,6 +24,7 @@ from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
+from mirrorkeeper.sync.trace import own_files
 
 # The shipped alert plugins are console scripts beside this interpreter, as they would be on an
 # installed system's PATH.
@@ -137,10 +138,16 @@ TEST_HOSTNAME = "mirror.test"
 OWN_TRACE = f"project/trace/{TEST_HOSTNAME}"
 
 
+#: Every file the mirror host writes itself in a Debian-style mirror (the trace, ftpsync's
+#: chain files and markers): only the mirror has them.
+OWN_FILES = frozenset({*own_files("debian", TEST_HOSTNAME),
+                       "project/trace/_hierarchy.mirror"})
+
+
 def tree_files(root: Path) -> dict[str, bytes]:
-    """Every regular file of a tree, but our own trace file, which only the mirror has."""
+    """Every regular file of a tree, but the files the mirror host writes itself."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink() and str(p.relative_to(root)) != OWN_TRACE}
+            if p.is_file() and not p.is_symlink() and str(p.relative_to(root)) not in OWN_FILES}
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -218,6 +218,7 @@ def test_tunasync_never_set_times_are_go_zero_time() -> None:
     ({"running": True}, "syncing"), ({"queued": True}, "pre-syncing"),
     ({"enabled": False}, "disabled"), ({"last_outcome": "failed"}, "failed"),
     ({"last_outcome": "partial"}, "failed"), ({"last_outcome": "interrupted"}, "failed"),
+    ({"last_outcome": "staged"}, "syncing"),  # a stage-1 push done, its stage 2 to come
 ])
 def test_tunasync_status_words(kw: dict[str, object], status: str) -> None:
     assert compat.tunasync_job(state(**kw))["status"] == status
@@ -236,6 +237,8 @@ def tokens(status: str) -> list[tuple[str, str]]:
     ({"last_outcome": "failed", "last_ended_at": 1_700_003_600.0},
      "F1700003600O1700000000X1700021600"),
     ({"running": True, "last_started_at": 1_700_050_000.0}, "Y1700050000O1700000000X1700021600"),
+    ({"last_outcome": "staged", "last_started_at": 1_700_050_000.0},
+     "Y1700050000O1700000000X1700021600"),
     ({"last_outcome": "failed", "last_success_at": None}, "F1700000000O0000000001X1700021600"),
     ({"last_outcome": None, "last_success_at": None, "next_run_at": None}, "U"),
 ])
@@ -302,7 +305,7 @@ def test_trace_files_in_debian_and_arch_style(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == "Thu Nov  5 04:02:55 UTC 2026"  # exactly `LC_ALL=POSIX date -u`
     fields = dict(line.split(": ", 1) for line in lines[1:])
-    assert fields["Date"] == "Thu, 05 Nov 2026 04:02:55 GMT"
+    assert fields["Date"] == "Thu, 05 Nov 2026 04:02:55 +0000"  # `date -u -R`, as ftpsync
     assert fields["Archive serial"] == "2026110501"
     assert fields["Total bytes received in rsync"] == "1024"
     assert (fields["Total time spent in stage1 rsync"], fields["Total time spent in stage2 rsync"],

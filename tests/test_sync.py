@@ -18,7 +18,17 @@ from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import OWN_TRACE, TEST_HOSTNAME, CliResult, tree_files, write_config
+from .conftest import (
+    OWN_FILES,
+    OWN_TRACE,
+    TEST_HOSTNAME,
+    CliResult,
+    tree_files,
+    write_config,
+)
+
+#: ftpsync's chain file: the upstream may bring it; stage 2 never deletes ours.
+HIERARCHY_MIRROR = "project/trace/_hierarchy.mirror"
 
 RUN_FIELDS = {"mirror", "run_id", "started_at", "finished_at", "duration_seconds",
               "bytes_transferred", "size_bytes", "bitrate_bps", "files_total",
@@ -40,8 +50,9 @@ def sync_once(config_path: Path, name: str = "deb",
 
 def reference_stats(source: str, dest: Path) -> dict[str, int]:
     """What bare rsync reports for the same update, in one stage, on a copy of the mirror."""
-    out = subprocess.run(["rsync", *COMMON_OPTIONS, "--delete-after", f"--exclude=/{OWN_TRACE}",
-                          source, f"{dest}/"],
+    own = [f"--exclude=/{path}" for path in sorted(OWN_FILES - {HIERARCHY_MIRROR})]
+    out = subprocess.run(["rsync", *COMMON_OPTIONS, "--delete-after", *own,
+                          f"--filter=P /{HIERARCHY_MIRROR}", source, f"{dest}/"],
                          env=RSYNC_ENV, capture_output=True, text=True, check=True).stdout
     def grab(label: str) -> int:
         match = re.search(rf"^{label}: ([\d,]+)", out, re.MULTILINE)
@@ -258,13 +269,13 @@ def test_demo_command(tmp_path: Path, mk: Callable[..., CliResult]) -> None:
 def test_trace_file_written_after_success_and_kept_by_later_syncs(
         tmp_path: Path, mirror_config: Path, upstream: DebianLikeTree) -> None:
     """ftpsync's trace: first line `date -u`, then fields; stage 2 must never delete it."""
-    first = sync_once(mirror_config)
+    sync_once(mirror_config)
     trace = tmp_path / "mirror" / OWN_TRACE
     lines = trace.read_text().splitlines()
     assert re.match(r"^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d UTC \d{4}$", lines[0])
     fields = dict(line.split(": ", 1) for line in lines[1:])
     assert fields["Running on host"] == TEST_HOSTNAME
-    assert fields["Upstream-mirror"] == first.upstream
+    assert fields["Upstream-mirror"] == "127.0.0.1"  # the host, as ftpsync writes RSYNC_HOST
     assert fields["Archive serial"] == str(upstream.serial)  # copied from project/trace/master
     assert int(fields["Total bytes received in rsync"]) > 0
     upstream.mutate(add=3, change=0, remove=3)

@@ -67,7 +67,8 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
 
 def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading.Event,
             sink: MetricsSink | None = None, on_progress: ProgressCallback | None = None,
-            on_line: LineCallback | None = None, deliver: bool = True,
+            on_line: LineCallback | None = None, deliver: bool = True, scope: str = "all",
+            trigger: str = "", mhop: bool = False,
             prefetch: ProbePrefetch | None = None) -> JobResult:
     """Sync ``mirror`` once, then stream its figures and raise its alerts.
 
@@ -85,7 +86,14 @@ def run_job(config: Config, mirror: MirrorSpec, store: Store, *, stop: threading
             sink.progress(mirror.name, live)
 
     record = sync_mirror(config, mirror, store, stop=stop, on_progress=progress, on_line=on_line,
-                         prefetch=prefetch)
+                         scope=scope, trigger=trigger, prefetch=prefetch)
+    if mirror.settings.downstreams:  # hub mode: after our lock and markers are gone
+        from .sync.hub import push_after
+
+        pushed = push_after(mirror, record, scope, mhop, stop)
+        if pushed is not record:
+            record = pushed
+            store.finish_run(record)  # the same run, now with its downstreams
     result = JobResult(record)
     after_run(config, mirror, store, record, sink, result, deliver=deliver, stop=stop)
     return result

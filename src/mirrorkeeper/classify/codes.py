@@ -79,6 +79,10 @@ CODES: dict[str, Code] = {
                                           "last good state and the rollback command"),
     "snapshot.rolled_back": Code(S.INFO, "the mirror was returned to a snapshot (by "
                                          "`mirrorkeeper rollback` or auto_rollback)"),
+    # Hub mode: the mirrors this one pushes.
+    "downstream.unreachable": Code(S.WARNING, "a downstream mirror could not be pushed (ssh "
+                                              "failed or timed out); its own schedule still "
+                                              "syncs it"),
     # The mirror as a whole.
     "mirror.stale": Code(S.CRITICAL, "no successful sync for longer than stale_after",
                          protected=True),

@@ -162,7 +162,7 @@ def classify_run(record: RunRecord, settings: SyncSettings,
         findings.append(Finding(record.mirror, code, severity or default_severity(code),
                                 summary, dict(details), record.run_id, upstream))
 
-    final_ok = record.outcome == "success"
+    final_ok = record.outcome in ("success", "staged")  # staged: stage 1 of a push, complete
     for attempt in record.attempts:
         if attempt.category in ("ok",) or attempt.code is None:
             continue
@@ -222,6 +222,10 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             add("transfer.vanished", f"{vanished} files vanished upstream during the run",
                 files=vanished)
     _deletion_findings(record, settings, add)
+    unreached = [d for d in record.downstreams if d.error]
+    if unreached:
+        add("downstream.unreachable", "; ".join(f"{d.name}: {d.error}" for d in unreached),
+            downstreams=[d.name for d in unreached])
     for code, upstream, summary in record.notices:
         add(code, summary, None, upstream or None)
     unparsed = sum(s.unparsed_lines for s in record.stages)

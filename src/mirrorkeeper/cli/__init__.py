@@ -39,6 +39,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
                "Is a mirror ready to enable? Checks each upstream and this host; exit 0 "
                "ready, 1 warnings, 2 errors. Writes nothing."),
     "history": ("look", "history", "The last runs of one mirror, newest first."),
+    "import": ("imports", "import_group", "Move mirrors over from ftpsync or tunasync."),
     "init": ("catalogue", "init",
              "Add a mirror of PROFILE to the config (created if missing), keeping its "
              "comments."),

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING
 
 import click
@@ -74,7 +73,8 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
 
 
 def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop, *,
-                  quiet: bool, as_json: bool) -> int:
+                  quiet: bool, as_json: bool, scope: str = "all", trigger: str = "",
+                  mhop: bool = False) -> int:
     """Sync ``mirrors`` one after the other; a signal stops the running one and the rest."""
     from ..sync.prefetch import ProbePrefetch
 
@@ -103,7 +103,8 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
             try:
                 with display:
                     job = run_job(config, mirror, store, stop=stop, sink=sink,
-                                  on_progress=display.update, prefetch=prefetch)
+                                  on_progress=display.update, scope=scope, trigger=trigger,
+                                  mhop=mhop, prefetch=prefetch)
             except MirrorLocked as exc:
                 locked += 1
                 err_console.print(f"mirrorkeeper: {exc}; not starting a second run")
@@ -124,7 +125,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
         store.close()
     if signals.exit_status is not None:
         return signals.exit_status
-    if any(r.outcome != "success" for r in results):
+    if any(r.outcome not in ("success", "staged") for r in results):
         return Exit.SYNC_FAILED
     return Exit.LOCKED if locked else Exit.OK
 
@@ -159,44 +160,20 @@ def daemon(ctx: click.Context) -> int:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.argument("flags", nargs=-1)
 @click.pass_context
-def trigger(ctx: click.Context, name: str) -> int:
+def trigger(ctx: click.Context, name: str | None, flags: tuple[str, ...]) -> int:
     """Ask for a sync of NAME now: push mirroring's entry point.
 
     Use it as an ssh forced command (``command="mirrorkeeper trigger debian"`` in
-    authorized_keys). With the daemon running the sync is queued ahead of scheduled ones and
-    this returns at once; without it, the sync runs here and now.
+    authorized_keys). The pusher's ftpsync words (``sync:all``, ``sync:stage1``,
+    ``sync:stage2``, ``sync:mhop``, ``sync:callback``, ``sync:archive:NAME``) arrive in
+    SSH_ORIGINAL_COMMAND; FLAGS given here override them. A staged push runs here and now
+    (the pusher waits for its stage); a full one is queued with the daemon if it runs.
     """
+    from .push import run_trigger
+
+    start_guardian()  # while this process has one thread: see rsync/guard.py
     with SignalStop() as signals:
-        return _trigger(ctx, name, signals)
-
-
-def _trigger(ctx: click.Context, name: str, signals: SignalStop) -> int:
-    from ..daemon.queue import SyncQueue
-    from ..daemon.service import daemon_running
-
-    config = load(ctx)
-    if name in config.broken:
-        raise ConfigError(not_runnable(config, config.broken[name]))
-    mirror = config.mirrors.get(name)
-    if mirror is None or not mirror.enabled:
-        raise UsageProblem(f"no enabled mirror `{name}` in {config.path}")
-    command = os.environ.get("SSH_ORIGINAL_COMMAND")
-    client = os.environ.get("SSH_CONNECTION")
-    # Whoever holds the key chooses the command line: log a bounded prefix, and its length.
-    event("trigger", mirror=name,
-          ssh_command=command[:MAX_LOGGED_COMMAND] if command is not None else None,
-          ssh_command_length=len(command) if command is not None else None,
-          ssh_client=client[:MAX_LOGGED_COMMAND] if client is not None else None)
-    if daemon_running(config.settings.state_dir):
-        queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
-        try:
-            queue.enqueue(name, "push", urgent=True)
-        finally:
-            queue.close()
-        click.echo(f"{name}: sync queued with the daemon")
-        return signals.exit_status or Exit.OK
-    click.echo(f"{name}: no daemon is running; syncing now")
-    start_guardian()
-    return _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False)
+        return run_trigger(ctx, name, flags, signals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
+from ..plan.downstreams import parse_downstream
 from ..plan.signals import SIGNAL_KINDS
 from .options import check_rsync_options
 from .schedule import parse_schedule
@@ -116,7 +117,25 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
                       "use one of " + ", ".join(SIGNAL_KINDS)))
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
-                      "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync) or \"\""))
+                      "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync), "
+                      "\"ubuntu\" (.trace/HOSTNAME) or \"\""))
+    names: set[str] = set()
+    for index, line in enumerate(s.downstreams):
+        down = parse_downstream(line)
+        if isinstance(down, str):
+            found.append((f"downstreams.{index}", f"`{line}` {down}",
+                          "e.g. \"staged eu.mirror mirror.example.org archvsync -p 2222\""))
+        elif down.name in names:
+            found.append((f"downstreams.{index}", f"a second downstream named `{down.name}`",
+                          "give each downstream its own name"))
+        else:
+            names.add(down.name)
+    if s.push_delay < 0:
+        found.append(("push_delay", "cannot be negative", ""))
+    for key in ("trace_maintainer", "trace_sponsor", "trace_country", "trace_location",
+                "trace_throughput"):
+        if any(c in getattr(s, key) for c in "\n\r"):
+            found.append((key, "must be one line", "the trace file holds one field a line"))
     found += _snapshot_checks(s)
     return found
 

@@ -90,16 +90,22 @@ def _take_over(tmp: str, path: Path, old: os.stat_result | None) -> None:
 def append_mirror(path: Path, name: str, profile: str, dest: str) -> str:
     """Add a mirror to ``path`` (created with a commented header if missing); return the text
     that was appended. Raises :class:`ConfigError` and leaves the file untouched on any problem."""
+    return append_tables(path, mirror_table(name, profile, dest), [name])
+
+
+def append_tables(path: Path, added: str, names: list[str]) -> str:
+    """Append ``added`` (whole ``[mirrors.NAME]`` tables for ``names``) to ``path``, as
+    :func:`append_mirror` does; return it."""
     existed = path.exists()
     if existed:
         # The file as it stands must load, or we would append to something broken; loading it
         # first also turns a file that is not UTF-8 text into a problem, not a traceback.
         current = load_config(path)
-        if name in current.mirrors or name in current.broken:
-            raise ConfigError([Problem(str(path), f"mirrors.{name}", "already exists",
-                                       "pick another name with --name")])
+        for name in names:
+            if name in current.mirrors or name in current.broken:
+                raise ConfigError([Problem(str(path), f"mirrors.{name}", "already exists",
+                                           "pick another name with --name")])
     original = path.read_text(encoding="utf-8") if existed else HEADER
-    added = mirror_table(name, profile, dest)
     text = original if original.endswith("\n") else original + "\n"
     text += added
     old = path.stat() if existed else None

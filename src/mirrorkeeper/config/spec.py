@@ -16,9 +16,9 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info", "interval", "delete_grace", "upstream_busy_wait",
-                           "verify_every"})
+                           "verify_every", "push_delay"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
-TRACE_STYLES = ("", "debian", "arch")
+TRACE_STYLES = ("", "debian", "arch", "ubuntu")
 SNAPSHOT_BACKENDS = ("none", "zfs", "btrfs")
 PUBLISH_MODES = ("direct", "snapshot")
 
@@ -97,8 +97,9 @@ class SyncSettings:
     failure_ratio_warning: float = 0.01
     failure_ratio_error: float = 0.1
     #: The mirror's own trace file, written after each successful sync: ``debian``
-    #: (``project/trace/<hostname>``, ftpsync's format), ``arch`` (``lastsync``: epoch seconds),
-    #: or empty for none.
+    #: (``project/trace/<hostname>``, ftpsync's format, with ``_hierarchy``, ``_traces`` and
+    #: ftpsync's ``Archive-Update-*`` markers), ``arch`` (``lastsync``: epoch seconds),
+    #: ``ubuntu`` (``.trace/<hostname>``: ``date -u``), or empty for none.
     trace: str = ""
     #: Snapshots of ``dest`` after each successful run: ``zfs`` (``dest`` is a dataset's
     #: mountpoint), ``btrfs`` (``dest`` is a subvolume) or ``none``; see docs/snapshots.md.
@@ -118,6 +119,23 @@ class SyncSettings:
     #: The path the web server serves when ``publish = "snapshot"`` (a symlink Mirrorkeeper
     #: owns; it never replaces a real directory there).
     publish_path: str | None = None
+    #: What a ``debian`` trace says about the site (ftpsync's ``INFO_MAINTAINER``,
+    #: ``INFO_SPONSOR``, ``INFO_COUNTRY``, ``INFO_LOCATION``, ``INFO_THROUGHPUT``); empty: not
+    #: said.
+    trace_maintainer: str = ""
+    trace_sponsor: str = ""
+    trace_country: str = ""
+    trace_location: str = ""
+    trace_throughput: str = ""
+    #: Hub mode: downstream mirrors pushed after each good run, as ``runmirrors`` does, one
+    #: line of its mirror list each (``staged NAME HOST USER -p 2222``; see
+    #: ``plan/downstreams.py``). Empty: no pushes.
+    downstreams: tuple[str, ...] = ()
+    #: The ssh key the pushes log in with (runmirrors' KEYFILE); None: ssh's default keys.
+    push_key: str | None = None
+    #: How long staged downstreams wait for each other's stage 1 before stage 2 goes out
+    #: anyway (runmirrors' PUSHDELAY).
+    push_delay: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,8 @@ class Daemon:
         event("job.start", mirror=name, reason=reason)
         try:
             result = run_job(config, mirror, self.store, stop=self.stop, sink=self.sink,
-                             deliver=False)  # the delivery workers send, not this one
+                             deliver=False,  # the delivery workers send, not this one
+                             trigger=reason)
             event("job.end", mirror=name, reason=reason, run_id=result.record.run_id,
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)

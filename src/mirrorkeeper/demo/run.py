@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..config.edit import HEADER, mirror_table, toml_string
+from ..sync.trace import own_files
 from .rsyncd import Module, RsyncDaemon
 from .tree import DebianLikeTree
 
@@ -45,13 +46,15 @@ def _mk(console: Console, config: Path, *args: str) -> subprocess.CompletedProce
 
 
 DEMO_HOST = "demo-mirror.example"
-#: The mirror's own trace (debian profile): the one file the mirror has and the upstream not.
+#: The mirror's own trace (debian profile) ...
 OWN_TRACE = f"project/trace/{DEMO_HOST}"
+#: ... and every other file only the mirror has: ftpsync's chain files and markers.
+OWN_FILES = frozenset({*own_files("debian", DEMO_HOST), "project/trace/_hierarchy.mirror"})
 
 
 def _trees_equal(a: Path, b: Path, here: str = "") -> bool:
     cmp = filecmp.dircmp(a, b)
-    right_only = [name for name in cmp.right_only if here + name != OWN_TRACE]
+    right_only = [name for name in cmp.right_only if here + name not in OWN_FILES]
     if cmp.left_only or right_only or cmp.funny_files:
         return False
     _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)

@@ -139,18 +139,26 @@ def build_plan(
     last_files_total: int | None = None,
     own_trace: str | None = None,
     signal_staging: str | None = None,
+    own_files: tuple[str, ...] = (),
+    scope: str = "all",
+    protect: tuple[str, ...] = (),
 ) -> SyncPlan:
     """Plan one run of ``mirror`` from ``upstream``.
 
-    ``own_trace`` is the path (relative to the mirror root) of the trace file this host writes;
-    it exists only here, so it is excluded, which also keeps stage 2 from deleting it.
+    ``own_trace`` and ``own_files`` are paths (relative to the mirror root) of files this host
+    writes (its trace, ftpsync's markers); they exist only here, so they are excluded, which
+    also keeps stage 2 from deleting them. ``scope`` is what a staged push asks for: ``stage1``
+    (no indexes, no deletions, no update signal) or ``stage2`` (the rest); a single-stage
+    mirror has nothing to split and runs whole. ``protect``: paths an upstream may update
+    but that are never deletion candidates (rsync's receiver-side ``P`` rule).
     """
     s = mirror.settings
     source, dest = _source(upstream), mirror.dest.rstrip("/") + "/"
     bound = max_delete_bound(s, last_files_total)
     shared = _shared(s, upstream)
-    if own_trace:
-        shared.append(f"--exclude=/{own_trace}")
+    for own in dict.fromkeys((own_trace, *own_files) if own_trace else own_files):
+        shared.append(f"--exclude=/{own}")
+    shared.extend(f"--filter=P /{path}" for path in protect)
     signal = path = None
     if s.update_signal:
         path = s.update_signal.strip("/")
@@ -167,6 +175,10 @@ def build_plan(
             StagePlan("stage1", (*stage1, source, dest), deletes=False),
             StagePlan("stage2", (rsync, *shared, *deleting, source, dest), deletes=True),
         )
+        if scope == "stage1":
+            stages, signal = stages[:1], None
+        elif scope == "stage2":
+            stages = stages[1:]
     else:
         stages = (StagePlan("single", (rsync, *shared, *deleting, source, dest), deletes=True),)
     return SyncPlan(mirror=mirror.name, upstream=upstream, dest=dest, stages=stages,

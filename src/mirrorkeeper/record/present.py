@@ -82,6 +82,12 @@ def run_json(record: RunRecord) -> dict[str, Any]:
             for a in record.attempts
         ],
         "deletions": _deletions_json(record),
+        "downstreams": [
+            {"name": d.name, "host": d.host, "kind": d.kind, "sent": list(d.sent),
+             "exit_codes": list(d.exit_codes), "error": d.error or None,
+             "duration_seconds": d.seconds}
+            for d in record.downstreams
+        ],
         "log_path": record.log_path,
     }
 

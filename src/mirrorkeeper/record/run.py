@@ -9,11 +9,12 @@ from ..rsync.parse import FILE_ERROR_KINDS
 
 #: success: every stage completed (rsync 0 or 24); partial: a stage ended with 23 (some files
 #: failed) and later stages were skipped; failed: any other failure; interrupted: stopped by a
-#: signal or the no-output watchdog; running: not finished (or its process died — see status).
-#: rolled_back: not a sync but a return to a snapshot (``mirrorkeeper rollback``,
-#: ``auto_rollback``); it is no success, so the staleness watchdog still counts from the last
-#: sync that succeeded.
-OUTCOMES = ("success", "partial", "failed", "interrupted", "running", "rolled_back")
+#: signal or the no-output watchdog; running: not finished (or its process died — see status);
+#: staged: a stage-1 push completed (new files in, indexes and deletions wait for the stage-2
+#: push, so it does not make the mirror fresh); rolled_back: not a sync but a return to a
+#: snapshot (``mirrorkeeper rollback``, ``auto_rollback``); it is no success, so the staleness
+#: watchdog still counts from the last sync that succeeded.
+OUTCOMES = ("success", "partial", "failed", "interrupted", "running", "staged", "rolled_back")
 
 
 def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
@@ -119,6 +120,23 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class DownstreamResult:
+    """What pushing one downstream mirror after the run (hub mode) came to."""
+
+    name: str
+    host: str
+    #: all, staged or mhop (the downstream's type in the mirror list).
+    kind: str
+    #: The words sent, one entry per ssh (``sync:archive: sync:stage1``, ...).
+    sent: tuple[str, ...] = ()
+    #: ssh's exit status per push (255: ssh itself failed; None: not started or timed out).
+    exit_codes: tuple[int | None, ...] = ()
+    #: Why the downstream could not be pushed; empty when every push reached it.
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: int
     mirror: str
@@ -135,6 +153,8 @@ class RunRecord:
     deletions: Deletions | None = None
     #: What the run noticed that is no failure but must be heard: (code, upstream, summary).
     notices: tuple[tuple[str, str, str], ...] = ()
+    #: Hub mode: the downstream mirrors pushed after the run.
+    downstreams: tuple[DownstreamResult, ...] = ()
 
     @property
     def upstreams_tried(self) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from ..access import Place, first_unreadable, read_denied, require_writable, sqlite_problem
 from ..errors import StateUnavailable
-from ..record import Attempt, Deletions, RunRecord, StageResult
+from ..record import Attempt, Deletions, DownstreamResult, RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
@@ -276,7 +276,8 @@ class Store:
                         "attempts": [dataclasses.asdict(a) for a in record.attempts],
                         "deletions": (dataclasses.asdict(record.deletions)
                                       if record.deletions else None),
-                        "notices": [list(n) for n in record.notices]},
+                        "notices": [list(n) for n in record.notices],
+                        "downstreams": [dataclasses.asdict(d) for d in record.downstreams]},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
 
@@ -291,6 +292,9 @@ class Store:
             deletions=Deletions(**stages_json["deletions"]) if stages_json.get("deletions")
             else None,
             notices=tuple((n[0], n[1], n[2]) for n in stages_json.get("notices", [])),
+            downstreams=tuple(DownstreamResult(**{**d, "sent": tuple(d["sent"]),
+                                                  "exit_codes": tuple(d["exit_codes"])})
+                              for d in stages_json.get("downstreams", [])),
         )
 
     def run(self, run_id: int) -> RunRecord | None:

@@ -57,7 +57,17 @@ from .preflight import (
     signal_file_time,
 )
 from .snapshots import SnapshotHooks
-from .trace import trace_path, write_trace
+from .trace import (
+    IN_PROGRESS_PREFIX,
+    REQUIRED_PREFIX,
+    TraceInfo,
+    arch_configuration,
+    own_files,
+    protected_files,
+    trace_path,
+    uses_markers,
+    write_trace,
+)
 
 ProgressCallback = Callable[[LiveProgress], None]
 LineCallback = Callable[[str, str, str], None]  # stage, stream, line
@@ -159,11 +169,17 @@ def sync_mirror(
     on_line: LineCallback | None = None,
     on_stage: StageCallback | None = None,
     live_interval: float = 2.0,
+    scope: str = "all",
+    trigger: str = "",
     prefetch: ProbePrefetch | None = None,
 ) -> RunRecord:
     """Run ``mirror`` once. Raises :class:`~.lock.MirrorLocked` if it is already running, and
     :class:`~mirrorkeeper.errors.StateUnavailable` before anything starts if a state or log
     file cannot be written (left by a run as another user, or a full disk).
+
+    ``scope``: ``all``, or one half of a staged push (``stage1``: no indexes, no deletions,
+    outcome ``staged``; ``stage2``: the rest). ``trigger``: why it runs, for the trace
+    (``ssh`` for a push, ``cron`` for a schedule).
 
     ``prefetch``: signal probes started earlier (see :mod:`.prefetch`), used in place of the
     run's own first probes."""
@@ -173,8 +189,53 @@ def sync_mirror(
     with MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir):
         abandoned = store.mark_abandoned(mirror.name)
         hooks = _Hooks(on_progress, on_line, on_stage)
-        return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned,
-                           prefetch)
+        with _InProgress(config, mirror):
+            return _run_locked(config, mirror, store, stop, hooks, live_interval, abandoned,
+                               scope, trigger, prefetch)
+
+
+def required_marker(config: Config, mirror: MirrorSpec) -> Path | None:
+    """ftpsync's ``Archive-Update-Required-<host>`` of the mirror (None: no markers)."""
+    if not uses_markers(mirror.settings.trace):
+        return None
+    return Path(mirror.dest, REQUIRED_PREFIX + config.settings.hostname)
+
+
+def request_update(config: Config, mirror: MirrorSpec) -> Path | None:
+    """A push arrived: touch the mirror's ``Archive-Update-Required`` marker (before anything
+    else, as ftpsync does), so that a run going on now goes round once more. Returns the
+    marker, or None when the mirror has no markers or no destination yet."""
+    marker = required_marker(config, mirror)
+    if marker is None or not marker.parent.is_dir():
+        return None
+    marker.touch()
+    return marker
+
+
+class _InProgress:
+    """ftpsync's ``Archive-Update-in-Progress-<host>`` in the published tree while we run
+    (holding our PID): a downstream ftpsync that pulls it postpones its stage 2, and mirror
+    checkers see the mirror is mid-update. Removed however the run ends."""
+
+    def __init__(self, config: Config, mirror: MirrorSpec) -> None:
+        self.path = (Path(mirror.dest, IN_PROGRESS_PREFIX + config.settings.hostname)
+                     if uses_markers(mirror.settings.trace) else None)
+
+    def __enter__(self) -> _InProgress:
+        if self.path is not None and self.path.parent.is_dir():
+            try:
+                self.path.write_text(f"{os.getpid()}\n")
+            except OSError as exc:  # the run itself says why the destination is unusable
+                event("marker.failed", level=logging.ERROR, path=str(self.path),
+                      error=exc.strerror or str(exc))
+                self.path = None
+        else:
+            self.path = None
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -186,7 +247,8 @@ class _Hooks:
 
 def _run_locked(
     config: Config, mirror: MirrorSpec, store: Store, stop: threading.Event, hooks: _Hooks,
-    live_interval: float, abandoned: int, prefetch: ProbePrefetch | None = None,
+    live_interval: float, abandoned: int, scope: str = "all", trigger: str = "",
+    prefetch: ProbePrefetch | None = None,
 ) -> RunRecord:
     settings, s = config.settings, mirror.settings
     history = store.history(mirror.name, limit=50)
@@ -226,7 +288,7 @@ def _run_locked(
         context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
                               last_total, weights_for[2 if s.stage2 else 1], settings.rsync,
                               settings.hostname, previous.skipped_runs if previous else 0,
-                              probes)
+                              probes, scope=scope, required=required_marker(config, mirror))
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -245,9 +307,12 @@ def _run_locked(
             _attempt_all(config, mirror, candidates, context, started, last_total,
                          stages, attempts, skipped)
         final_upstream = attempts[-1].upstream if attempts else candidates[0]
+        outcome = outcome_of(attempts, stages)
+        if outcome == "success" and scope == "stage1" and s.stage2:
+            outcome = "staged"  # the indexes wait for the stage-2 push: not fresh yet
         record = RunRecord(run_id=run_id, mirror=mirror.name, upstream=final_upstream,
                            started_at=started, finished_at=time.time(),
-                           outcome=outcome_of(attempts, stages), stages=tuple(stages),
+                           outcome=outcome, stages=tuple(stages),
                            log_path=str(runlog.path), skipped=tuple(skipped),
                            attempts=tuple(attempts), deletions=context.deletions
                            if not dest_problem else None, notices=tuple(context.notices))
@@ -257,8 +322,9 @@ def _run_locked(
                     f"in {record.duration_seconds:.1f}s"
                     + (f"; {record.deletions.kept} dropped upstream, kept for now"
                        if record.deletions and record.deletions.kept else ""))
-        if record.outcome == "success" and s.trace:
-            _write_trace(config, mirror, record, runlog)
+        if record.outcome in ("success", "staged") and s.trace:
+            _write_trace(config, mirror, record, runlog,
+                         "stage1" if record.outcome == "staged" else scope, trigger)
         if snapshots and not dest_problem:  # after the trace: it is inside what is published
             record = snapshots.after(record)
         store.finish_run(record)
@@ -282,10 +348,16 @@ def _run_locked(
         current_mirror.reset(tokens[0])
 
 
-def _write_trace(config: Config, mirror: MirrorSpec, record: RunRecord, runlog: RunLog) -> None:
+def _write_trace(config: Config, mirror: MirrorSpec, record: RunRecord, runlog: RunLog,
+                 scope: str, trigger: str) -> None:
     """A trace that cannot be written is logged loudly but does not undo a good sync."""
+    s = mirror.settings
+    info = TraceInfo(maintainer=s.trace_maintainer, sponsor=s.trace_sponsor,
+                     country=s.trace_country, location=s.trace_location,
+                     throughput=s.trace_throughput, trigger=trigger,
+                     arch_config=arch_configuration(s.excludes))
     try:
-        path = write_trace(mirror.settings.trace, mirror.dest, config.settings.hostname, record)
+        path = write_trace(s.trace, mirror.dest, config.settings.hostname, record, info, scope)
     except OSError as exc:
         runlog.note(f"cannot write the trace file: {exc}")
         event("trace.failed", level=logging.ERROR, error=str(exc))
@@ -373,7 +445,9 @@ def _one_attempt(
     plan = build_plan(planned, upstream, rsync=config.settings.rsync,
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname),
-                      signal_staging=str(signal_staging(config, mirror)))
+                      signal_staging=str(signal_staging(config, mirror)),
+                      own_files=own_files(s.trace, config.settings.hostname), scope=run.scope,
+                      protect=protected_files(s.trace))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
     return _run_stages(plan, number, run, last_total, stages, skipped, done, signal_mtime)
 
@@ -442,13 +516,24 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
     count = len(plan.stages)
     verdict = Verdict("ok", None, "complete")
     last_stage, last_exit = "preflight", None
-    index = reruns = busy = 0
+    index = reruns = busy = pushes = 0
+    _pushed_meanwhile(run)  # this run covers every push before it
     while index < count:
         stage = plan.stages[index]
         if run.stop.is_set():
             skipped.extend(x.name for x in plan.stages[index:])
             return done(Verdict("interrupted", "run.interrupted", stopped_by(run.stop)),
                         last_stage, last_exit)
+        if index == 0 and stage.name == "stage2" and plan.signal is not None:
+            # A stage-2 push: the signal before the stage, as a whole run fetches it between
+            # the stages, so it never claims a publish that came during stage 2.
+            assert plan.signal_staging is not None
+            Path(plan.signal_staging).parent.mkdir(parents=True, exist_ok=True)
+            fetched, verdict, _ = _run_stage(plan, plan.signal, index, count, number, run,
+                                             last_total, stages)
+            if verdict.category != "ok":
+                skipped.extend(x.name for x in plan.stages)
+                return done(verdict, SIGNAL_STAGE, fetched.exit_code)
         result, verdict, tally = _run_stage(plan, stage, index, count, number, run, last_total,
                                             stages)
         last_stage, last_exit = stage.name, result.exit_code
@@ -483,7 +568,13 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
                                         f"{stopped_by(run.stop)} while the upstream was busy"),
                                 stage.name, result.exit_code)
                 continue
-        if index == 0 and plan.signal is not None:
+            if pushes < MAX_PUSH_ROUNDS and _pushed_meanwhile(run):
+                pushes += 1
+                run.runlog.note("a push arrived during stage 1 (Archive-Update-Required); "
+                                "stage 1 again, as ftpsync does")
+                event("stage1.rerun", reason="pushed", rerun=pushes)
+                continue
+        if index == 0 and plan.signal is not None and stage.name != "stage2":
             # The signal now, into staging: did the upstream publish during stage 1?
             assert plan.signal_staging is not None
             Path(plan.signal_staging).parent.mkdir(parents=True, exist_ok=True)
@@ -508,6 +599,12 @@ def _run_stages(plan: SyncPlan, number: int, run: _RunContext, last_total: int |
                 run.runlog.note(f"the upstream published again during each of "
                                 f"{reruns + 1} stage-1 runs; going on with stage 2")
         index += 1
+        if index == count and pushes < MAX_PUSH_ROUNDS and _pushed_meanwhile(run):
+            pushes += 1
+            index = 0
+            run.runlog.note("a push arrived during the run (Archive-Update-Required); every "
+                            "stage again, as ftpsync does")
+            event("run.again", reason="pushed", round=pushes)
     if plan.signal is not None:
         problem = _install_signal(plan)
         if problem:
@@ -601,7 +698,7 @@ def _apply_deletions(plan: SyncPlan, result: StageResult, tally: StageTally, run
 
 
 #: ftpsync's lock file in the published tree: the upstream is mid-update while it is there.
-MARKER_PREFIX = "Archive-Update-in-Progress-"
+MARKER_PREFIX = IN_PROGRESS_PREFIX
 
 
 def _foreign_markers(dest: str, hostname: str) -> list[str]:
@@ -621,6 +718,22 @@ def _remove_markers(dest: str, markers: list[str], run: _RunContext) -> None:
             os.unlink(os.path.join(dest, name))
         except OSError as exc:
             run.runlog.note(f"cannot remove {name}: {exc.strerror}")
+
+
+#: A run goes round again for pushes that came meanwhile at most this often; a marker still
+#: there after that stays for the next run.
+MAX_PUSH_ROUNDS = 10
+
+
+def _pushed_meanwhile(run: _RunContext) -> bool:
+    """Consume the ``Archive-Update-Required`` marker a push left: True if there was one."""
+    if run.required is None or not run.required.exists():
+        return False
+    try:
+        run.required.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _install_signal(plan: SyncPlan) -> str | None:
@@ -715,6 +828,10 @@ class _RunContext:
     deletions: Deletions | None = None
     #: Things the run noticed that become findings: (code, upstream, summary).
     notices: list[tuple[str, str, str]] = field(default_factory=list)
+    #: ``all``, ``stage1`` or ``stage2`` (a staged push).
+    scope: str = "all"
+    #: ftpsync's ``Archive-Update-Required-<host>`` (None: the mirror has no markers).
+    required: Path | None = None
 
     def notice(self, code: str, upstream: str, summary: str) -> None:
         if (code, upstream, summary) not in self.notices:

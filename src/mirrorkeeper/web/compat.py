@@ -59,7 +59,7 @@ def size_text(size: int | None) -> str:
 def tunasync_status(state: MirrorState) -> str:
     if not state.enabled:
         return "disabled"
-    if state.running:
+    if state.running or state.last_outcome == "staged":  # stage 2 of the push is to come
         return "syncing"
     if state.queued:
         return "pre-syncing"
@@ -86,7 +86,7 @@ def mirrorz_status(state: MirrorState, now: float) -> str:
     old = f"O{int(state.last_success_at)}" if state.last_success_at else f"O{MIRRORZ_NEVER}"
     if not state.enabled:
         main = f"P{int(state.last_success_at)}" if state.last_success_at else "U"
-    elif state.running:
+    elif state.running or state.last_outcome == "staged":  # stage 2 of the push is to come
         main = f"Y{int(state.last_started_at or now)}{old}"
     elif state.queued:
         main = f"D{int(now)}"
