@@ -94,8 +94,9 @@ class SyncSettings:
     max_connections: int = 2
     #: rsync streams that seed a mirror (no successful run yet, and the destination holds fewer
     #: than ``seed_below`` of the upstream's files), each one share of the tree balanced by
-    #: size; an ordinary two-stage pass follows. 1 turns seeding off.
-    seed_parallel: int = 4
+    #: size; an ordinary two-stage pass follows. 1 (the default) never seeds: the first run is
+    #: an ordinary one, without the upstream listing that seeding costs.
+    seed_parallel: int = 1
     seed_below: float = 0.5
     #: ordered (primary first), round-robin (rotate per run), fastest (probe each first).
     upstream_strategy: str = "ordered"
