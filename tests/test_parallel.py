@@ -20,6 +20,7 @@ from mirrorkeeper.classify.findings import Severity
 from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.config.spec import MirrorSpec, SyncSettings
+from mirrorkeeper.daemon import poller
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.throttle import ThrottledProxy
 from mirrorkeeper.demo.tree import DebianLikeTree
@@ -129,6 +130,8 @@ def test_budget_slots_are_shared_with_other_processes(tmp_path: Path) -> None:
         waits: list[int] = []
         with budget.slot("rsync://h/x/", stop, waits.append) as held:
             assert not held and waits == [2]
+        with budget.slot("rsync://h/x/", timeout=0.2) as held:
+            assert not held
         began = time.monotonic()
         with budget.slot("rsync://h/x/", threading.Event()) as held:
             assert held and time.monotonic() - began > 0.3  # waited for the holder to exit
@@ -267,3 +270,22 @@ def test_a_stop_request_stops_every_stream(
     assert record.stages[0].name == "seed" and record.stages[0].stopped_by == "signal"
     _no_rsync_left(tmp_path)
     assert not (tmp_path / "deb" / "dists").exists()
+
+
+def test_a_poll_waits_for_a_slot_and_is_not_made_while_syncs_hold_them_all(
+        tmp_path: Path, served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poller, "POLL_SLOT_WAIT", 0.3)
+    path = _config(tmp_path, served, max_connections=1)
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir)
+    try:
+        budget = ConnectionBudget(config.settings.state_dir, {host_key(served) or "": 1})
+        with budget.slot(served) as held:
+            assert held
+            result = poller.poll_signal(config, config.mirrors["deb"], store)
+        assert result.error is not None and "not polled" in result.error
+        assert result.upstream_mtime is None
+        again = poller.poll_signal(config, config.mirrors["deb"], store)
+        assert again.error is None and again.upstream_mtime is not None
+    finally:
+        store.close()

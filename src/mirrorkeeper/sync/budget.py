@@ -56,9 +56,11 @@ class ConnectionBudget:
 
     @contextlib.contextmanager
     def slot(self, upstream: str, stop: threading.Event | None = None,
-             on_wait: Callable[[int], None] | None = None) -> Iterator[bool]:
+             on_wait: Callable[[int], None] | None = None,
+             timeout: float | None = None) -> Iterator[bool]:
         """Hold one of ``upstream``'s host slots for the block (at once when it has no budget).
-        ``on_wait(limit)`` is called once if every slot is taken and this has to wait."""
+        ``on_wait(limit)`` is called once if every slot is taken and this has to wait; after
+        ``timeout`` seconds of waiting (None: no end) ``held`` is False, as when stopped."""
         count = self.limit(upstream)
         if count <= 0:
             yield True
@@ -68,12 +70,13 @@ class ConnectionBudget:
         fd = self._try(directory, count)
         if fd is None and on_wait is not None:
             on_wait(count)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiting = stop or threading.Event()
         while fd is None:
-            if stop is not None and stop.wait(WAIT_STEP_SECONDS):
+            late = deadline is not None and time.monotonic() > deadline
+            if waiting.wait(WAIT_STEP_SECONDS) or late:
                 yield False
                 return
-            if stop is None:
-                time.sleep(WAIT_STEP_SECONDS)
             fd = self._try(directory, count)
         try:
             yield True
