@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from ..access import Place, os_problem
 from ..plan.budget import host_key
 
 #: How often a waiter tries the slots again (and looks at its stop request).
@@ -42,10 +43,15 @@ class ConnectionBudget:
         return self.root / _UNSAFE.sub("_", key)
 
     def _try(self, directory: Path, count: int) -> int | None:
-        """A descriptor holding one free slot's lock, or None when all ``count`` are held."""
+        """A descriptor holding one free slot's lock, or None when all ``count`` are held;
+        :class:`StateUnavailable` (with the fix) when the slots cannot be made or opened."""
         for number in range(count):
-            fd = os.open(directory / f"slot-{number}", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC,
-                         0o644)
+            path = directory / f"slot-{number}"
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise os_problem(exc, Place("connection slot", path, self.root.parent)) from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -66,7 +72,6 @@ class ConnectionBudget:
             yield True
             return
         directory = self._slot_dir(upstream)
-        directory.mkdir(parents=True, exist_ok=True)
         fd = self._try(directory, count)
         if fd is None and on_wait is not None:
             on_wait(count)

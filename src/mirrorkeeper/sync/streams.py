@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import StateUnavailable
 from ..rsync.parse import Progress
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import SAMPLE_LIMIT, StageTally
@@ -83,12 +84,16 @@ class Streams:
             if report is not None:
                 report(number, limit)
 
-        with self.budget.slot(self.upstream, self.stop, waited) as held:
-            if not held:
-                result = ProcessResult(None, "signal")
-            else:
-                result = run_process(argv, None, on_lines=handle, env=self.env,
-                                     no_output_timeout=self.no_output_timeout, stop=self.stop)
+        try:
+            with self.budget.slot(self.upstream, self.stop, waited) as held:
+                if not held:
+                    result = ProcessResult(None, "signal")
+                else:
+                    result = run_process(argv, None, on_lines=handle, env=self.env,
+                                         no_output_timeout=self.no_output_timeout,
+                                         stop=self.stop)
+        except StateUnavailable as exc:  # the slot files: the stage fails, saying why
+            result = ProcessResult(None, None, start_error=str(exc))
         with self.lock:
             self._runs[index] = StreamRun(number, argv, result, tally, started, time.time())
         if _failed(result):
