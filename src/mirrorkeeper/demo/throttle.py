@@ -13,6 +13,7 @@ import functools
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 CHUNK = 16384
@@ -20,7 +21,8 @@ CHUNK = 16384
 
 class ThrottledProxy:
     """``with ThrottledProxy(daemon_port, rate_bps=2_000_000) as proxy:`` — connect to
-    ``proxy.port``; ``proxy.peak`` is the most connections open at once."""
+    ``proxy.port``; ``proxy.peak`` is the most connections clients held open at once (from
+    accept until the client closes its side)."""
 
     def __init__(self, target_port: int, rate_bps: float, target_host: str = "127.0.0.1",
                  ) -> None:
@@ -71,18 +73,23 @@ class ThrottledProxy:
                 self.peak = max(self.peak, self.active)
                 self._sockets |= {client, server}
             done = threading.Barrier(2, action=functools.partial(self._closed, client, server))
-            self._spawn(self._pump, client, server, None, done)
-            self._spawn(self._pump, server, client, self.rate_bps, done)
+            self._spawn(self._pump, client, server, None, done, self._released)
+            self._spawn(self._pump, server, client, self.rate_bps, done, None)
+
+    def _released(self) -> None:
+        """The client closed its side: the connection is no longer one it holds (the daemon
+        may take a few more milliseconds to see it go)."""
+        with self._lock:
+            self.active -= 1
 
     def _closed(self, client: socket.socket, server: socket.socket) -> None:
         with self._lock:
-            self.active -= 1
             self._sockets -= {client, server}
         for sock in (client, server):
             sock.close()
 
     def _pump(self, source: socket.socket, sink: socket.socket, rate: float | None,
-              done: threading.Barrier) -> None:
+              done: threading.Barrier, on_eof: Callable[[], None] | None) -> None:
         started, sent = time.monotonic(), 0
         try:
             while data := source.recv(CHUNK):
@@ -94,6 +101,8 @@ class ThrottledProxy:
                         time.sleep(ahead)
         except OSError:
             pass
+        if on_eof is not None:
+            on_eof()
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
         with contextlib.suppress(threading.BrokenBarrierError):
