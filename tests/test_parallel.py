@@ -3,6 +3,7 @@ daemon behind a real TCP proxy that caps each connection's bandwidth and counts 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -24,7 +25,9 @@ from mirrorkeeper.daemon import poller
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.throttle import ThrottledProxy
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.plan.argv import build_plan
 from mirrorkeeper.plan.budget import host_key, host_limits
+from mirrorkeeper.plan.seed import is_far_behind, listing_argv, stream_argv, wants_seed
 from mirrorkeeper.plan.shares import split_shares
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.store import Store
@@ -109,6 +112,30 @@ def test_host_keys_and_the_smallest_budget_of_a_host_wins() -> None:
                           mirror("c", 0, "rsync://h/c/", "rsync://other/c/"),
                           mirror("d", 0, "rsync://free/d/")])
     assert limits == {"h:873": 2, "other:873": 0, "free:873": 0}
+
+
+def test_seed_streams_use_stage_one_filters_and_never_delete() -> None:
+    two = MirrorSpec("d", "debian", "/m/d", True, SyncSettings(
+        upstreams=("rsync://h/d/",), stage2=("Packages*",), update_signal="project/trace/x"))
+    plan = build_plan(two, "rsync://h/d/")
+    argv = stream_argv(plan, "/state/seed/d/share-1")
+    assert argv[-4:] == ("--files-from=/state/seed/d/share-1", "--from0", "rsync://h/d/",
+                         "/m/d/")
+    assert "--exclude=Packages*" in argv and "--exclude=/project/trace/x" in argv
+    listing = listing_argv(plan)
+    assert listing[:2] == ("rsync", "--list-only") and listing[-1] == "rsync://h/d/"
+    assert "--exclude=Packages*" in listing and not any(
+        w.startswith(("--out-format", "--info", "--chmod")) for w in listing)
+    single = build_plan(dataclasses.replace(two, settings=dataclasses.replace(
+        two.settings, stage2=())), "rsync://h/d/")
+    assert single.stages[0].deletes
+    words = stream_argv(single, "/x")
+    assert not any(w.startswith(("--delete", "--max-delete", "--delay-updates"))
+                   for w in words)
+    assert wants_seed(4, had_success=False) and not wants_seed(4, had_success=True)
+    assert not wants_seed(1, had_success=False)
+    assert is_far_behind(49, 100, 0.5) and not is_far_behind(50, 100, 0.5)
+    assert not is_far_behind(0, 0, 0.5)
 
 
 def test_budget_slots_are_shared_with_other_processes(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def writer_places(config: Config, mirror: MirrorSpec) -> list[Place]:
         Place("lock directory", lock_dir(config), state),
         Place("lock file", lock_dir(config) / f"{mirror.name}.lock", state),
         Place("connection slot directory", state / "connections", state),
+        Place("seed share directory", state / "seed", state),
         Place("signal staging directory", staging.parent, state),
         Place("signal staging directory", staging, state),
         Place("signal staging file", signal_staging(config, mirror), state),
