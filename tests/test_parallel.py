@@ -30,6 +30,7 @@ from mirrorkeeper.plan.budget import host_key, host_limits
 from mirrorkeeper.plan.seed import is_far_behind, listing_argv, stream_argv, wants_seed
 from mirrorkeeper.plan.shares import split_shares
 from mirrorkeeper.record import RunRecord
+from mirrorkeeper.record.progress import LiveProgress
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.budget import ConnectionBudget
 from mirrorkeeper.sync.run import sync_mirror
@@ -67,11 +68,13 @@ def _config(tmp_path: Path, url: str, names: tuple[str, ...] = ("deb",),
         "retry_backoff": "0.2s", "delete_grace": "0s", **overrides} for name in names})
 
 
-def _sync(path: Path, name: str, stop: threading.Event | None = None) -> RunRecord:
+def _sync(path: Path, name: str, stop: threading.Event | None = None,
+          progress: list[LiveProgress] | None = None) -> RunRecord:
     config = load_config(path)
     store = Store.open(config.settings.state_dir)
     try:
-        return sync_mirror(config, config.mirrors[name], store, stop=stop)
+        return sync_mirror(config, config.mirrors[name], store, stop=stop,
+                           on_progress=None if progress is None else progress.append)
     finally:
         store.close()
 
@@ -186,8 +189,9 @@ def test_two_seeding_mirrors_never_open_more_connections_than_the_budget(
     # first migration (a separate matter from this test's).
     Store.open(load_config(path).settings.state_dir).close()
     records: dict[str, RunRecord] = {}
-    threads = [threading.Thread(target=lambda n=name: records.update({n: _sync(path, n)}))
-               for name in ("one", "two")]
+    progress: dict[str, list[LiveProgress]] = {"one": [], "two": []}
+    threads = [threading.Thread(target=lambda n=name: records.update(
+        {n: _sync(path, n, progress=progress[n])})) for name in ("one", "two")]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -203,6 +207,14 @@ def test_two_seeding_mirrors_never_open_more_connections_than_the_budget(
         assert tree_files(tmp_path / name) == tree_files(upstream.root)
         log = Path(record.log_path).read_text()
         assert all(f"seed stream {n}: exit 0" in log for n in (1, 2, 3, 4))
+        # The stage's figures and its live progress are the four streams' sums.
+        received = [int(m) for m in re.findall(r"seed stream \d: exit 0, \d+ files, (\d+) "
+                                               r"bytes received", log)]
+        assert len(received) == 4 and seed.bytes_received == sum(received)
+        last = [p for p in progress[name] if p.stage == "seed"][-1]
+        assert last.bytes_done == seed.size_bytes == sum(
+            (upstream.root / rel).stat().st_size for rel in upstream.pool_files())
+        assert 80 < (last.percent or 0) < 90  # the seed's share of the bar (stage 1's 85%)
     # Each stream's lines are in the log under its own name; none brought an index file
     # (stage 2 brings those, last).
     seed_lines = [line for line in Path(records["one"].log_path).read_text().splitlines()

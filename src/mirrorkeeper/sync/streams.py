@@ -113,6 +113,8 @@ class Streams:
                 on_tick()
         for thread in threads:
             thread.join()
+        if on_tick is not None:
+            on_tick()  # the streams' last progress lines
         return [self._runs[i] for i in range(len(self.argvs))]
 
 
