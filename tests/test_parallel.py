@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ import pytest
 from mirrorkeeper.classify.findings import Severity
 from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.config.load import load_config
+from mirrorkeeper.config.schedule import parse_schedule
 from mirrorkeeper.config.spec import MirrorSpec, SyncSettings
 from mirrorkeeper.daemon import poller
+from mirrorkeeper.daemon.service import make_plan
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.demo.throttle import ThrottledProxy
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import build_plan
 from mirrorkeeper.plan.budget import host_key, host_limits
+from mirrorkeeper.plan.due import MirrorFacts, plan_tick
 from mirrorkeeper.plan.seed import is_far_behind, listing_argv, stream_argv, wants_seed
 from mirrorkeeper.plan.shares import split_shares
 from mirrorkeeper.record import RunRecord
@@ -139,6 +143,20 @@ def test_seed_streams_use_stage_one_filters_and_never_delete() -> None:
     assert not wants_seed(1, had_success=False)
     assert is_far_behind(49, 100, 0.5) and not is_far_behind(50, 100, 0.5)
     assert not is_far_behind(0, 0, 0.5)
+
+
+def test_the_planner_holds_back_mirrors_of_a_host_whose_slots_are_all_taken() -> None:
+    """Queue workers go to other hosts' mirrors instead of waiting for a busy host."""
+    schedule = parse_schedule("every 6h")
+    mirrors = [MirrorFacts(name, schedule, None, host=host)
+               for name, host in (("a1", "a:873"), ("a2", "a:873"), ("a3", "a:873"),
+                                  ("b1", "b:873"), ("local", None))]
+    plan = plan_tick(mirrors, 1000.0, jitter=0, poll_interval=0, tz=UTC,
+                     free_slots={"a:873": 1, "b:873": 0})
+    assert [d.mirror for d in plan.due] == ["a1", "local"]
+    assert plan.held == ("a2", "a3", "b1")
+    unlimited = plan_tick(mirrors, 1000.0, jitter=0, poll_interval=0, tz=UTC)
+    assert len(unlimited.due) == 5 and unlimited.held == ()
 
 
 def test_budget_slots_are_shared_with_other_processes(tmp_path: Path) -> None:
@@ -326,5 +344,30 @@ def test_a_poll_waits_for_a_slot_and_is_not_made_while_syncs_hold_them_all(
         assert result.upstream_mtime is None
         again = poller.poll_signal(config, config.mirrors["deb"], store)
         assert again.error is None and again.upstream_mtime is not None
+    finally:
+        store.close()
+
+
+def test_the_daemon_plan_holds_back_mirrors_while_their_host_is_busy(
+        tmp_path: Path, served: str) -> None:
+    """Real slot files, a real store: a sync elsewhere holds the host's only slot."""
+    other = "rsync://other.invalid/debian/"
+    path = write_config(tmp_path / "mk.toml", {
+        name: {"profile": "debian", "dest": str(tmp_path / name), "upstreams": [url],
+               "max_connections": 1}
+        for name, url in (("one", served), ("two", served), ("elsewhere", other))})
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir)
+    try:
+        budget = ConnectionBudget(config.settings.state_dir, host_limits(config.mirrors.values()))
+        with budget.slot(served) as held:
+            assert held
+            busy = make_plan(config, store, set(), set(), time.time())
+        assert [d.mirror for d in busy.due] == ["elsewhere"]
+        assert busy.held == ("one", "two")
+        free = make_plan(config, store, set(), set(), time.time())
+        assert [d.mirror for d in free.due] == ["one", "elsewhere"] and free.held == ("two",)
+        queued = make_plan(config, store, set(), {"one"}, time.time())
+        assert [d.mirror for d in queued.due] == ["elsewhere"] and queued.held == ("two",)
     finally:
         store.close()
