@@ -39,7 +39,15 @@ from mirrorkeeper.store import Store
 from mirrorkeeper.sync.budget import ConnectionBudget
 from mirrorkeeper.sync.run import sync_mirror
 
-from .conftest import codes, processes_mentioning, tree_files, wait_for, write_config
+from .conftest import (
+    CliResult,
+    codes,
+    processes_mentioning,
+    python_cli,
+    tree_files,
+    wait_for,
+    write_config,
+)
 
 Daemons = Callable[[list[Module]], RsyncDaemon]
 
@@ -270,6 +278,12 @@ def test_a_max_connections_refusal_is_retried_after_a_backoff_and_recorded(
     assert codes(findings) == {"upstream.max_connections": Severity.INFO}
 
 
+def _streams_running(tmp_path: Path) -> bool:
+    """An rsync of each of the four shares is running."""
+    return all(processes_mentioning(f"{tmp_path}/state/seed/deb/share-{n}")
+               for n in (1, 2, 3, 4))
+
+
 def _seeding(tmp_path: Path, rsyncd: Daemons, upstream: DebianLikeTree,
              proxy: Callable[[RsyncDaemon, float], ThrottledProxy],
              ) -> tuple[Path, threading.Event, list[RunRecord], threading.Thread]:
@@ -282,9 +296,7 @@ def _seeding(tmp_path: Path, rsyncd: Daemons, upstream: DebianLikeTree,
     records: list[RunRecord] = []
     thread = threading.Thread(target=lambda: records.append(_sync(path, "deb", stop)))
     thread.start()
-    wait_for(lambda: len({p for n in (1, 2, 3, 4)
-                          for p in processes_mentioning(f"{tmp_path}/state/seed/deb/share-{n}")
-                          }) >= 4, what="four seed streams")
+    wait_for(lambda: _streams_running(tmp_path), what="four seed streams")
     return path, stop, records, thread
 
 
@@ -371,3 +383,34 @@ def test_the_daemon_plan_holds_back_mirrors_while_their_host_is_busy(
         assert [d.mirror for d in queued.due] == ["elsewhere"] and queued.held == ("two",)
     finally:
         store.close()
+
+
+def test_sigterm_to_mirrorkeeper_sync_stops_every_stream(
+        tmp_path: Path, upstream: DebianLikeTree, rsyncd: Daemons,
+        proxy: Callable[[RsyncDaemon, float], ThrottledProxy],
+        mk: Callable[..., CliResult]) -> None:
+    """The real command and a real SIGTERM: `status` shows the seed's progress meanwhile."""
+    daemon = rsyncd([Module("debian", upstream.root)])
+    relay = proxy(daemon, 150_000)
+    path = _config(tmp_path, relay.url("debian"), seed_parallel=4, max_connections=4)
+    proc = subprocess.Popen([*python_cli(), "-c", str(path), "sync", "deb", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _streams_running(tmp_path), what="four seed streams")
+
+        def seeding() -> bool:
+            row = mk("-c", str(path), "status", "--json").json()[0]
+            return bool(row["state"] == "running" and row["stage"] == "seed"
+                        and row["bytes_done"] > 0)
+
+        wait_for(seeding, what="the seed's live progress")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    _no_rsync_left(tmp_path)
+    history = mk("-c", str(path), "history", "deb", "--json").json()
+    assert history[0]["outcome"] == "interrupted"
+    assert history[0]["stages"][0]["name"] == "seed"
+    assert history[0]["stages"][0]["stopped_by"] == "signal"
+    assert not (tmp_path / "deb" / "dists").exists()
