@@ -33,6 +33,7 @@ from mirrorkeeper.plan.budget import host_key, host_limits
 from mirrorkeeper.plan.due import MirrorFacts, plan_tick
 from mirrorkeeper.plan.seed import is_far_behind, listing_argv, stream_argv, wants_seed
 from mirrorkeeper.plan.shares import split_shares
+from mirrorkeeper.plan.upstreams import recent_failures
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.record.progress import LiveProgress
 from mirrorkeeper.store import Store
@@ -276,6 +277,9 @@ def test_a_max_connections_refusal_is_retried_after_a_backoff_and_recorded(
     config = load_config(path)
     findings = classify_run(record, config.mirrors["deb"].settings)
     assert codes(findings) == {"upstream.max_connections": Severity.INFO}
+    # Busy is not broken: a refusal never sends the upstream to the back of the order.
+    refused_only = dataclasses.replace(record, attempts=record.attempts[:1])
+    assert recent_failures([refused_only]) == {}
 
 
 def _streams_running(tmp_path: Path) -> bool:
