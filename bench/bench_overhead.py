@@ -62,11 +62,12 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def run_mk(config: Path, *args: str) -> tuple[float, int]:
-    """Wall seconds of a ``mirrorkeeper`` command and its own peak RSS in KiB."""
+def run_mk(config: Path, *args: str, python: str = sys.executable) -> tuple[float, int]:
+    """Wall seconds of a ``mirrorkeeper`` command and its own peak RSS in KiB; ``python``
+    is the interpreter of the install to run (another checkout's venv for a baseline)."""
     read, write = os.pipe()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", RSS_PROBE, "-c", str(config), *args],
+    proc = subprocess.Popen([python, "-c", RSS_PROBE, "-c", str(config), *args],
                             pass_fds=(write,), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "MK_RSS_FD": str(write)})
@@ -127,6 +128,9 @@ def main() -> None:
     parser.add_argument("--packages", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="also peak RSS at 1M files")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also time the Mirrorkeeper installed for this interpreter (e.g. "
+                             "an older checkout's .venv/bin/python), interleaved, same tree")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mk-overhead-"))
@@ -154,8 +158,18 @@ def main() -> None:
             }
             if ftpsync is not None:
                 tools["ftpsync"] = ftpsync
+            if args.baseline:
+                (work / "base").mkdir(exist_ok=True)
+                base_config = write_config(work / "base", url)
+
+                def baseline() -> float:
+                    return run_mk(base_config, "sync", "deb", "--quiet",
+                                  python=args.baseline)[0]
+
+                tools["baseline"] = baseline
             for rep in range(args.repeat):
-                for target in ("mk", "bare", "naive", "ftpsync", "state", "logs"):
+                for target in ("mk", "bare", "naive", "ftpsync", "state", "logs", "base/mk",
+                               "base/state", "base/logs"):
                     shutil.rmtree(work / target, ignore_errors=True)
                 (work / "ftpsync").mkdir()
                 order = list(tools.items())
@@ -176,20 +190,25 @@ def main() -> None:
             poll = [run(["rsync", "--list-only", "--sockopts=TCP_NODELAY",
                          f"{url}/project/trace/master"]) for _ in range(args.repeat)]
             nochange = [run(argv) for _ in range(args.repeat) for argv in bare[:1]]
-            cli = {verb: [run_mk(config, *verb.split())[0] for _ in range(args.repeat)]
-                   for verb in ("--help", "profiles", "status")}
+            installs = {"": (sys.executable, config)} | (
+                {" (baseline)": (args.baseline, work / "base" / "mk.toml")}
+                if args.baseline else {})
+            cli = {f"{verb}{label}": [run_mk(cfg, *verb.split(), python=py)[0]
+                                      for _ in range(args.repeat)]
+                   for verb in ("--help", "profiles", "status")
+                   for label, (py, cfg) in installs.items()}
 
         version = subprocess.run(["rsync", "--version"], capture_output=True,
                                  text=True).stdout.split()[2]
         print(f"tree: {files} files; rsync {version}; {os.cpu_count()} CPUs; "
               f"{args.repeat} repetitions, interleaved\n")
         print("| scenario | mirrorkeeper s (median) | ÷ bare two-stage (min / median) | "
-              "÷ naive rsync -a --delete | ÷ ftpsync |")
-        print("|---|---|---|---|---|")
+              "÷ naive rsync -a --delete | ÷ ftpsync | ÷ baseline |")
+        print("|---|---|---|---|---|---|")
         for scenario in ("full", "no-change", "1% update"):
             mine = times[(scenario, "mirrorkeeper")]
             cells = []
-            for other in ("bare two-stage", "naive rsync -a --delete", "ftpsync"):
+            for other in ("bare two-stage", "naive rsync -a --delete", "ftpsync", "baseline"):
                 theirs = times.get((scenario, other))
                 cells.append(ratios(list(zip(mine, theirs, strict=False))) if theirs else "-")
             print(f"| {scenario} | {statistics.median(mine):.2f} | " + " | ".join(cells) + " |")

@@ -30,6 +30,9 @@ CODES: dict[str, Code] = {
                                       "skipped"),
     "upstream.empty": Code(S.WARNING, "an upstream served far fewer files than the mirror has; "
                                       "it was skipped"),
+    "upstream.max_connections": Code(S.ERROR, "the rsync daemon refused the connection "
+                                              "(`@ERROR: max connections (N) reached`) through "
+                                              "every retry; info when a retry got through"),
     "upstream.fallback": Code(S.WARNING, "an upstream failed and another one worked"),
     "upstream.busy": Code(S.ERROR, "the upstream stayed mid-update (a foreign "
                                    "Archive-Update-in-Progress marker) through every retry"),

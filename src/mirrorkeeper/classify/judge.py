@@ -96,6 +96,9 @@ def _judge(stage: StageResult, settings: SyncSettings,
                        "rsync refused the password_file; no upstream can be tried without it")
     if rc == 25 or errors.get("max_delete"):
         return Verdict("guard", "guard.mass_delete", "the --max-delete bound stopped deletions")
+    if errors.get("daemon_busy"):  # busy, not broken: the same upstream after a backoff
+        return Verdict("transient", "upstream.max_connections",
+                       "the upstream refused the connection: its `max connections` are in use")
     if errors.get("auth"):
         return Verdict("upstream", "upstream.auth", "the daemon refused our credentials")
     if errors.get("module_missing"):
@@ -168,8 +171,10 @@ def classify_run(record: RunRecord, settings: SyncSettings,
             continue
         if attempt.category in ("transient", "upstream") and final_ok:
             code = attempt.code if attempt.code.startswith("upstream.") else "upstream.fallback"
+            # A refusal for want of connection slots that a later attempt got past is normal.
+            busy = code == "upstream.max_connections"
             add(code, f"{said(attempt)} (another attempt succeeded)",
-                Severity.WARNING, attempt.upstream, stage=attempt.stage,
+                Severity.INFO if busy else Severity.WARNING, attempt.upstream, stage=attempt.stage,
                 exit_code=attempt.exit_code, rsync_error=attempt.detail)
     if record.outcome == "rolled_back":  # the mirror is a known-good state again
         for code, upstream, summary in record.notices:

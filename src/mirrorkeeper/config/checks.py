@@ -92,6 +92,16 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.upstream_strategy not in UPSTREAM_STRATEGIES:
         found.append(("upstream_strategy", f"`{s.upstream_strategy}` is not a strategy",
                       "use one of " + ", ".join(UPSTREAM_STRATEGIES)))
+    if s.max_connections < 0:
+        found.append(("max_connections", "cannot be negative",
+                      "0 means no limit; most upstreams allow 2 to 5 per host"))
+    if s.seed_parallel < 1:
+        found.append(("seed_parallel", "must be at least 1", "1 seeds with one stream"))
+    if s.seed_min_gib < 0:
+        found.append(("seed_min_gib", "cannot be negative", "0 seeds an upstream of any size"))
+    if not 0 < s.seed_below <= 1:
+        found.append(("seed_below", "must be above 0 and at most 1",
+                      "0.5 seeds a mirror that holds fewer than half the upstream's files"))
     if s.attempts_per_upstream < 1:
         found.append(("attempts_per_upstream", "must be at least 1", ""))
     ratios = (s.failure_ratio_info, s.failure_ratio_warning, s.failure_ratio_error)

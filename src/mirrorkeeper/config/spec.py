@@ -87,6 +87,20 @@ class SyncSettings:
     retry_backoff: float = 30.0
     #: No new attempt starts once a run has taken this long.
     run_budget: float = 6 * 3600.0
+    #: Connections this machine opens to one upstream host at once, shared by every mirror,
+    #: stream, probe and process that talks to it (0: no limit). Mirrors of one host share the
+    #: smallest value any of them sets; each waits for a free slot instead of being refused by
+    #: the upstream's own ``max connections``.
+    max_connections: int = 2
+    #: rsync streams that seed a mirror (no successful run yet, and the destination holds fewer
+    #: than ``seed_below`` of the upstream's files), each one share of the tree balanced by
+    #: size; an ordinary two-stage pass follows. 1 never seeds: the first run is an ordinary
+    #: one, without the upstream listing that seeding costs.
+    seed_parallel: int = 4
+    seed_below: float = 0.5
+    #: Seed only an upstream at least this large (GiB, from the listing): below it one
+    #: stream's transfer is short next to the listing and the second walk that seeding adds.
+    seed_min_gib: float = 1.0
     #: ordered (primary first), round-robin (rotate per run), fastest (probe each first).
     upstream_strategy: str = "ordered"
     #: An upstream that failed is tried last for this long.

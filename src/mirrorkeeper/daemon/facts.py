@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from ..config.schedule import parse_schedule
 from ..config.spec import Config
+from ..plan.budget import host_key, host_limits
 from ..plan.due import MirrorFacts, SignalSeen
 from ..store import Store
+from ..sync.budget import ConnectionBudget
 from ..sync.preflight import local_mtime
 
 
@@ -34,8 +36,23 @@ def gather_facts(config: Config, store: Store, running: set[str], queued: set[st
             deletions_due_at=store.next_deletion_due(mirror.name, s.delete_grace, last_started)
             if s.delete_grace > 0 and last_started is not None else None,
             skip_unchanged=s.skip_unchanged, verify_every=s.verify_every,
-            last_success=_last_success(store, mirror.name) if s.skip_unchanged else None))
+            last_success=_last_success(store, mirror.name) if s.skip_unchanged else None,
+            host=host_key(s.upstreams[0]) if s.upstreams else None))
     return facts
+
+
+def free_slots(config: Config, queued: set[str]) -> dict[str, int]:
+    """Connection slots free per upstream host with a budget: its limit, less the slots held
+    now (by any process) and one per mirror of the host waiting in the queue."""
+    limits = host_limits(config.mirrors.values())
+    budget = ConnectionBudget(config.settings.state_dir, limits)
+    free = {}
+    for key, limit in limits.items():
+        if limit > 0:
+            waiting = sum(1 for name in queued if (m := config.mirrors.get(name)) is not None
+                          and m.settings.upstreams and host_key(m.settings.upstreams[0]) == key)
+            free[key] = limit - budget.in_use(f"rsync://{key}/") - waiting
+    return free
 
 
 def _last_success(store: Store, mirror: str) -> float | None:

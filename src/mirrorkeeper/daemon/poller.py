@@ -13,8 +13,14 @@ from dataclasses import dataclass
 
 from ..config.spec import Config, MirrorSpec
 from ..logs import event
+from ..plan.budget import host_limits
 from ..store import Store
-from ..sync.preflight import local_mtime, probe
+from ..sync.budget import ConnectionBudget
+from ..sync.preflight import Probe, local_mtime, probe
+
+#: A poll waits this long for one of the host's connection slots (syncs may hold them all
+#: for hours); then it is recorded as not made, and the next poll comes at its interval.
+POLL_SLOT_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,12 @@ def poll_signal(config: Config, mirror: MirrorSpec, store: Store) -> PollResult:
     assert s.update_signal is not None
     upstream = poll_upstream(store, mirror)
     polled_at = time.time()
-    result = probe(config.settings.rsync, upstream, s.update_signal, s)
+    budget = ConnectionBudget(config.settings.state_dir, host_limits(config.mirrors.values()))
+    with budget.slot(upstream, timeout=POLL_SLOT_WAIT) as held:
+        result = (probe(config.settings.rsync, upstream, s.update_signal, s) if held else
+                  Probe(upstream, 0.0, None, error_kind="budget",
+                        message=f"not polled: all {budget.limit(upstream)} connections this "
+                                "machine may open to the upstream's host are in use"))
     ours = local_mtime(mirror.dest, s.update_signal, s.signal_kind)
     error = None if result.exists else (result.message or result.error_kind or "unknown error")
     store.record_poll(mirror.name, upstream, polled_at, result.seconds, result.exit_code,

@@ -41,7 +41,7 @@ from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir, writer_places
 from ..web.hosts import beyond_loopback
 from .deliveries import Deliverer
-from .facts import gather_facts
+from .facts import free_slots, gather_facts
 from .poller import poll_signal
 from .queue import SyncQueue, queue_places
 
@@ -95,7 +95,10 @@ def make_plan(config: Config, store: Store, running: set[str], queued: set[str],
     """Gather the facts and ask the planner; a start owed to a changed signal marks its poll."""
     plan = plan_tick(gather_facts(config, store, running, queued), now,
                      jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
-                     tz=local_zone())
+                     tz=local_zone(), free_slots=free_slots(config, queued))
+    if plan.held:
+        event("plan.held", mirrors=list(plan.held),
+              why="every connection slot of their upstream host is in use")
     for due in plan.due:
         if due.reason == "update signal":
             store.mark_last_poll_triggered(due.mirror)
@@ -127,6 +130,8 @@ class Daemon:
         self.queue.handler = self.execute
         self.stop = StopRequest()
         self.wake = threading.Event()
+        #: The last plan held a due mirror back for its host's connection budget.
+        self._held = False
         self._reload = threading.Event()
         self._lock = threading.Lock()
         self.running: set[str] = set()
@@ -250,6 +255,8 @@ class Daemon:
                 self._rerun.discard(name)
             if again:
                 self.enqueue(name, "push")
+            if self._held:  # a mirror waits for a slot of a host: plan again now
+                self.wake.set()
 
     def _enqueue_later(self, name: str, reason: str) -> None:
         try:
@@ -280,6 +287,7 @@ class Daemon:
             queued = set(self.queued)
             polling = set(self._polling)
         plan = make_plan(config, self.store, running, queued, now)
+        self._held = bool(plan.held)
         for due in plan.due:
             self.enqueue(due.mirror, due.reason)
         for name in plan.polls:

@@ -9,6 +9,7 @@ Nothing here reads a clock, a file or the store, so every rule is a unit test.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -51,6 +52,9 @@ class MirrorFacts:
     skip_unchanged: bool = False
     last_success: float | None = None
     verify_every: float = 86400.0
+    #: The upstream host (``host:port``) its next run will most likely talk to, for the
+    #: connection budget (None: a local path).
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class TickPlan:
     #: Each mirror's next scheduled start (epoch seconds), for the dashboard and tunasync's
     #: ``next_schedule``.
     next_run: dict[str, float]
+    #: Due, but not started: every connection slot of its upstream host is taken (by runs
+    #: here or in other processes, or by mirrors started or queued before it). They stay due.
+    held: tuple[str, ...] = ()
 
 
 def jitter_offset(name: str, anchor: float, jitter: float) -> float:
@@ -126,8 +133,32 @@ def unchanged_since(facts: MirrorFacts, when: float, now: float) -> bool:
 
 
 def plan_tick(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_interval: float,
-              tz: tzinfo) -> TickPlan:
-    """Decide one tick. Mirrors running or already queued are never started twice."""
+              tz: tzinfo, free_slots: Mapping[str, int] | None = None) -> TickPlan:
+    """Decide one tick. Mirrors running or already queued are never started twice.
+
+    ``free_slots``: connection slots free per upstream host that has a budget. A due mirror
+    of a host with none left is held back, so that queue workers go to other hosts' mirrors
+    instead of waiting for that host (each start takes one)."""
+    due = _planned(mirrors, now, jitter=jitter, poll_interval=poll_interval, tz=tz)
+    if free_slots is None:
+        return due
+    free = dict(free_slots)
+    host = {f.name: f.host for f in mirrors}
+    started: list[Due] = []
+    held: list[str] = []
+    for one in due.due:
+        key = host.get(one.mirror)
+        if key is not None and key in free:
+            if free[key] <= 0:
+                held.append(one.mirror)
+                continue
+            free[key] -= 1
+        started.append(one)
+    return TickPlan(tuple(started), due.polls, due.next_run, tuple(held))
+
+
+def _planned(mirrors: list[MirrorFacts], now: float, *, jitter: float, poll_interval: float,
+             tz: tzinfo) -> TickPlan:
     due: list[Due] = []
     polls: list[str] = []
     upcoming: dict[str, float] = {}

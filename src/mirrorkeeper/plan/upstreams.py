@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from ..record import RunRecord
 
 FAILED_CATEGORIES = frozenset({"transient", "upstream"})
+#: Refusals that say the upstream is busy, not broken: they never send it to the back.
+BUSY_CODES = frozenset({"upstream.max_connections"})
 
 
 def recent_failures(history: Iterable[RunRecord]) -> dict[str, float]:
@@ -14,6 +16,8 @@ def recent_failures(history: Iterable[RunRecord]) -> dict[str, float]:
     latest: dict[str, tuple[float, bool]] = {}
     for record in history:
         for attempt in record.attempts:
+            if attempt.code in BUSY_CODES:
+                continue
             seen = latest.get(attempt.upstream)
             if seen is None or attempt.finished_at > seen[0]:
                 latest[attempt.upstream] = (attempt.finished_at,

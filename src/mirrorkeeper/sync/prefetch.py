@@ -14,6 +14,8 @@ import threading
 from concurrent.futures import Future
 
 from ..config.spec import Config, MirrorSpec
+from ..plan.budget import host_limits
+from .budget import ConnectionBudget
 from .preflight import Probe, probe
 
 
@@ -23,25 +25,30 @@ class ProbePrefetch:
     def __init__(self, config: Config, mirror: MirrorSpec) -> None:
         s = mirror.settings
         self.mirror = mirror.name
-        self._futures: dict[str, Future[Probe]] = {}
+        self._futures: dict[str, Future[Probe | None]] = {}
         if not s.update_signal or not s.upstreams:
             return
         signal, rsync = s.update_signal, config.settings.rsync
         wanted = s.upstreams if s.upstream_strategy == "fastest" else s.upstreams[:1]
+        budget = ConnectionBudget(config.settings.state_dir, host_limits(config.mirrors.values()))
+        at_once = threading.Event()
+        at_once.set()  # no waiting: with the host's slots all taken, the run probes itself
         for upstream in wanted:
-            future: Future[Probe] = Future()
+            future: Future[Probe | None] = Future()
             self._futures[upstream] = future
 
-            def work(upstream: str = upstream, future: Future[Probe] = future) -> None:
+            def work(upstream: str = upstream, future: Future[Probe | None] = future) -> None:
                 try:
-                    future.set_result(probe(rsync, upstream, signal, s))
+                    with budget.slot(upstream, at_once) as held:
+                        future.set_result(probe(rsync, upstream, signal, s) if held else None)
                 except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
                     future.set_exception(exc)
 
             threading.Thread(target=work, name=f"probe-{mirror.name}", daemon=True).start()
 
     def take(self, upstream: str) -> Probe | None:
-        """The probe of ``upstream`` (waiting for it), once; None if none was started."""
+        """The probe of ``upstream`` (waiting for it), once; None if none was started or made
+        (every connection slot of its host was taken)."""
         future = self._futures.pop(upstream, None)
         return None if future is None else future.result()
 

@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..access import Place, denied, first_unwritable, require_writable
 from ..classify.judge import Verdict, failure_ratio, judge_stage
-from ..config.spec import Config, MirrorSpec
+from ..config.spec import Config, MirrorSpec, SyncSettings
 from ..errors import StateUnavailable
 from ..logs import (
     EVENT_LOG,
@@ -33,7 +34,9 @@ from ..logs import (
     setup_event_log,
 )
 from ..plan.argv import RSYNC_ENV, StagePlan, SyncPlan, build_plan
+from ..plan.budget import host_limits
 from ..plan.deletions import plan_deletions
+from ..plan.seed import SEED_STAGE, wants_seed
 from ..plan.upstreams import order_upstreams, recent_failures
 from ..record import SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
@@ -45,6 +48,7 @@ from ..safetext import printable
 from ..stop import stopped_by
 from ..store import Store
 from ..store.store import DB_NAME
+from .budget import ConnectionBudget, unlimited
 from .deletions import delete_paths
 from .lock import MirrorLock
 from .prefetch import ProbePrefetch
@@ -56,6 +60,7 @@ from .preflight import (
     probe,
     signal_file_time,
 )
+from .seed import plan_seed, run_seed
 from .snapshots import SnapshotHooks
 from .trace import (
     IN_PROGRESS_PREFIX,
@@ -88,6 +93,8 @@ def writer_places(config: Config, mirror: MirrorSpec) -> list[Place]:
         *(Place("store", Path(f"{db}{suffix}"), state) for suffix in ("", "-wal", "-shm")),
         Place("lock directory", lock_dir(config), state),
         Place("lock file", lock_dir(config) / f"{mirror.name}.lock", state),
+        Place("connection slot directory", state / "connections", state),
+        Place("seed share directory", state / "seed", state),
         Place("signal staging directory", staging.parent, state),
         Place("signal staging directory", staging, state),
         Place("signal staging file", signal_staging(config, mirror), state),
@@ -259,8 +266,9 @@ def _run_locked(
     probes: dict[str, Probe] = {}
     if prefetch is not None and prefetch.mirror == mirror.name:
         probes = {u: p for u in prefetch.upstreams() if (p := prefetch.take(u)) is not None}
+    budget = ConnectionBudget(settings.state_dir, host_limits(config.mirrors.values()))
     if s.upstream_strategy == "fastest" and s.update_signal:
-        probes = {u: probes.get(u) or probe(settings.rsync, u, s.update_signal, s)
+        probes = {u: probes.get(u) or _probe(budget, stop, settings.rsync, u, s.update_signal, s)
                   for u in s.upstreams}
         latency = {u: (p.seconds if p.exit_code == 0 else None) for u, p in probes.items()}
     candidates = order_upstreams(s.upstreams, s.upstream_strategy, run_number=len(history),
@@ -288,7 +296,8 @@ def _run_locked(
         context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
                               last_total, weights_for[2 if s.stage2 else 1], settings.rsync,
                               settings.hostname, previous.skipped_runs if previous else 0,
-                              probes, scope=scope, required=required_marker(config, mirror))
+                              probes, scope=scope, required=required_marker(config, mirror),
+                              budget=budget)
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -449,6 +458,12 @@ def _one_attempt(
                       own_files=own_files(s.trace, config.settings.hostname), scope=run.scope,
                       protect=protected_files(s.trace))
     run.runlog.note(f"attempt {number} from {upstream} (max-delete {plan.max_delete})")
+    if wants_seed(s.seed_parallel, had_success=last_total is not None):
+        seeded = _seed(plan, number, run, stages,
+                       Path(config.settings.state_dir) / "seed" / mirror.name)
+        if seeded is not None and seeded[0].category != "ok":
+            skipped.extend(x.name for x in plan.stages)
+            return done(seeded[0], SEED_STAGE, seeded[1])
     return _run_stages(plan, number, run, last_total, stages, skipped, done, signal_mtime)
 
 
@@ -460,8 +475,11 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
     not, with the probe's exit), None, False)."""
     s = mirror.settings
     assert s.update_signal is not None
-    result = run.probes.pop(upstream, None) or probe(config.settings.rsync, upstream,
-                                                     s.update_signal, s)
+    result = run.probes.pop(upstream, None) or _probe(run.budget, run.stop, config.settings.rsync,
+                                                      upstream, s.update_signal, s)
+    if run.stop.is_set():
+        return ((Verdict("interrupted", "run.interrupted", stopped_by(run.stop)), None), None,
+                False)
     ours = local_mtime(mirror.dest, s.update_signal, s.signal_kind)
     event("guard.signal", upstream=upstream, exists=result.exists, upstream_mtime=result.mtime,
           local_mtime=ours, exit_code=result.exit_code, seconds=round(result.seconds, 3))
@@ -480,7 +498,8 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
                        f"`{s.signal_kind}`; its mtime stands in — check the profile")
         return None, result.mtime, False
     if result.error_kind == "not_found":
-        content = has_content(config.settings.rsync, upstream, s)
+        with run.budget.slot(upstream, run.stop) as held:
+            content = has_content(config.settings.rsync, upstream, s) if held else None
         if content:
             run.notice("profile.signal_missing", upstream,
                        f"{upstream} has no {s.update_signal}, but has content: synced without "
@@ -624,8 +643,11 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
     run.runlog.note(f"{stage.name}: {shlex.join(stage.argv)}")
     event("stage.start", argv=list(stage.argv), deletes=stage.deletes, attempt=number)
     live.publish(None, force=True)
-    proc = run_process(stage.argv, None, on_lines=live.handle, env=RSYNC_ENV,
-                       no_output_timeout=plan.no_output_timeout, stop=run.stop)
+    with run.budget.slot(plan.upstream, run.stop, partial(_waiting, run, stage.name,
+                                                          plan.upstream)) as held:
+        proc = run_process(stage.argv, None, on_lines=live.handle, env=RSYNC_ENV,
+                           no_output_timeout=plan.no_output_timeout,
+                           stop=run.stop) if held else ProcessResult(None, "signal")
     result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
                            live.tally, number, plan.upstream)
     stages.append(result)
@@ -651,6 +673,66 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
     if run.hooks.on_stage:
         run.hooks.on_stage(result)
     return result, verdict, live.tally
+
+
+def _probe(budget: ConnectionBudget, stop: threading.Event, rsync: str, upstream: str,
+           path: str, settings: SyncSettings) -> Probe:
+    """The signal probe, within the upstream host's connection budget."""
+    with budget.slot(upstream, stop) as held:
+        if held:
+            return probe(rsync, upstream, path, settings)
+    return Probe(upstream, 0.0, None, error_kind="other",
+                 message="stopped while waiting for a connection slot")
+
+
+def _waiting(run: _RunContext, stage: str, upstream: str, limit: int) -> None:
+    run.runlog.note(f"{stage} waits for a connection to {upstream}: all {limit} this machine "
+                    "may open to its host are in use")
+    event("budget.wait", upstream=upstream, limit=limit)
+
+
+def _seed(plan: SyncPlan, number: int, run: _RunContext, stages: list[StageResult],
+          scratch: Path) -> tuple[Verdict, int | None] | None:
+    """A new mirror's first copy in parallel streams (see :mod:`.seed`); None when it is not
+    far behind the upstream, else the stage's verdict and exit status."""
+    s = run.mirror.settings
+    token = current_stage.set(SEED_STAGE)
+    try:
+        shares, size = plan_seed(plan, run.mirror.dest, s.seed_parallel, s.seed_below,
+                                 run.budget, run.stop, run.runlog.note, s.seed_min_gib)
+        if len(shares) < 2:
+            return None
+        live = _LiveStage(StagePlan(SEED_STAGE, (), deletes=False), 0, len(plan.stages), run,
+                          plan.max_delete)
+        event("stage.start", streams=len(shares), bytes=size, attempt=number)
+        live.publish(None, force=True)
+
+        def lines(number: int, stream: str, got: list[str]) -> None:
+            run.runlog.write_lines(f"{stream}{number}", got)
+            if run.hooks.on_line:
+                for line in got:
+                    run.hooks.on_line(SEED_STAGE, stream, line)
+
+        seeded = run_seed(plan, shares, scratch, budget=run.budget, stop=run.stop,
+                          on_lines=lines, total_size=size, on_progress=live.publish,
+                          note=run.runlog.note)
+        result = _stage_result(SEED_STAGE, seeded.argv, seeded.started, time.time(),
+                               seeded.result, seeded.tally, number, plan.upstream)
+        stages.append(result)
+        verdict = judge_stage(result, s, None)
+        if verdict.category == "interrupted":
+            verdict = Verdict("interrupted", "run.interrupted", stopped_by(run.stop))
+        run.runlog.note(f"seed: exit {result.exit_code} ({meaning(result.exit_code)}) — "
+                        f"{verdict.category}: {verdict.reason}")
+        event("stage.end", exit_code=result.exit_code, stopped_by=result.stopped_by,
+              duration_seconds=round(result.duration_seconds, 3),
+              files_transferred=result.files_transferred, errors=result.errors,
+              category=verdict.category, code=verdict.code)
+    finally:
+        current_stage.reset(token)
+    if run.hooks.on_stage:
+        run.hooks.on_stage(result)
+    return verdict, result.exit_code
 
 
 def _apply_deletions(plan: SyncPlan, result: StageResult, tally: StageTally, run: _RunContext,
@@ -832,6 +914,8 @@ class _RunContext:
     scope: str = "all"
     #: ftpsync's ``Archive-Update-Required-<host>`` (None: the mirror has no markers).
     required: Path | None = None
+    #: Connection slots per upstream host, shared with every process on this machine.
+    budget: ConnectionBudget = field(default_factory=unlimited)
 
     def notice(self, code: str, upstream: str, summary: str) -> None:
         if (code, upstream, summary) not in self.notices:

@@ -1,0 +1,172 @@
+"""Seeding a new mirror with parallel streams (I/O): list, decide, split, run, clean up.
+
+Only a mirror with no successful run is looked at. Its upstream is listed once (the same
+filters as stage 1); when the destination holds fewer than ``seed_below`` of those files, the
+listing is cut into ``seed_parallel`` shares by size and copied by that many rsyncs at once
+(:mod:`.streams`), within the upstream host's connection budget. The ordinary stages then run
+over the whole tree, as for any run: they bring what the seed missed, the index files last,
+and the deletions. A listing that fails only means no seed: the ordinary stages meet the same
+trouble and are judged as always.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..plan.argv import RSYNC_ENV, SyncPlan
+from ..plan.seed import big_enough, is_far_behind, listing_argv, stream_argv
+from ..plan.shares import Share, split_shares
+from ..rsync.parse import Progress, parse_list_line, unescape_name
+from ..rsync.process import ProcessResult, run_process
+from ..rsync.tally import StageTally
+from .budget import ConnectionBudget
+from .streams import StreamLines, Streams, fold
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[tuple[str, int]]
+    size: int
+    result: ProcessResult
+    error: str | None
+
+
+def list_upstream(plan: SyncPlan, budget: ConnectionBudget, stop: threading.Event,
+                  ) -> Listing:
+    """(path, size) of every file and symlink the seed would copy, from ``--list-only``."""
+    entries: list[tuple[str, int]] = []
+    errors: list[str] = []
+
+    def handle(stream: str, lines: list[str]) -> None:
+        for line in lines:
+            entry = parse_list_line(line) if stream == "out" else None
+            if entry is None:
+                if stream == "err" and len(errors) < 5:
+                    errors.append(line)
+                continue
+            if entry.mode[0] not in "-l" or entry.name == ".":
+                continue
+            name = entry.name.split(" -> ", 1)[0] if entry.mode[0] == "l" else entry.name
+            entries.append((unescape_name(name), entry.size))
+
+    with budget.slot(plan.upstream, stop) as held:
+        if not held:
+            return Listing([], 0, ProcessResult(None, "signal"), "stopped")
+        result = run_process(listing_argv(plan), None, on_lines=handle,
+                             env={**RSYNC_ENV, "TZ": "UTC"},
+                             no_output_timeout=plan.no_output_timeout, stop=stop)
+    error = None
+    if result.exit_code not in (0, 24):
+        error = "; ".join(errors) or f"rsync --list-only exit {result.exit_code}"
+    return Listing(entries, sum(size for _, size in entries), result, error)
+
+
+def count_local(dest: str, enough: int) -> int:
+    """Files and symlinks under ``dest``, counted up to ``enough`` (a mirror that is not far
+    behind is not walked to the end)."""
+    count = 0
+    for _root, dirs, files in os.walk(dest):
+        count += len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(_root, d)))
+        if count >= enough:
+            break
+    return count
+
+
+def write_shares(directory: Path, shares: list[Share]) -> list[Path]:
+    """One NUL-separated ``--files-from`` list per share (names may hold newlines)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    paths = []
+    for number, share in enumerate(shares, 1):
+        path = directory / f"share-{number}"
+        path.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in share.paths))
+        paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """The seed's streams folded into one stage's process result and tally."""
+
+    argv: tuple[str, ...]
+    started: float
+    result: ProcessResult
+    tally: StageTally
+    shares: list[Share]
+
+
+def run_seed(plan: SyncPlan, shares: list[Share], scratch: Path, *, budget: ConnectionBudget,
+             stop: threading.Event, on_lines: StreamLines, total_size: int,
+             on_progress: Callable[[Progress | None], None],
+             note: Callable[[str], None]) -> SeedRun:
+    """Copy ``shares`` at once, one rsync each; their files-from lists live in ``scratch``."""
+    started = time.time()
+    lists = write_shares(scratch, shares)
+    argvs = [stream_argv(plan, str(path)) for path in lists]
+    for number, (share, argv) in enumerate(zip(shares, argvs, strict=True), 1):
+        note(f"seed stream {number}: {len(share.paths)} paths, {share.files} files, "
+             f"{share.size} bytes: {' '.join(argv)}")
+
+    def waiting(number: int, limit: int) -> None:
+        with streams.lock:
+                note(f"seed stream {number} waits for a connection to {plan.upstream} "
+                 f"({limit} allowed at once from this machine)")
+
+    streams = Streams(argvs, upstream=plan.upstream, budget=budget, stop=stop, env=RSYNC_ENV,
+                      no_output_timeout=plan.no_output_timeout, on_lines=on_lines,
+                      on_wait=waiting)
+
+    def tick() -> None:
+        with streams.lock:
+            summed = streams.progress()
+        if summed is not None and total_size > 0:
+            percent = min(100, summed.bytes_done * 100 // total_size)
+            summed = Progress(summed.bytes_done, percent, summed.rate_bps, summed.transferred,
+                              None, None, False)
+        on_progress(summed)
+
+    try:
+        runs = streams.run(on_tick=tick)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for run in runs:
+        note(f"seed stream {run.number}: exit {run.result.exit_code}"
+             + (f", stopped by {run.result.stopped_by}" if run.result.stopped_by else "")
+             + f", {run.tally.files_transferred} files, {run.tally.stat('bytes_received')} "
+             f"bytes received in {run.finished - run.started:.1f}s")
+    result, tally = fold(runs)
+    shown = (*argvs[0][:-4], f"--files-from=<share 1..{len(argvs)}>", *argvs[0][-3:])
+    return SeedRun(shown, started, result, tally, shares)
+
+
+def plan_seed(plan: SyncPlan, dest: str, parallel: int, below: float,
+              budget: ConnectionBudget, stop: threading.Event,
+              note: Callable[[str], None], min_gib: float = 0.0) -> tuple[list[Share], int]:
+    """The shares to seed with and the listing's total size, or ([], 0) when the upstream is
+    smaller than ``min_gib``, the mirror is not far behind, the listing failed (said in the
+    log) or there is nothing to split."""
+    listing = list_upstream(plan, budget, stop)
+    if listing.error is not None:
+        note(f"seed: cannot list {plan.upstream} ({listing.error}); no parallel seed, the "
+             "ordinary stages run")
+        return [], 0
+    if not big_enough(listing.size, min_gib):
+        note(f"seed: the upstream holds {listing.size} bytes, less than seed_min_gib "
+             f"({min_gib:g} GiB); no parallel seed")
+        return [], 0
+    upstream_files = len(listing.entries)
+    local = count_local(dest, max(1, int(below * upstream_files)))
+    if not is_far_behind(local, upstream_files, below):
+        note(f"seed: the mirror holds {local}+ of the upstream's {upstream_files} files; "
+             "no parallel seed")
+        return [], 0
+    shares = split_shares(listing.entries, parallel)
+    note(f"seed: the mirror holds {local} of the upstream's {upstream_files} files "
+         f"({listing.size} bytes): {len(shares)} streams")
+    return shares, listing.size
