@@ -283,9 +283,10 @@ def test_fastest_strategy_probes_once_and_skips_the_dead_upstream(
     assert record.outcome == "success" and findings == []
     assert [(a.upstream, a.category) for a in record.attempts] == [(daemon.url("debian"), "ok")]
     requests = daemon.log_path.read_text().count("] rsync on debian/")
-    # The ranking probe (reused by the guard), stage 1, the signal file (fetched after stage 1,
-    # put in place after stage 2), stage 2.
-    assert requests == 4
+    # The ranking probe (reused by the guard), the listing a new mirror's seeding decision
+    # needs, stage 1, the signal file (fetched after stage 1, put in place after stage 2),
+    # stage 2.
+    assert requests == 5
 
 
 def test_a_dry_run_is_never_recorded_as_a_success(tmp_path: Path, served: str,
