@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
+from datetime import tzinfo
 from typing import Any
 
 from .clock import local_zone
 from .config.schedule import parse_schedule
-from .config.spec import Config
+from .config.spec import Config, MirrorSpec
 from .logs import iso
 from .plan.due import next_run
 from .record.present import run_json
 from .store import Store
+from .store.summary import MirrorSummary
 from .sync.lock import is_locked
 from .sync.run import lock_dir
 
 #: Fields the readers compute with, not part of the JSON documents (see :func:`public_row`).
 INTERNAL_KEYS = frozenset({"last_success_epoch", "next_run_epoch", "last_started_epoch",
-                           "last_ended_epoch", "last_success_size_bytes", "sparkline"})
+                           "last_ended_epoch", "last_success_size_bytes", "sparkline",
+                           "recent_durations"})
 
 
 def public_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -28,56 +31,74 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
 def status_rows(config: Config, store: Store,
                 names: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per mirror (all of them, or ``names``): state, live progress, the last finished
-    run's figures, last success, next scheduled run."""
-    rows = []
-    now, zone = time.time(), local_zone()
-    for mirror in (config.mirrors[n] for n in names or config.mirrors):
-        recent = store.history(mirror.name, limit=2)
-        pending, pending_since = store.pending_summary(mirror.name)
-        last_ok = store.last_run(mirror.name, outcome="success")
-        running = is_locked(lock_dir(config), mirror.name)
-        live = store.live(mirror.name) if running else None
-        # A row still 'running' is the current run, or, with no lock held, one whose process
-        # died; the figures shown are those of the last run that finished.
-        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
-        last_done = next((r for r in recent if r.outcome != "running"), None)
-        row: dict[str, Any] = run_json(last_done) if last_done else {
-            "mirror": mirror.name, "run_id": None, "outcome": None}
-        row["current_run_id"] = unfinished.run_id if unfinished and running else None
-        state = "running" if running else (
-            "crashed" if unfinished else
-            "never synced" if last_done is None else
-            "idle" if mirror.enabled else "disabled")
-        upcoming = next_run(parse_schedule(mirror.settings.schedule),
-                            recent[0].started_at if recent else None, mirror.name,
-                            config.daemon.jitter, now, zone) if mirror.enabled else None
-        row.update({
-            "mirror": mirror.name,
-            "state": state,
-            "enabled": mirror.enabled,
-            "progress_percent": live["percent"] if live else None,
-            "stage": live["stage"] if live else None,
-            "bytes_done": live["bytes_done"] if live else None,
-            "rate_bps": live["rate_bps"] if live else None,
-            "eta_seconds": live["eta_seconds"] if live else None,
-            "progress_updated_at": iso(live["updated_at"]) if live else None,
-            "last_success_at": iso(last_ok.finished_at) if last_ok else None,
-            "last_success_epoch": last_ok.finished_at if last_ok else None,
-            "age_seconds": round(now - last_ok.finished_at, 1)
-            if last_ok and last_ok.finished_at else None,
-            # By the schedule alone; a changed update signal or a push can come first.
-            "next_run_at": iso(upcoming),
-            "next_run_epoch": upcoming,
-            "last_started_epoch": recent[0].started_at if recent else None,
-            "last_ended_epoch": last_done.finished_at if last_done else None,
-            "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
-            # Files the upstream dropped that the mirror keeps for now (delete_grace,
-            # upstream errors, skipped deletions).
-            "pending_deletions": pending,
-            "pending_deletions_since": iso(pending_since),
-        })
-        rows.append(row)
-    return rows
+    run's figures, last success, next scheduled run. Three reads however long the histories:
+    the summaries, live progress, and each mirror's lock."""
+    return rows_from(config, store.summaries(names), store.all_live(),
+                     running_mirrors(config, names), time.time(), names)
+
+
+def running_mirrors(config: Config, names: list[str] | None = None) -> set[str]:
+    """The mirrors (all, or ``names``) whose lock some process holds: a sync is running."""
+    locks = lock_dir(config)
+    return {name for name in names or config.mirrors if is_locked(locks, name)}
+
+
+def rows_from(config: Config, summaries: dict[str, MirrorSummary],
+              live: dict[str, dict[str, Any]], running: set[str], now: float,
+              names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The status rows of :func:`status_rows`, from what it read (pure)."""
+    zone = local_zone()
+    return [status_row(config, config.mirrors[name],
+                       summaries.get(name) or MirrorSummary(name),
+                       live.get(name) if name in running else None, name in running, now, zone)
+            for name in names or config.mirrors]
+
+
+def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
+               live: dict[str, Any] | None, running: bool, now: float,
+               zone: tzinfo) -> dict[str, Any]:
+    """One mirror's status row (pure)."""
+    newest, last_done, last_ok = summary.newest, summary.last_done, summary.last_success
+    # A row still 'running' is the current run, or, with no lock held, one whose process
+    # died; the figures shown are those of the last run that finished.
+    unfinished = newest if newest and newest.outcome == "running" else None
+    row: dict[str, Any] = run_json(last_done) if last_done else {
+        "mirror": mirror.name, "run_id": None, "outcome": None}
+    row["current_run_id"] = unfinished.run_id if unfinished and running else None
+    state = "running" if running else (
+        "crashed" if unfinished else
+        "never synced" if last_done is None else
+        "idle" if mirror.enabled else "disabled")
+    upcoming = next_run(parse_schedule(mirror.settings.schedule),
+                        newest.started_at if newest else None, mirror.name,
+                        config.daemon.jitter, now, zone) if mirror.enabled else None
+    row.update({
+        "mirror": mirror.name,
+        "state": state,
+        "enabled": mirror.enabled,
+        "progress_percent": live["percent"] if live else None,
+        "stage": live["stage"] if live else None,
+        "bytes_done": live["bytes_done"] if live else None,
+        "rate_bps": live["rate_bps"] if live else None,
+        "eta_seconds": live["eta_seconds"] if live else None,
+        "progress_updated_at": iso(live["updated_at"]) if live else None,
+        "last_success_at": iso(last_ok.finished_at) if last_ok else None,
+        "last_success_epoch": last_ok.finished_at if last_ok else None,
+        "age_seconds": round(now - last_ok.finished_at, 1)
+        if last_ok and last_ok.finished_at else None,
+        # By the schedule alone; a changed update signal or a push can come first.
+        "next_run_at": iso(upcoming),
+        "next_run_epoch": upcoming,
+        "last_started_epoch": newest.started_at if newest else None,
+        "last_ended_epoch": last_done.finished_at if last_done else None,
+        "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
+        # Files the upstream dropped that the mirror keeps for now (delete_grace,
+        # upstream errors, skipped deletions).
+        "pending_deletions": summary.pending_deletions,
+        "pending_deletions_since": iso(summary.pending_since),
+        "recent_durations": summary.recent_durations,
+    })
+    return row
 
 
 def alert_row(a: dict[str, Any]) -> dict[str, Any]:

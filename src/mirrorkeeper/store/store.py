@@ -24,6 +24,7 @@ import sqlite3
 import time
 import urllib.parse
 from importlib import resources
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,12 @@ from ..record import Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress
 from .schema import live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
+from .summary import MirrorSummary, read_summaries, refresh_summary
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -254,6 +256,7 @@ class Store:
                 host=socket.gethostname(), pid=os.getpid()))
             key = result.inserted_primary_key
             assert key is not None
+            refresh_summary(conn, mirror)
             return int(key[0])
 
     def set_log_path(self, run_id: int, log_path: str) -> None:
@@ -279,6 +282,7 @@ class Store:
                         "notices": [list(n) for n in record.notices]},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
+            refresh_summary(conn, record.mirror)
 
     def _record(self, row: sa.Row[Any]) -> RunRecord:
         stages_json = row.stages or {}
@@ -338,6 +342,7 @@ class Store:
                 runs.c.mirror == mirror, runs.c.outcome == "running").values(
                 outcome="interrupted", finished_at=now or time.time()))
             conn.execute(live.delete().where(live.c.mirror == mirror))
+            refresh_summary(conn, mirror)
             return int(result.rowcount)
 
     # -- deletions the mirror holds back -------------------------------------------------------
@@ -356,6 +361,7 @@ class Store:
                 conn.execute(pending_table.insert(), [
                     {"mirror": mirror, "path": path, "first_seen": seen}
                     for path, seen in keep.items()])
+            refresh_summary(conn, mirror)
 
     def pending_summary(self, mirror: str) -> tuple[int, float | None]:
         """How many files wait for deletion, and since when the oldest has waited."""
@@ -443,6 +449,18 @@ class Store:
                 polls.c.polled_at < older_than)).rowcount)
 
     # -- read models for the dashboard ----------------------------------------------------------
+    def summaries(self, names: Collection[str] | None = None) -> dict[str, MirrorSummary]:
+        """Each mirror's summary (every mirror that ever ran or holds deletions, or ``names``):
+        its newest, last finished and last successful runs and what waits; two queries."""
+        with self.engine.connect() as conn:
+            return read_summaries(conn, names, self._record)
+
+    def refresh_summary(self, mirror: str) -> None:
+        """Recompute ``mirror``'s summary from its runs (the writers above keep it current;
+        this is for runs written behind the store's back, as the benchmark does)."""
+        with self.engine.begin() as conn:
+            refresh_summary(conn, mirror)
+
     def series(self, mirror: str, since: float) -> list[dict[str, Any]]:
         """The figures of every finished run since ``since``, oldest first (no stage JSON)."""
         cols = (runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.outcome,
