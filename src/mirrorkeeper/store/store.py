@@ -23,8 +23,8 @@ import socket
 import sqlite3
 import time
 import urllib.parse
-from importlib import resources
 from collections.abc import Collection
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
