@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from ..config.spec import Config
 from ..store import Store
-from .sink import last_success_at, latest_values
+from ..store.summary import MirrorSummary
+from . import wire
 
 HELP = {
     "duration_seconds": "Duration of the last finished run",
@@ -29,14 +30,24 @@ HELP = {
 
 
 def registry_for(config: Config, store: Store, now: float | None = None) -> CollectorRegistry:
-    now = now or time.time()
+    return registry_from(config, store.summaries([m.name for m in config.enabled()]),
+                         now or time.time())
+
+
+def registry_from(config: Config, summaries: dict[str, MirrorSummary],
+                  now: float) -> CollectorRegistry:
+    """Every enabled mirror's gauges, from its summary (no I/O)."""
     registry = CollectorRegistry()
     gauges = {name: Gauge(f"mirrorkeeper_{name}", text, ["mirror"], registry=registry)
               for name, text in HELP.items()}
     for mirror in config.enabled():
-        values = latest_values(store, mirror.name, now)
-        success_at = last_success_at(store, mirror.name)
+        summary = summaries.get(mirror.name)
+        if summary is None:
+            continue
+        values = wire.run_values(summary.last_done) if summary.last_done else {}
+        success_at = summary.last_success.finished_at if summary.last_success else None
         if success_at is not None:
+            values["age_seconds"] = round(now - success_at)
             values["last_success_timestamp_seconds"] = success_at
         for name, value in values.items():
             if name in gauges:

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import socket
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Collection
@@ -150,6 +151,9 @@ class Store:
         #: The SQLite file (None for other databases and the empty read-only store).
         self.db = db
         self.readonly = readonly
+        #: A connection of its own for :meth:`change_token` (opened on first use).
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
 
     @classmethod
     def open(cls, state_dir: str | Path, *, readonly: bool = False) -> Store:
@@ -244,9 +248,32 @@ class Store:
     def close(self) -> None:
         """Close every connection; a writer that was the last one leaves the file readable
         without write access (see the module's docstring)."""
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self.engine.dispose()
         if self.db is not None and not self.readonly:
             leave_at_rest(self.db)
+
+    def change_token(self) -> object:
+        """A value that changes whenever anyone commits to the store (a sync in another
+        process, the daemon's own writes): SQLite's ``data_version`` seen by a connection that
+        itself never writes; it reads no table and waits for no lock. None where there is no
+        such value (other databases, the empty store); a fresh object if it cannot be read,
+        so that the caller reads the store again and meets the error there."""
+        if self.db is None:
+            return None
+        with self._watch_lock:
+            try:
+                if self._watch is None:
+                    self._watch = sqlite3.connect(
+                        f"file:{urllib.parse.quote(str(self.db))}?mode=ro", uri=True,
+                        timeout=0, check_same_thread=False)
+                row = self._watch.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                return object()
+            return int(row[0])
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, mirror: str, upstream: str, started_at: float) -> int:

@@ -77,7 +77,7 @@ def refresh_summary(conn: sa.Connection, mirror: str) -> None:
 
 
 def read_summaries(conn: sa.Connection, names: Collection[str] | None,
-                   to_record: Callable[[sa.Row[Any]], RunRecord]) -> dict[str, MirrorSummary]:
+                   to_record: Callable[[Any], RunRecord]) -> dict[str, MirrorSummary]:
     """The summaries of ``names`` (None: every mirror with one): two queries in all. A mirror
     without a row has never run and waits for no deletion."""
     query = mirror_summary.select()
