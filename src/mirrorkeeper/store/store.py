@@ -136,9 +136,12 @@ def stage_to_json(stage: StageResult) -> dict[str, Any]:
     return data
 
 
+#: What a stored stage may set (older and newer stores carry other keys too).
+STAGE_FIELDS = frozenset(f.name for f in dataclasses.fields(StageResult))
+
+
 def stage_from_json(data: dict[str, Any]) -> StageResult:
-    fields = {f.name for f in dataclasses.fields(StageResult)}
-    kwargs = {k: v for k, v in data.items() if k in fields}
+    kwargs = {k: v for k, v in data.items() if k in STAGE_FIELDS}
     kwargs["argv"] = tuple(kwargs.get("argv", ()))
     kwargs["error_samples"] = tuple(kwargs.get("error_samples", ()))
     return StageResult(**kwargs)
@@ -154,6 +157,8 @@ class Store:
         #: A connection of its own for :meth:`change_token` (opened on first use).
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
+        #: Records of finished runs, by id, kept between :meth:`summaries` reads.
+        self._finished: dict[int, RunRecord] = {}
 
     @classmethod
     def open(cls, state_dir: str | Path, *, readonly: bool = False) -> Store:
@@ -480,7 +485,7 @@ class Store:
         """Each mirror's summary (every mirror that ever ran or holds deletions, or ``names``):
         its newest, last finished and last successful runs and what waits; two queries."""
         with self.engine.connect() as conn:
-            return read_summaries(conn, names, self._record)
+            return read_summaries(conn, names, self._record, self._finished)
 
     def refresh_summary(self, mirror: str) -> None:
         """Recompute ``mirror``'s summary from its runs (the writers above keep it current;

@@ -20,6 +20,8 @@ from .schema import pending_deletions as pending_table
 
 #: How many of the newest runs the sparkline shows (the finished ones among them).
 RECENT_RUNS = 30
+#: How many finished runs' records a store keeps between reads (three per mirror at most).
+FINISHED_KEPT = 4096
 #: What a run record is built from (no findings, no per-run error JSON of every run).
 RECORD_COLUMNS = (runs.c.id, runs.c.mirror, runs.c.upstream, runs.c.started_at,
                   runs.c.finished_at, runs.c.outcome, runs.c.log_path, runs.c.stages)
@@ -77,17 +79,28 @@ def refresh_summary(conn: sa.Connection, mirror: str) -> None:
 
 
 def read_summaries(conn: sa.Connection, names: Collection[str] | None,
-                   to_record: Callable[[Any], RunRecord]) -> dict[str, MirrorSummary]:
+                   to_record: Callable[[Any], RunRecord],
+                   finished: dict[int, RunRecord]) -> dict[str, MirrorSummary]:
     """The summaries of ``names`` (None: every mirror with one): two queries in all. A mirror
-    without a row has never run and waits for no deletion."""
+    without a row has never run and waits for no deletion.
+
+    ``finished`` keeps the records of finished runs between calls, by id: a finished run's
+    record never changes (only its findings, which a record does not carry), and building
+    one from its stage JSON is most of the cost of a read."""
     query = mirror_summary.select()
     if names is not None:
         query = query.where(mirror_summary.c.mirror.in_(list(names)))
     rows = conn.execute(query).all()
     ids = {i for row in rows for i in (row.newest_run_id, row.last_done_run_id,
                                        row.last_success_run_id) if i is not None}
-    records = {row.id: to_record(row) for row in conn.execute(
-        sa.select(*RECORD_COLUMNS).where(runs.c.id.in_(ids)))} if ids else {}
+    records = {i: finished[i] for i in ids if i in finished}
+    if missing := ids - records.keys():
+        for row in conn.execute(sa.select(*RECORD_COLUMNS).where(runs.c.id.in_(missing))):
+            records[row.id] = to_record(row)
+            if row.outcome != "running":
+                if len(finished) >= FINISHED_KEPT:
+                    finished.clear()
+                finished[row.id] = records[row.id]
 
     def record(run_id: int | None) -> RunRecord | None:
         return records.get(run_id) if run_id is not None else None

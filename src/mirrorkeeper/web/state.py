@@ -70,7 +70,7 @@ def read_overview(backend: Backend) -> Overview:
         row["open_alerts"] = len(mine)
         row["severity"] = worst_severity(mine)
         row["queued"] = name in queued
-        row["sparkline"] = sparkline(list(row["recent_durations"]))
+        row["sparkline"] = sparkline(row["recent_durations"])
         row["profile"] = config.mirrors[name].profile
     return Overview(rows, summaries, alerts, now)
 
