@@ -228,11 +228,11 @@ def test_status_rows_from_the_summary(tmp_path: Path) -> None:
 
 
 def test_one_read_serves_every_waiting_client_until_the_token_changes() -> None:
-    reads: list[int] = []
+    reads: list[Hashable] = []
     token: list[Hashable] = [1]
 
     def read() -> int:
-        reads.append(token[0])  # type: ignore[arg-type]
+        reads.append(token[0])
         return len(reads)
 
     async def scenario() -> None:
@@ -242,22 +242,44 @@ def test_one_read_serves_every_waiting_client_until_the_token_changes() -> None:
         assert (await shared.get()).value == 1  # nothing changed: the same snapshot
         token[0] = 2  # a commit
         assert (await shared.get()).value == 2
-        built: list[str] = []
+        made: list[int] = []
 
-        async def page() -> str:
-            built.append("page")
-            await asyncio.sleep(0)
-            return "html"
+        def page(value: int) -> str:
+            made.append(value)
+            return f"page {value}"
 
         snapshot = await shared.get()
         assert await asyncio.gather(*(snapshot.memo("/", page) for _ in range(5))) == [
-            "html"] * 5
-        assert built == ["page"]  # rendered once for all five
-        aged = SharedSnapshot(read, lambda: token[0], max_age=0)
-        before = len(reads)
-        await aged.get()
-        await aged.get()
-        assert len(reads) == before + 2  # too old at once: read again every time
+            "page 2"] * 5
+        assert made == [2]  # made once for all five
+
+    asyncio.run(scenario())
+
+
+def test_an_aged_snapshot_is_served_while_the_next_is_read() -> None:
+    """Past max_age a request still gets the current snapshot at once, a new one is read in
+    the background with its pages made again, and later requests get that one; one that
+    nobody asked for in three max_ages is not served."""
+    reads: list[int] = []
+
+    def read() -> int:
+        reads.append(1)
+        return len(reads)
+
+    now = [0.0]
+
+    async def scenario() -> None:
+        shared = SharedSnapshot(read, lambda: "same", max_age=1.0, clock=lambda: now[0])
+        old = await shared.get()
+        assert await old.memo("/", lambda v: f"page {v}") == "page 1"
+        now[0] = 1.5
+        assert await shared.get() is old  # aged: served, and a new read started
+        assert shared.refreshing is not None
+        await shared.refreshing
+        new = await shared.get()
+        assert new.value == 2 and new.derived["/"].result() == "page 2"  # made in advance
+        now[0] = 5.0
+        assert (await shared.get()).value == 3  # too old to serve: read while it waited
 
     asyncio.run(scenario())
 
@@ -268,8 +290,8 @@ def test_a_failed_derivation_is_tried_again() -> None:
         snapshot = await shared.get()
         attempts: list[int] = []
 
-        async def flaky() -> str:
-            attempts.append(1)
+        def flaky(value: int) -> str:
+            attempts.append(value)
             if len(attempts) == 1:
                 raise OSError("disk full")
             return "ok"

@@ -190,8 +190,7 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
 
     async def derived(key: Any, make: Callable[[Overview], bytes]) -> bytes:
         """``make(overview)`` (blocking: in a worker thread), once per snapshot."""
-        snapshot = await shared.get()
-        return await snapshot.memo(key, partial(run_in_threadpool, make, snapshot.value))
+        return await (await shared.get()).memo(key, make)
 
     def json_body(content: Any) -> bytes:
         return bytes(JSONResponse(content).body)

@@ -1,24 +1,33 @@
 """One read of the store shared by every client until the store changes.
 
 Twenty browsers and a Prometheus scraper asking for every mirror's state at once each cost a
-read of the store and a rendering; one read, and one rendering per page, serve them all. A
-request reuses the current snapshot when nothing was committed to the store since it was read
-(the store's change token, one cheap query) and it is younger than ``max_age`` (the ages and
-"next run" times it shows move with the clock, and a lock's release is no commit).
-Everything derived from a snapshot (a page's HTML, a JSON document) is built once per
-snapshot, by the first request that wants it, while the others wait for it.
+read of the store and a rendering; one read, and one rendering per page, serve them all.
+
+- A request after a commit (the store's change token differs) waits for a new read: what
+  anyone wrote before asking shows in the answer.
+- Otherwise it gets the current snapshot at once. Once that is ``max_age`` old (the ages and
+  next-run times in it move with the clock; a lock released by a dead process is no commit),
+  a new one is read in the background, and every page and document derived from the old one
+  is derived again, before it replaces the old one: clients never wait for the clock. Only a
+  snapshot that nobody asked for in ``3 * max_age`` is not served: the request waits for a
+  new one (no hour-old ages after a quiet hour).
+- Whatever is derived from a snapshot (a page's HTML, a JSON document) is made once, in a
+  worker thread, by the first request that wants it; the others wait for that one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+#: A snapshot this many ``max_age`` old is not served any more, even while a new one is read.
+STALE_AGES = 3
 T = TypeVar("T")
 D = TypeVar("D")
 
@@ -26,18 +35,20 @@ D = TypeVar("D")
 @dataclass
 class Snapshot(Generic[T]):
     value: T
-    #: The change token read just before ``value`` was, and when (``time.monotonic()``).
+    #: The change token read just before ``value`` was, and when (by the shared clock).
     token: Hashable
     token_at: float
     derived: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    #: How each derived value was made, to make it again for the next snapshot.
+    makers: dict[Hashable, Callable[[T], Any]] = field(default_factory=dict)
 
-    async def memo(self, key: Hashable, build: Callable[[], Awaitable[D]]) -> D:
-        """``build()``'s result for this snapshot, built once however many ask at once (a
-        failure is not kept: the next request tries again)."""
+    async def memo(self, key: Hashable, make: Callable[[T], D]) -> D:
+        """``make(value)`` (blocking: in a worker thread), once for this snapshot however
+        many ask at once; a failure is not kept (the next request tries again)."""
         future = self.derived.get(key)
         if future is None:
-            future = asyncio.ensure_future(build())
-            self.derived[key] = future
+            future = asyncio.ensure_future(run_in_threadpool(make, self.value))
+            self.derived[key], self.makers[key] = future, make
             future.add_done_callback(lambda done: self._forget_failure(key, done))
         result: D = await asyncio.shield(future)
         return result
@@ -46,38 +57,64 @@ class Snapshot(Generic[T]):
         if done.cancelled() or done.exception() is not None:
             self.derived.pop(key, None)
 
+    async def derive_like(self, previous: Snapshot[T]) -> None:
+        """Make here everything that was made from ``previous`` (failures stay unmade)."""
+        await asyncio.gather(*(self.memo(key, make) for key, make in previous.makers.items()),
+                             return_exceptions=True)
+
 
 class SharedSnapshot(Generic[T]):
-    """``read()`` (blocking; run in a worker thread) shared by every request while
-    ``token()`` (blocking, cheap) says nothing changed and it is younger than ``max_age``."""
+    """``read()`` (blocking; run in a worker thread), shared by every request while
+    ``token()`` returns the same value, and read again in the background every ``max_age``
+    seconds. ``token()`` is called on the event loop: it must cost microseconds and never
+    wait (the store's is one pragma on a connection of its own, with no busy timeout)."""
 
     def __init__(self, read: Callable[[], T], token: Callable[[], Hashable],
-                 max_age: float) -> None:
-        self.read, self.token, self.max_age = read, token, max_age
+                 max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.read, self.token, self.max_age, self.clock = read, token, max_age, clock
         self.current: Snapshot[T] | None = None
         self.lock = asyncio.Lock()
+        self.refreshing: asyncio.Task[None] | None = None
 
     def _take(self) -> Snapshot[T]:
-        token_at = time.monotonic()
+        token_at = self.clock()
         token = self.token()
         return Snapshot(self.read(), token, token_at)
 
-    def _fresh(self, snapshot: Snapshot[T] | None, asked_at: float, token: Hashable,
-               ) -> bool:
-        """Does ``snapshot`` show everything committed before the request asked (at
+    @staticmethod
+    def _shows(snapshot: Snapshot[T] | None, asked_at: float, token: Hashable) -> bool:
+        """Does ``snapshot`` show everything committed before a request asked (at
         ``asked_at``, when the token was ``token``)?"""
-        if snapshot is None or time.monotonic() - snapshot.token_at >= self.max_age:
-            return False
-        return asked_at <= snapshot.token_at or token == snapshot.token
+        return snapshot is not None and (token == snapshot.token
+                                         or asked_at <= snapshot.token_at)
 
     async def get(self) -> Snapshot[T]:
-        asked_at = time.monotonic()
-        token = await run_in_threadpool(self.token)
-        if self._fresh(self.current, asked_at, token):
-            assert self.current is not None
-            return self.current
+        asked_at = self.clock()
+        token = self.token()
+        current = self.current
+        if (current is not None and self._shows(current, asked_at, token)
+                and asked_at - current.token_at < STALE_AGES * self.max_age):
+            if asked_at - current.token_at >= self.max_age and (
+                    self.refreshing is None or self.refreshing.done()):
+                self.refreshing = asyncio.ensure_future(self._refresh(current))
+                self.refreshing.add_done_callback(partial(self._refreshed, current))
+            return current
         async with self.lock:  # one read at a time; those who waited take its result
-            if not self._fresh(self.current, asked_at, token):
+            current = self.current
+            if current is None or not self._shows(current, asked_at, token) or (
+                    asked_at - current.token_at >= STALE_AGES * self.max_age):
                 self.current = await run_in_threadpool(self._take)
             assert self.current is not None
             return self.current
+
+    def _refreshed(self, old: Snapshot[T], task: asyncio.Task[None]) -> None:
+        """A read that failed (the store unreadable now) drops the old snapshot: the next
+        request reads again and meets the error, rather than old figures."""
+        if not task.cancelled() and task.exception() is not None and self.current is old:
+            self.current = None
+
+    async def _refresh(self, old: Snapshot[T]) -> None:
+        new = await run_in_threadpool(self._take)
+        await new.derive_like(old)
+        if self.current is old:  # not replaced by a read after a commit meanwhile
+            self.current = new
