@@ -278,8 +278,14 @@ def test_an_aged_snapshot_is_served_while_the_next_is_read() -> None:
         await shared.refreshing
         new = await shared.get()
         assert new.value == 2 and new.derived["/"].result() == "page 2"  # made in advance
-        now[0] = 5.0
-        assert (await shared.get()).value == 3  # too old to serve: read while it waited
+        now[0] = 3.0
+        await shared.get()  # aged again, and nobody asked for the page of this one...
+        assert shared.refreshing is not None
+        await shared.refreshing
+        newer = await shared.get()
+        assert newer.value == 3 and "/" not in newer.derived  # ...so it is not made again
+        now[0] = 10.0
+        assert (await shared.get()).value == 4  # too old to serve: read while it waited
 
     asyncio.run(scenario())
 

@@ -39,27 +39,32 @@ class Snapshot(Generic[T]):
     token: Hashable
     token_at: float
     derived: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
-    #: How each derived value was made, to make it again for the next snapshot.
-    makers: dict[Hashable, Callable[[T], Any]] = field(default_factory=dict)
+    #: What requests asked of this snapshot, and how it is made: the next snapshot makes
+    #: these in advance (and only these: what nobody asks for any more stops being made).
+    asked: dict[Hashable, Callable[[T], Any]] = field(default_factory=dict)
 
     async def memo(self, key: Hashable, make: Callable[[T], D]) -> D:
         """``make(value)`` (blocking: in a worker thread), once for this snapshot however
         many ask at once; a failure is not kept (the next request tries again)."""
+        self.asked.setdefault(key, make)
+        result: D = await asyncio.shield(self._start(key, make))
+        return result
+
+    def _start(self, key: Hashable, make: Callable[[T], Any]) -> asyncio.Future[Any]:
         future = self.derived.get(key)
         if future is None:
             future = asyncio.ensure_future(run_in_threadpool(make, self.value))
-            self.derived[key], self.makers[key] = future, make
+            self.derived[key] = future
             future.add_done_callback(lambda done: self._forget_failure(key, done))
-        result: D = await asyncio.shield(future)
-        return result
+        return future
 
     def _forget_failure(self, key: Hashable, done: asyncio.Future[Any]) -> None:
         if done.cancelled() or done.exception() is not None:
             self.derived.pop(key, None)
 
     async def derive_like(self, previous: Snapshot[T]) -> None:
-        """Make here everything that was made from ``previous`` (failures stay unmade)."""
-        await asyncio.gather(*(self.memo(key, make) for key, make in previous.makers.items()),
+        """Make here what requests asked of ``previous`` (failures stay unmade)."""
+        await asyncio.gather(*(self._start(key, make) for key, make in previous.asked.items()),
                              return_exceptions=True)
 
 
