@@ -11,6 +11,7 @@ from .config.schedule import parse_schedule
 from .config.spec import Config, MirrorSpec
 from .logs import iso
 from .plan.due import next_run
+from .record import RunRecord
 from .record.present import run_json
 from .store import Store
 from .store.summary import MirrorSummary
@@ -54,6 +55,21 @@ def rows_from(config: Config, summaries: dict[str, MirrorSummary],
             for name in names or config.mirrors]
 
 
+#: Run documents already made, by run id, with the record each was made from. The store hands
+#: out the same record for a finished run on every read, and the web reads every second.
+_DOCUMENTS: dict[int, tuple[RunRecord, dict[str, Any]]] = {}
+
+
+def run_document(record: RunRecord) -> dict[str, Any]:
+    """``run_json(record)``, made once per record (a copy: rows add their own keys)."""
+    kept = _DOCUMENTS.get(record.run_id)
+    if kept is None or kept[0] is not record:
+        if len(_DOCUMENTS) >= 4096:
+            _DOCUMENTS.clear()
+        kept = _DOCUMENTS[record.run_id] = (record, run_json(record))
+    return dict(kept[1])
+
+
 def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
                live: dict[str, Any] | None, running: bool, now: float,
                zone: tzinfo) -> dict[str, Any]:
@@ -62,7 +78,7 @@ def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
     # A row still 'running' is the current run, or, with no lock held, one whose process
     # died; the figures shown are those of the last run that finished.
     unfinished = newest if newest and newest.outcome == "running" else None
-    row: dict[str, Any] = run_json(last_done) if last_done else {
+    row: dict[str, Any] = run_document(last_done) if last_done else {
         "mirror": mirror.name, "run_id": None, "outcome": None}
     row["current_run_id"] = unfinished.run_id if unfinished and running else None
     state = "running" if running else (
