@@ -307,3 +307,22 @@ def test_a_failed_derivation_is_tried_again() -> None:
         assert await snapshot.memo("x", flaky) == "ok"
 
     asyncio.run(scenario())
+
+
+def test_change_token_moves_with_every_commit_and_leaves_the_store_at_rest(
+        tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    other = Store.open(tmp_path)  # another process's sync, say
+    try:
+        first = store.change_token()
+        assert store.change_token() == first  # nothing committed
+        other.start_run("deb", UPSTREAM, 100.0)
+        second = store.change_token()
+        assert second != first
+        store.set_pending_deletions("deb", {"a": 1.0})  # this store's own writes count too
+        assert store.change_token() != second
+    finally:
+        other.close()
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirrorkeeper.db"]  # at rest
+    assert Store.empty().change_token() is None

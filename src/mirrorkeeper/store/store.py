@@ -157,6 +157,7 @@ class Store:
         #: A connection of its own for :meth:`change_token` (opened on first use).
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
+        self._closed = False
         #: Records of finished runs, by id, kept between :meth:`summaries` reads.
         self._finished: dict[int, RunRecord] = {}
 
@@ -254,6 +255,7 @@ class Store:
         """Close every connection; a writer that was the last one leaves the file readable
         without write access (see the module's docstring)."""
         with self._watch_lock:
+            self._closed = True
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
@@ -270,6 +272,8 @@ class Store:
         if self.db is None:
             return None
         with self._watch_lock:
+            if self._closed:  # a request that outlived the daemon's store
+                return object()
             try:
                 if self._watch is None:
                     self._watch = sqlite3.connect(
