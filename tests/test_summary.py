@@ -290,6 +290,31 @@ def test_an_aged_snapshot_is_served_while_the_next_is_read() -> None:
     asyncio.run(scenario())
 
 
+def test_a_failed_background_read_is_met_by_the_next_request() -> None:
+    """Old figures are not served on after the store became unreadable: the request after a
+    failed background read reads again and gets the error."""
+    now = [0.0]
+    broken = [False]
+
+    def read() -> str:
+        if broken[0]:
+            raise OSError("store unreadable")
+        return "figures"
+
+    async def scenario() -> None:
+        shared = SharedSnapshot(read, lambda: "same", max_age=1.0, clock=lambda: now[0])
+        assert (await shared.get()).value == "figures"
+        broken[0], now[0] = True, 1.5
+        assert (await shared.get()).value == "figures"  # aged: served, read in background
+        assert shared.refreshing is not None
+        with pytest.raises(OSError):
+            await shared.refreshing
+        with pytest.raises(OSError):
+            await shared.get()
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_derivation_is_tried_again() -> None:
     async def scenario() -> None:
         shared = SharedSnapshot(lambda: 0, lambda: 0, max_age=3600)
