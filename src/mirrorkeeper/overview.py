@@ -47,7 +47,7 @@ def running_mirrors(config: Config, names: list[str] | None = None) -> set[str]:
 def rows_from(config: Config, summaries: dict[str, MirrorSummary],
               live: dict[str, dict[str, Any]], running: set[str], now: float,
               names: list[str] | None = None) -> list[dict[str, Any]]:
-    """The status rows of :func:`status_rows`, from what it read (pure)."""
+    """The status rows of :func:`status_rows`, from what it read (no I/O)."""
     zone = local_zone()
     return [status_row(config, config.mirrors[name],
                        summaries.get(name) or MirrorSummary(name),
@@ -73,7 +73,7 @@ def run_document(record: RunRecord) -> dict[str, Any]:
 def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
                live: dict[str, Any] | None, running: bool, now: float,
                zone: tzinfo) -> dict[str, Any]:
-    """One mirror's status row (pure)."""
+    """One mirror's status row (no I/O)."""
     newest, last_done, last_ok = summary.newest, summary.last_done, summary.last_success
     # A row still 'running' is the current run, or, with no lock held, one whose process
     # died; the figures shown are those of the last run that finished.

@@ -78,7 +78,11 @@ def read_overview(backend: Backend) -> Overview:
 def change_token(backend: Backend) -> Hashable:
     """What an :class:`Overview` depends on besides the clock: the store's commits, the queue,
     and the config (a reload replaces it)."""
-    return backend.store.change_token(), frozenset(backend.queued), id(backend.config)
+    try:
+        queued = frozenset(backend.queued)
+    except RuntimeError:  # a worker changed the set while it was copied: read again
+        return object()
+    return backend.store.change_token(), queued, id(backend.config)
 
 
 def mirror_states(backend: Backend, rows: list[dict[str, Any]]) -> list[MirrorState]:
