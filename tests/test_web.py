@@ -337,3 +337,27 @@ def test_a_wildcard_listen_or_a_name_counts_as_beyond_loopback() -> None:
     assert [beyond_loopback(h) for h in ("127.0.0.1", "127.3.0.1", "[::1]", "localhost")] == [
         False] * 4
     assert all(beyond_loopback(h) for h in ("0.0.0.0", "[::]", "192.0.2.1", "mirror.example"))
+
+
+def test_every_page_shows_a_run_finished_elsewhere_at_once(
+        setup: tuple[TestClient, Daemon, Path]) -> None:
+    """The shared snapshot is read again as soon as anyone commits: a sync in another process
+    (its own connection to the store) shows on the next request, whatever was read before."""
+    client, daemon, _ = setup
+    pages = ("/", "/api/status", "/api/mirrors/never", "/metrics", "/mirrors/never")
+    before = {path: client.get(path).text for path in pages}
+    elsewhere = Store.open(daemon.config.settings.state_dir)  # as `mirrorkeeper sync` does
+    try:
+        seed(elsewhere, "never", 1, time.time())
+        rows = {r["mirror"]: r for r in client.get("/api/status").json()}
+        assert rows["never"]["outcome"] == "success" and rows["never"]["state"] == "idle"
+        assert client.get("/api/mirrors/never").json()["files_total"] == 50_000
+        assert re.search(r'^mirrorkeeper_success\{mirror="never"\} 1\.0$',
+                         client.get("/metrics").text, re.M)
+        assert "never synced" in before["/"] and "never synced" not in client.get("/").text
+        assert "No runs yet." not in client.get("/mirrors/never").text
+        elsewhere.set_pending_deletions("never", {"pool/z.deb": 1000.0})
+        rows = {r["mirror"]: r for r in client.get("/api/status").json()}
+        assert rows["never"]["pending_deletions"] == 1
+    finally:
+        elsewhere.close()

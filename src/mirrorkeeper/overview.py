@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import time
+from datetime import tzinfo
 from typing import Any
 
 from .clock import local_zone
 from .config.schedule import parse_schedule
-from .config.spec import Config
+from .config.spec import Config, MirrorSpec
 from .logs import iso
 from .plan.due import next_run
+from .record import RunRecord
 from .record.present import run_json
 from .store import Store
 from .store.snapshots import summary as snapshot_summary
+from .store.summary import MirrorSummary
 from .sync.lock import is_locked
 from .sync.run import lock_dir
 
 #: Fields the readers compute with, not part of the JSON documents (see :func:`public_row`).
 INTERNAL_KEYS = frozenset({"last_success_epoch", "next_run_epoch", "last_started_epoch",
-                           "last_ended_epoch", "last_success_size_bytes", "sparkline"})
+                           "last_ended_epoch", "last_success_size_bytes", "sparkline",
+                           "recent_durations"})
 
 
 def public_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -29,59 +33,104 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
 def status_rows(config: Config, store: Store,
                 names: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per mirror (all of them, or ``names``): state, live progress, the last finished
-    run's figures, last success, next scheduled run."""
-    rows = []
-    now, zone = time.time(), local_zone()
-    for mirror in (config.mirrors[n] for n in names or config.mirrors):
-        recent = store.history(mirror.name, limit=2)
-        pending, pending_since = store.pending_summary(mirror.name)
-        last_ok = store.last_run(mirror.name, outcome="success")
-        running = is_locked(lock_dir(config), mirror.name)
-        live = store.live(mirror.name) if running else None
-        # A row still 'running' is the current run, or, with no lock held, one whose process
-        # died; the figures shown are those of the last run that finished.
-        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
-        last_done = next((r for r in recent if r.outcome != "running"), None)
-        row: dict[str, Any] = run_json(last_done) if last_done else {
-            "mirror": mirror.name, "run_id": None, "outcome": None}
-        row["current_run_id"] = unfinished.run_id if unfinished and running else None
-        state = "running" if running else (
-            "crashed" if unfinished else
-            "never synced" if last_done is None else
-            "idle" if mirror.enabled else "disabled")
-        upcoming = next_run(parse_schedule(mirror.settings.schedule),
-                            recent[0].started_at if recent else None, mirror.name,
-                            config.daemon.jitter, now, zone) if mirror.enabled else None
-        row.update({
-            "mirror": mirror.name,
-            "state": state,
-            "enabled": mirror.enabled,
-            "progress_percent": live["percent"] if live else None,
-            "stage": live["stage"] if live else None,
-            "bytes_done": live["bytes_done"] if live else None,
-            "rate_bps": live["rate_bps"] if live else None,
-            "eta_seconds": live["eta_seconds"] if live else None,
-            "progress_updated_at": iso(live["updated_at"]) if live else None,
-            "last_success_at": iso(last_ok.finished_at) if last_ok else None,
-            "last_success_epoch": last_ok.finished_at if last_ok else None,
-            "age_seconds": round(now - last_ok.finished_at, 1)
-            if last_ok and last_ok.finished_at else None,
-            # By the schedule alone; a changed update signal or a push can come first.
-            "next_run_at": iso(upcoming),
-            "next_run_epoch": upcoming,
-            "last_started_epoch": recent[0].started_at if recent else None,
-            "last_ended_epoch": last_done.finished_at if last_done else None,
-            "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
-            # Files the upstream dropped that the mirror keeps for now (delete_grace,
-            # upstream errors, skipped deletions).
-            "pending_deletions": pending,
-            "pending_deletions_since": iso(pending_since),
-            # Count, bytes only they hold, newest and published (None: no snapshots).
-            "snapshots": snapshot_summary(store, mirror.name)
-            if mirror.settings.snapshots != "none" else None,
-        })
-        rows.append(row)
-    return rows
+    run's figures, last success, next scheduled run. Three reads however long the histories:
+    the summaries, live progress, and each mirror's lock."""
+    return rows_from(config, store.summaries(names), store.all_live(),
+                     running_mirrors(config, names), time.time(), names,
+                     snapshot_summaries(config, store, names))
+
+
+def snapshot_summaries(config: Config, store: Store, names: list[str] | None = None,
+                       ) -> dict[str, dict[str, Any]]:
+    """Count, bytes only they hold, newest and published snapshot of each mirror (all, or
+    ``names``) that takes snapshots; one small read each."""
+    return {name: snapshot_summary(store, name) for name in names or config.mirrors
+            if config.mirrors[name].settings.snapshots != "none"}
+
+
+def running_mirrors(config: Config, names: list[str] | None = None) -> set[str]:
+    """The mirrors (all, or ``names``) whose lock some process holds: a sync is running."""
+    locks = lock_dir(config)
+    return {name for name in names or config.mirrors if is_locked(locks, name)}
+
+
+def rows_from(config: Config, summaries: dict[str, MirrorSummary],
+              live: dict[str, dict[str, Any]], running: set[str], now: float,
+              names: list[str] | None = None,
+              snapshots: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The status rows of :func:`status_rows`, from what it read (no I/O)."""
+    zone = local_zone()
+    snapshots = snapshots or {}
+    return [status_row(config, config.mirrors[name],
+                       summaries.get(name) or MirrorSummary(name),
+                       live.get(name) if name in running else None, name in running, now, zone,
+                       snapshots.get(name))
+            for name in names or config.mirrors]
+
+
+#: Run documents already made, by run id, with the record each was made from. The store hands
+#: out the same record for a finished run on every read, and the web reads every second.
+_DOCUMENTS: dict[int, tuple[RunRecord, dict[str, Any]]] = {}
+
+
+def run_document(record: RunRecord) -> dict[str, Any]:
+    """``run_json(record)``, made once per record (a copy: rows add their own keys)."""
+    kept = _DOCUMENTS.get(record.run_id)
+    if kept is None or kept[0] is not record:
+        if len(_DOCUMENTS) >= 4096:
+            _DOCUMENTS.clear()
+        kept = _DOCUMENTS[record.run_id] = (record, run_json(record))
+    return dict(kept[1])
+
+
+def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
+               live: dict[str, Any] | None, running: bool, now: float,
+               zone: tzinfo, snapshots: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One mirror's status row (no I/O). ``snapshots``: its snapshot figures, None when it
+    takes none."""
+    newest, last_done, last_ok = summary.newest, summary.last_done, summary.last_success
+    # A row still 'running' is the current run, or, with no lock held, one whose process
+    # died; the figures shown are those of the last run that finished.
+    unfinished = newest if newest and newest.outcome == "running" else None
+    row: dict[str, Any] = run_document(last_done) if last_done else {
+        "mirror": mirror.name, "run_id": None, "outcome": None}
+    row["current_run_id"] = unfinished.run_id if unfinished and running else None
+    state = "running" if running else (
+        "crashed" if unfinished else
+        "never synced" if last_done is None else
+        "idle" if mirror.enabled else "disabled")
+    upcoming = next_run(parse_schedule(mirror.settings.schedule),
+                        newest.started_at if newest else None, mirror.name,
+                        config.daemon.jitter, now, zone) if mirror.enabled else None
+    row.update({
+        "mirror": mirror.name,
+        "state": state,
+        "enabled": mirror.enabled,
+        "progress_percent": live["percent"] if live else None,
+        "stage": live["stage"] if live else None,
+        "bytes_done": live["bytes_done"] if live else None,
+        "rate_bps": live["rate_bps"] if live else None,
+        "eta_seconds": live["eta_seconds"] if live else None,
+        "progress_updated_at": iso(live["updated_at"]) if live else None,
+        "last_success_at": iso(last_ok.finished_at) if last_ok else None,
+        "last_success_epoch": last_ok.finished_at if last_ok else None,
+        "age_seconds": round(now - last_ok.finished_at, 1)
+        if last_ok and last_ok.finished_at else None,
+        # By the schedule alone; a changed update signal or a push can come first.
+        "next_run_at": iso(upcoming),
+        "next_run_epoch": upcoming,
+        "last_started_epoch": newest.started_at if newest else None,
+        "last_ended_epoch": last_done.finished_at if last_done else None,
+        "last_success_size_bytes": last_ok.size_bytes if last_ok else None,
+        # Files the upstream dropped that the mirror keeps for now (delete_grace,
+        # upstream errors, skipped deletions).
+        "pending_deletions": summary.pending_deletions,
+        "pending_deletions_since": iso(summary.pending_since),
+        "recent_durations": summary.recent_durations,
+        # Count, bytes only they hold, newest and published (None: no snapshots).
+        "snapshots": snapshots,
+    })
+    return row
 
 
 def alert_row(a: dict[str, Any]) -> dict[str, Any]:

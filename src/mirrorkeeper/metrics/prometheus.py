@@ -4,12 +4,18 @@ a textfile for node_exporter now, the daemon's ``/metrics`` later."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Metric, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..config.spec import Config
 from ..store import Store
-from .sink import last_success_at, latest_values
+from ..store.summary import MirrorSummary
+from . import wire
+from .sink import snapshot_gauges
 
 HELP = {
     "duration_seconds": "Duration of the last finished run",
@@ -31,19 +37,48 @@ HELP = {
 
 
 def registry_for(config: Config, store: Store, now: float | None = None) -> CollectorRegistry:
-    now = now or time.time()
+    from ..overview import snapshot_summaries
+
+    enabled = [m.name for m in config.enabled()]
+    return registry_from(config, store.summaries(enabled), now or time.time(),
+                         snapshot_summaries(config, store, enabled))
+
+
+def registry_from(config: Config, summaries: dict[str, MirrorSummary], now: float,
+                  snapshots: dict[str, dict[str, Any]] | None = None) -> CollectorRegistry:
+    """Every enabled mirror's gauges, from its summary and its snapshot figures (no I/O)."""
     registry = CollectorRegistry()
-    gauges = {name: Gauge(f"mirrorkeeper_{name}", text, ["mirror"], registry=registry)
-              for name, text in HELP.items()}
-    for mirror in config.enabled():
-        values = latest_values(store, mirror.name, now)
-        success_at = last_success_at(store, mirror.name)
-        if success_at is not None:
-            values["last_success_timestamp_seconds"] = success_at
-        for name, value in values.items():
-            if name in gauges:
-                gauges[name].labels(mirror=mirror.name).set(value)
+    registry.register(SummaryCollector(config, summaries, now, snapshots or {}))
     return registry
+
+
+class SummaryCollector(Collector):
+    """The gauges as metric families filled in one pass: the same exposition as a ``Gauge``
+    per figure with a child per mirror, at a sixth of the cost (``/metrics`` under load)."""
+
+    def __init__(self, config: Config, summaries: dict[str, MirrorSummary],
+                 now: float, snapshots: dict[str, dict[str, Any]]) -> None:
+        self.config, self.summaries, self.now = config, summaries, now
+        self.snapshots = snapshots
+
+    def collect(self) -> Iterable[Metric]:
+        families = {name: GaugeMetricFamily(f"mirrorkeeper_{name}", text, labels=["mirror"])
+                    for name, text in HELP.items()}
+        for mirror in self.config.enabled():
+            summary = self.summaries.get(mirror.name)
+            if summary is None:
+                continue
+            values = wire.run_values(summary.last_done) if summary.last_done else {}
+            success_at = summary.last_success.finished_at if summary.last_success else None
+            if success_at is not None:
+                values["age_seconds"] = round(self.now - success_at)
+                values["last_success_timestamp_seconds"] = success_at
+            if mirror.name in self.snapshots:
+                values.update(snapshot_gauges(self.snapshots[mirror.name]))
+            for name, value in values.items():
+                if name in families:
+                    families[name].add_metric([mirror.name], value)
+        return list(families.values())
 
 
 def write_textfile(config: Config, store: Store, path: str) -> None:

@@ -38,7 +38,12 @@ def snapshot_values(store: Store, mirror: str) -> dict[str, float]:
     """Snapshot count and the space only they hold (for mirrors that take snapshots)."""
     from ..store.snapshots import summary
 
-    figures = summary(store, mirror)
+    return snapshot_gauges(summary(store, mirror))
+
+
+def snapshot_gauges(figures: dict[str, object]) -> dict[str, float]:
+    """The gauges of a mirror's snapshot figures (``store.snapshots.summary``); none without
+    snapshots."""
     count = figures["count"]
     if not isinstance(count, int) or not count:
         return {}

@@ -148,3 +148,24 @@ snapshots = sa.Table(
     sa.Column("space_used", sa.BigInteger, nullable=True),
     sa.Index("ix_snapshots_mirror", "mirror", "name"),
 )
+
+#: One row per mirror that has runs or pending deletions, rewritten in the transaction that
+#: starts, ends or abandons one of its runs or replaces its pending deletions. Everything that
+#: shows every mirror at once (``status``, the dashboard, the API, ``/metrics``) reads these
+#: rows and the few runs they point at, instead of walking each mirror's history. It points at
+#: runs by id (their figures and times stay in ``runs``) and keeps only facts a finished run
+#: never changes.
+mirror_summary = sa.Table(
+    "mirror_summary", metadata,
+    sa.Column("mirror", sa.String(200), primary_key=True),
+    #: The newest run started, finished or not (newest: latest ``started_at``, then id).
+    sa.Column("newest_run_id", sa.Integer, nullable=True),
+    #: The newest finished run (any outcome but ``running``).
+    sa.Column("last_done_run_id", sa.Integer, nullable=True),
+    sa.Column("last_success_run_id", sa.Integer, nullable=True),
+    #: Durations of the finished runs among the newest 30, oldest first (the sparkline).
+    sa.Column("recent_durations", sa.JSON, nullable=False),
+    sa.Column("pending_deletions", sa.Integer, nullable=False, server_default="0"),
+    #: When the oldest pending deletion was first seen (NULL: none pending).
+    sa.Column("pending_since", sa.Float, nullable=True),
+)

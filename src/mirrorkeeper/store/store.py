@@ -21,8 +21,10 @@ import dataclasses
 import os
 import socket
 import sqlite3
+import threading
 import time
 import urllib.parse
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,12 @@ from ..record import Attempt, Deletions, DownstreamResult, RunRecord, StageResul
 from ..record.progress import LiveProgress
 from .schema import live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
+from .summary import MirrorSummary, read_summaries, refresh_summary
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -133,9 +136,12 @@ def stage_to_json(stage: StageResult) -> dict[str, Any]:
     return data
 
 
+#: What a stored stage may set (older and newer stores carry other keys too).
+STAGE_FIELDS = frozenset(f.name for f in dataclasses.fields(StageResult))
+
+
 def stage_from_json(data: dict[str, Any]) -> StageResult:
-    fields = {f.name for f in dataclasses.fields(StageResult)}
-    kwargs = {k: v for k, v in data.items() if k in fields}
+    kwargs = {k: v for k, v in data.items() if k in STAGE_FIELDS}
     kwargs["argv"] = tuple(kwargs.get("argv", ()))
     kwargs["error_samples"] = tuple(kwargs.get("error_samples", ()))
     return StageResult(**kwargs)
@@ -148,6 +154,12 @@ class Store:
         #: The SQLite file (None for other databases and the empty read-only store).
         self.db = db
         self.readonly = readonly
+        #: A connection of its own for :meth:`change_token` (opened on first use).
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
+        self._closed = False
+        #: Records of finished runs, by id, kept between :meth:`summaries` reads.
+        self._finished: dict[int, RunRecord] = {}
 
     @classmethod
     def open(cls, state_dir: str | Path, *, readonly: bool = False) -> Store:
@@ -242,9 +254,35 @@ class Store:
     def close(self) -> None:
         """Close every connection; a writer that was the last one leaves the file readable
         without write access (see the module's docstring)."""
+        with self._watch_lock:
+            self._closed = True
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self.engine.dispose()
         if self.db is not None and not self.readonly:
             leave_at_rest(self.db)
+
+    def change_token(self) -> object:
+        """A value that changes whenever anyone commits to the store (a sync in another
+        process, the daemon's own writes): SQLite's ``data_version`` seen by a connection that
+        itself never writes; it reads no table and waits for no lock. None where there is no
+        such value (other databases, the empty store); a fresh object if it cannot be read,
+        so that the caller reads the store again and meets the error there."""
+        if self.db is None:
+            return None
+        with self._watch_lock:
+            if self._closed:  # a request that outlived the daemon's store
+                return object()
+            try:
+                if self._watch is None:
+                    self._watch = sqlite3.connect(
+                        f"file:{urllib.parse.quote(str(self.db))}?mode=ro", uri=True,
+                        timeout=0, check_same_thread=False)
+                row = self._watch.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                return object()
+            return int(row[0])
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, mirror: str, upstream: str, started_at: float) -> int:
@@ -254,6 +292,7 @@ class Store:
                 host=socket.gethostname(), pid=os.getpid()))
             key = result.inserted_primary_key
             assert key is not None
+            refresh_summary(conn, mirror)
             return int(key[0])
 
     def set_log_path(self, run_id: int, log_path: str) -> None:
@@ -280,6 +319,7 @@ class Store:
                         "downstreams": [dataclasses.asdict(d) for d in record.downstreams]},
                 log_path=record.log_path))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
+            refresh_summary(conn, record.mirror)
 
     def _record(self, row: sa.Row[Any]) -> RunRecord:
         stages_json = row.stages or {}
@@ -342,6 +382,7 @@ class Store:
                 runs.c.mirror == mirror, runs.c.outcome == "running").values(
                 outcome="interrupted", finished_at=now or time.time()))
             conn.execute(live.delete().where(live.c.mirror == mirror))
+            refresh_summary(conn, mirror)
             return int(result.rowcount)
 
     # -- deletions the mirror holds back -------------------------------------------------------
@@ -360,6 +401,7 @@ class Store:
                 conn.execute(pending_table.insert(), [
                     {"mirror": mirror, "path": path, "first_seen": seen}
                     for path, seen in keep.items()])
+            refresh_summary(conn, mirror)
 
     def pending_summary(self, mirror: str) -> tuple[int, float | None]:
         """How many files wait for deletion, and since when the oldest has waited."""
@@ -447,6 +489,18 @@ class Store:
                 polls.c.polled_at < older_than)).rowcount)
 
     # -- read models for the dashboard ----------------------------------------------------------
+    def summaries(self, names: Collection[str] | None = None) -> dict[str, MirrorSummary]:
+        """Each mirror's summary (every mirror that ever ran or holds deletions, or ``names``):
+        its newest, last finished and last successful runs and what waits; two queries."""
+        with self.engine.connect() as conn:
+            return read_summaries(conn, names, self._record, self._finished)
+
+    def refresh_summary(self, mirror: str) -> None:
+        """Recompute ``mirror``'s summary from its runs (the writers above keep it current;
+        this is for runs written behind the store's back, as the benchmark does)."""
+        with self.engine.begin() as conn:
+            refresh_summary(conn, mirror)
+
     def series(self, mirror: str, since: float) -> list[dict[str, Any]]:
         """The figures of every finished run since ``since``, oldest first (no stage JSON)."""
         cols = (runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.outcome,

@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
+    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -42,14 +43,15 @@ from starlette.templating import Jinja2Templates
 from .. import __version__
 from ..config.durations import format_duration
 from ..logs import event, iso, open_run_log
-from ..metrics.prometheus import registry_for
+from ..metrics.prometheus import registry_from
 from ..overview import alert_row, public_row
 from ..record.present import human_bytes, human_rate, run_json
 from ..store.alerts import AlertStore
 from . import compat
 from .graphs import RANGES, downsample
 from .guard import FrontDoor
-from .state import Backend, live_snapshot, mirror_states, overview
+from .reading import SharedReading
+from .state import Backend, Overview, change_token, live_snapshot, mirror_states, read_overview
 
 #: The most log text one request returns; the rest is on disk (`mirrorkeeper logs`).
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
@@ -99,11 +101,11 @@ class Cached:
     """A document built at most once per ``max_age`` seconds, however many clients ask.
 
     Public status pages poll (tunasync front ends every few seconds, each visitor's browser on
-    its own); every open dashboard streams a snapshot a second. Each costs a few queries per
-    mirror, so it is built once and shared.
+    its own), and their formats promise no fresher data, so one document serves them all for
+    ``max_age`` seconds.
     """
 
-    def __init__(self, build: Callable[[], Any], max_age: float) -> None:
+    def __init__(self, build: Callable[[], Awaitable[Any]], max_age: float) -> None:
         self.build, self.max_age = build, max_age
         self.taken, self.value = -float("inf"), ""
         self.lock = asyncio.Lock()
@@ -111,7 +113,7 @@ class Cached:
     async def get(self) -> str:
         async with self.lock:
             if time.monotonic() - self.taken >= self.max_age:
-                self.value = json.dumps(await run_in_threadpool(self.build))
+                self.value = json.dumps(await self.build())
                 self.taken = time.monotonic()
             return self.value
 
@@ -182,19 +184,46 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
             raise HTTPException(404, "the run's log is gone (pruned?)") from None
         return text
 
+    # -- every mirror at once: one read of the store and one rendering per page, shared ----
+    shared = SharedReading(partial(read_overview, backend), partial(change_token, backend),
+                            max_age=1.0)
+
+    async def derived(key: Any, make: Callable[[Overview], bytes]) -> bytes:
+        """``make(overview)`` (blocking: in a worker thread), once per reading."""
+        return await (await shared.get()).memo(key, make)
+
+    def json_body(content: Any) -> bytes:
+        return bytes(JSONResponse(content).body)
+
+    def mirror_row(overview: Overview, name: str) -> dict[str, Any]:
+        row = overview.row(name)
+        if row is None:  # the config was reloaded since the reading was taken
+            raise HTTPException(404, f"no mirror `{name}`")
+        return row
+
+    def render(name: str, **context: Any) -> bytes:
+        """A page as :func:`page` renders it, to be shared by every client (no request)."""
+        context.update(site=backend.config.web.site_name or backend.config.settings.hostname,
+                       actions=bool(backend.config.web.token_file))
+        return templates.env.get_template(name).render(context).encode()
+
     # -- JSON API ---------------------------------------------------------------------------
     async def api_status(request: Request) -> Response:
-        rows = await run_in_threadpool(overview, backend)
-        return JSONResponse([public_row(row) for row in rows])
+        return Response(await derived("api_status", lambda o: json_body(
+            [public_row(row) for row in o.rows])), media_type="application/json")
 
     async def api_mirror(request: Request) -> Response:
-        mirror = config_mirror(request.path_params["name"])
-        row = public_row((await run_in_threadpool(overview, backend, mirror.name))[0])
-        row["alerts"] = [alert_row(a) for a in await run_in_threadpool(
-            AlertStore(backend.store.engine).open_alerts, mirror.name)]
-        row["polls"] = [{**p, "polled_at": iso(p["polled_at"])} for p in
-                        await run_in_threadpool(backend.store.polls, mirror.name, 10)]
-        return JSONResponse(row)
+        name = config_mirror(request.path_params["name"]).name
+
+        def make(overview: Overview) -> bytes:
+            row = public_row(mirror_row(overview, name))
+            row["alerts"] = [alert_row(a) for a in overview.alerts if a["mirror"] == name]
+            row["polls"] = [{**p, "polled_at": iso(p["polled_at"])}
+                            for p in backend.store.polls(name, 10)]
+            return json_body(row)
+
+        return Response(await derived(("api_mirror", name), make),
+                        media_type="application/json")
 
     async def api_runs(request: Request) -> Response:
         mirror = config_mirror(request.path_params["name"])
@@ -251,22 +280,25 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
             return RedirectResponse(f"/mirrors/{mirror.name}", status_code=303)
         return JSONResponse({"mirror": mirror.name, "queued": True}, status_code=202)
 
-    snapshots = Cached(partial(live_snapshot, backend), max_age=0.9)
+    async def jobs_document() -> list[dict[str, Any]]:
+        rows = (await shared.get()).value.rows
+        return [compat.tunasync_job(s) for s in mirror_states(backend, rows)]
 
-    def mirrorz_document() -> dict[str, Any]:
+    async def mirrorz_document() -> dict[str, Any]:
         web = backend.config.web
         site = {"url": web.site_url, "abbr": web.site_abbr, "name": web.site_name}
-        return compat.mirrorz(mirror_states(backend), site, time.time())
+        rows = (await shared.get()).value.rows
+        return compat.mirrorz(mirror_states(backend, rows), site, time.time())
 
-    jobs_cache = Cached(lambda: [compat.tunasync_job(s) for s in mirror_states(backend)],
-                        max_age=public_cache_seconds)
+    jobs_cache = Cached(jobs_document, max_age=public_cache_seconds)
     mirrorz_cache = Cached(mirrorz_document, max_age=public_cache_seconds)
 
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             yield "retry: 2000\n\n"
             while not backend.stop.is_set() and not await request.is_disconnected():
-                yield f"data: {await snapshots.get()}\n\n"
+                live = await derived("events", lambda o: json.dumps(live_snapshot(o)).encode())
+                yield f"data: {live.decode()}\n\n"
                 await asyncio.sleep(1.0)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
@@ -280,8 +312,10 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
                         headers={"Access-Control-Allow-Origin": "*"})
 
     async def metrics(request: Request) -> Response:
-        registry = await run_in_threadpool(registry_for, backend.config, backend.store)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await derived("metrics", lambda o: generate_latest(
+            registry_from(backend.config, o.summaries, o.taken,
+                          {r["mirror"]: r["snapshots"] for r in o.rows if r.get("snapshots")}))),
+            media_type=CONTENT_TYPE_LATEST)
 
     # -- pages --------------------------------------------------------------------------------
     def page(request: Request, name: str, **context: Any) -> Response:
@@ -290,16 +324,20 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         return templates.TemplateResponse(request, name, context)
 
     async def overview_page(request: Request) -> Response:
-        return page(request, "overview.html", rows=await run_in_threadpool(overview, backend))
+        return HTMLResponse(await derived("overview_page", lambda o: render(
+            "overview.html", rows=o.rows)))
 
     async def mirror_page(request: Request) -> Response:
-        mirror = config_mirror(request.path_params["name"])
-        row = (await run_in_threadpool(overview, backend, mirror.name))[0]
-        runs = await run_in_threadpool(backend.store.run_rows, mirror.name, 50)
-        alerts = await run_in_threadpool(AlertStore(backend.store.engine).open_alerts,
-                                         mirror.name)
-        return page(request, "mirror.html", row=row, mirror=mirror, runs=runs, alerts=alerts,
-                    ranges=list(RANGES))
+        name = config_mirror(request.path_params["name"]).name
+
+        def make(overview: Overview) -> bytes:
+            return render("mirror.html", row=mirror_row(overview, name),
+                          mirror=backend.config.mirrors[name],
+                          runs=backend.store.run_rows(name, 50),
+                          alerts=[a for a in overview.alerts if a["mirror"] == name],
+                          ranges=list(RANGES))
+
+        return HTMLResponse(await derived(("mirror_page", name), make))
 
     async def run_page(request: Request) -> Response:
         record = await run_in_threadpool(run_or_404, request.path_params["run_id"])

@@ -7,7 +7,9 @@ never be averaged away) and the mean of the rest.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 RANGES = {"day": 86400.0, "week": 7 * 86400.0, "month": 31 * 86400.0, "year": 366 * 86400.0}
@@ -46,8 +48,13 @@ def downsample(rows: list[dict[str, Any]], start: float, end: float,
     return columns
 
 
-def sparkline(values: list[float], width: int = 120, height: int = 24) -> str:
+def sparkline(values: Sequence[float], width: int = 120, height: int = 24) -> str:
     """An inline SVG polyline of ``values`` (oldest first); empty string for no data."""
+    return _sparkline(tuple(values), width, height)
+
+
+@functools.lru_cache(maxsize=1024)  # the overview draws the same 50 lines every second
+def _sparkline(values: tuple[float, ...], width: int, height: int) -> str:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < 2:
         return ""
