@@ -66,6 +66,9 @@ class StageResult:
 
 #: The step after the content stages that copies the upstream's update-signal file last.
 SIGNAL_STAGE = "signal"
+#: The step of a file-list run that fetches the lists; its counts are the whole tree's, as
+#: the lists tell them.
+FILELIST_STAGE = "filelist"
 
 
 @dataclass(frozen=True)

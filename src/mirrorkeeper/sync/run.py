@@ -37,6 +37,7 @@ from ..plan.deletions import plan_deletions
 from ..plan.upstreams import order_upstreams, recent_failures
 from ..record import SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
+from ..record.run import FILELIST_STAGE
 from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress, parse_output
 from ..rsync.process import ProcessResult, run_process
@@ -216,7 +217,7 @@ def _run_locked(
         context = _RunContext(mirror, run_id, store, runlog, stop, hooks, live_interval,
                               last_total, weights_for[2 if s.stage2 else 1], settings.rsync,
                               settings.hostname, previous.skipped_runs if previous else 0,
-                              probes)
+                              probes, last_size=last_ok.size_bytes if last_ok else None)
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -246,6 +247,13 @@ def _run_locked(
                        if record.deletions and record.deletions.kept else ""))
         if record.outcome == "success" and s.trace:
             _write_trace(config, mirror, record, runlog)
+        if record.outcome == "success" and context.full_run:
+            from .filelist import record_full
+
+            try:
+                record_full(config, mirror, started)
+            except OSError as exc:
+                runlog.note(f"cannot record the full rsync's time: {exc}")
         store.finish_run(record)
         event("run.end", outcome=record.outcome, exit_code=record.exit_code,
               upstream=record.upstream, attempts=len(attempts),
@@ -343,6 +351,7 @@ def _one_attempt(
                        exit_code, begun, time.time(), verdict.failure_ratio, verdict.detail)
 
     run.deletions = None
+    run.full_run = False
     signal_mtime = None
     planned = mirror
     if s.update_signal:
@@ -353,6 +362,21 @@ def _one_attempt(
         if absent:  # sync without it: nothing to hold back, fetch or compare
             planned = dataclasses.replace(
                 mirror, settings=dataclasses.replace(s, update_signal=None))
+    if s.method == "filelist":
+        from .filelist import filelist_attempt, full_reason
+
+        fallback = (("filelist.unusable", f"{upstream} has no {s.update_signal}") if absent
+                    else full_reason(config, mirror, begun))
+        if fallback is None:
+            outcome = filelist_attempt(config, mirror, upstream, number, run, last_total,
+                                       stages, skipped, done)
+            if isinstance(outcome, Attempt):
+                return outcome
+            fallback = outcome
+        run.notice(fallback[0], upstream, fallback[1])
+        run.runlog.note(f"a full two-stage rsync instead of the file lists: {fallback[1]}")
+        event("filelist.fallback", code=fallback[0], reason=fallback[1])
+        run.full_run = True
     plan = build_plan(planned, upstream, rsync=config.settings.rsync,
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname),
@@ -518,7 +542,8 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
     verdict = judge_stage(result, s, last_total)
     if verdict.category == "interrupted":  # the judge cannot know which signal it was
         verdict = Verdict("interrupted", "run.interrupted", stopped_by(run.stop))
-    if verdict.category == "ok" and stage.name == "stage1" and last_total:
+    if verdict.category == "ok" and stage.name == "stage1" and last_total \
+            and not stage.files_from:
         floor = last_total * (1 - s.max_delete_fraction)
         if result.files_total < floor:
             verdict = Verdict("upstream", "upstream.empty",
@@ -633,7 +658,7 @@ class _LiveStage:
         self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
-        if self.stage.name == SIGNAL_STAGE:
+        if self.stage.name in (SIGNAL_STAGE, FILELIST_STAGE):
             return  # one small file between the stages: no place on the progress bar
         run = self.run
         now = time.time()
@@ -684,6 +709,10 @@ class _RunContext:
     deletions: Deletions | None = None
     #: Things the run noticed that become findings: (code, upstream, summary).
     notices: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The last successful run's tree size (a no-change file-list run keeps it).
+    last_size: int | None = None
+    #: This attempt of a file-list mirror is a full two-stage rsync.
+    full_run: bool = False
 
     def notice(self, code: str, upstream: str, summary: str) -> None:
         if (code, upstream, summary) not in self.notices:

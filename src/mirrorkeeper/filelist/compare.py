@@ -1,0 +1,193 @@
+"""What one file-list run transfers and deletes. Pure: lists and a tree snapshot in, a plan out.
+
+quick-fedora-mirror's rules, one module at a time: transfer every entry whose line changed
+since the previous list (new, or a new time, type or size), every listed entry the mirror
+lacks or holds as another type, every file whose local size differs from the list's, and
+every file whose local checksum differs from the list's ``[Checksums]``. Delete what the
+mirror holds under a list's directory that the list no longer names. Restricted entries
+(``-``/``*`` types) are for tier-1 mirrors only: not transferred, and not kept.
+
+Hard links survive because all lists go into one rsync with ``-H``; a file that changed is
+sent together with the files that most likely share its inode (same name and size, already in
+the mirror), so rsync links it to them instead of storing a second copy — what a plain rsync
+of the whole tree does, at the price of a few more names in the file list.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..rsync.parse import DeleteCandidate
+from .format import Entry, FileList
+
+#: A name-and-size group larger than this is not a likely hard-link set (many small README or
+#: .htaccess files of one size): its members are not added as link partners.
+MAX_LINK_GROUP = 8
+
+
+@dataclass(frozen=True)
+class Local:
+    """One entry of the mirror's own tree."""
+
+    kind: str  #: f, d or l (like the list's types)
+    size: int
+
+
+@dataclass(frozen=True)
+class ModuleList:
+    """One list and where it lives: ``prefix`` is its directory relative to the mirror root
+    ("" for a list at the root), and every path in it is relative to that directory."""
+
+    prefix: str
+    new: FileList
+    #: The list the mirror holds from its last complete run; None when it has none.
+    old: FileList | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    #: Paths (relative to the mirror root) for the content stage and the index stage.
+    content: tuple[str, ...]
+    indexes: tuple[str, ...]
+    #: What the mirror holds that no list names any more, for the deletion planner.
+    candidates: tuple[DeleteCandidate, ...]
+    #: Exact totals from the lists: the whole tree, and what this run transfers.
+    files_total: int
+    bytes_total: int
+    files_to_transfer: int
+    bytes_to_transfer: int
+    #: Of those: named because their list line changed, because they are missing here, because
+    #: their size or checksum differs here, and added as hard-link partners.
+    changed: int = 0
+    missing: int = 0
+    differing: int = 0
+    partners: int = 0
+
+
+class Patterns:
+    """rsync-style patterns (``repodata/``, ``fullfiletimelist-*``, ``/anchored/path``) as
+    the stages use them: a path matches when it or a directory above it matches."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self._rules: list[tuple[str, bool, bool, int]] = []
+        for raw in patterns:
+            dir_only = raw.endswith("/")
+            anchored = raw.startswith("/")
+            body = raw.strip("/")
+            if body:
+                self._rules.append((body, dir_only, anchored, body.count("/") + 1))
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def matches(self, path: str, is_dir: bool) -> bool:
+        parts = path.split("/")
+        for end in range(1, len(parts) + 1):
+            own_is_dir = end < len(parts) or is_dir
+            for body, dir_only, anchored, depth in self._rules:
+                if dir_only and not own_is_dir:
+                    continue
+                if anchored:
+                    if end == depth and fnmatch.fnmatchcase("/".join(parts[:end]), body):
+                        return True
+                elif end >= depth and fnmatch.fnmatchcase("/".join(parts[end - depth:end]),
+                                                          body):
+                    return True
+        return False
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}/{path}" if prefix else path
+
+
+def _under(path: str, prefix: str) -> bool:
+    return not prefix or path.startswith(prefix + "/")
+
+
+def plan_transfer(
+    lists: Sequence[ModuleList],
+    local: Mapping[str, Local],
+    *,
+    local_digests: Mapping[str, Mapping[str, str]] | None = None,
+    stage2: Patterns | None = None,
+    excludes: Patterns | None = None,
+    keep: Iterable[str] = (),
+) -> Plan:
+    """The plan for one run. ``local`` is the mirror's tree (paths relative to its root);
+    ``local_digests`` maps a path to {checksum kind: hex digest} for the files the lists carry
+    checksums of; ``keep`` names paths never to delete (the lists themselves, our trace)."""
+    stage2 = stage2 or Patterns(())
+    excludes = excludes or Patterns(())
+    digests = local_digests or {}
+    listed: dict[str, Entry] = {}
+    send: dict[str, str] = {}  # path -> why
+    for module in lists:
+        old = module.old.public if module.old is not None else None
+        for path, entry in module.new.public.items():
+            full = _join(module.prefix, path)
+            if excludes.matches(full, entry.kind == "d"):
+                continue
+            listed[full] = entry
+            mine = local.get(full)
+            previous = old.get(path) if old is not None else None
+            if previous is None or previous.line_key() != entry.line_key():
+                send[full] = "changed"
+            elif mine is None or mine.kind != entry.kind:
+                send[full] = "missing"
+            elif entry.kind == "f" and mine.size != entry.size:
+                send[full] = "differing"
+        for algorithm, sums in module.new.checksums.items():
+            for path, digest in sums.items():
+                full = _join(module.prefix, path)
+                if full in listed and full not in send:
+                    ours = digests.get(full, {}).get(algorithm)
+                    if ours is not None and ours != digest:
+                        send[full] = "differing"
+    partners = _link_partners(listed, send, local)
+    content: list[str] = []
+    indexes: list[str] = []
+    files_to_transfer = bytes_to_transfer = 0
+    for path in sorted({*send, *partners}):
+        entry = listed[path]
+        (indexes if stage2.matches(path, entry.kind == "d") else content).append(path)
+        if path in send and entry.kind != "d":
+            files_to_transfer += 1
+            bytes_to_transfer += entry.size if entry.kind == "f" else 0
+    kept = set(keep)
+    candidates = [
+        DeleteCandidate(path, mine.kind == "d") for path, mine in sorted(local.items())
+        if path and path not in listed and path not in kept
+        and any(_under(path, m.prefix) for m in lists)
+        and ".~tmp~" not in path.split("/")
+        and not excludes.matches(path, mine.kind == "d")
+        and not any(path == m.prefix for m in lists)
+    ]
+    files = [e for e in listed.values() if e.kind != "d"]
+    why = list(send.values())
+    return Plan(content=tuple(content), indexes=tuple(indexes), candidates=tuple(candidates),
+                files_total=len(files), bytes_total=sum(e.size for e in files if e.kind == "f"),
+                files_to_transfer=files_to_transfer, bytes_to_transfer=bytes_to_transfer,
+                changed=why.count("changed"), missing=why.count("missing"),
+                differing=why.count("differing"), partners=len(partners))
+
+
+def _link_partners(listed: Mapping[str, Entry], send: Mapping[str, str],
+                   local: Mapping[str, Local]) -> set[str]:
+    """Files already in the mirror that probably share an inode with a file being sent."""
+    wanted = {(p.rsplit("/", 1)[-1], listed[p].size) for p, e in send.items()
+              if listed[p].kind == "f"}
+    if not wanted:
+        return set()
+    groups: dict[tuple[str, int], list[str]] = {}
+    for path, entry in listed.items():
+        if entry.kind == "f":
+            key = (path.rsplit("/", 1)[-1], entry.size)
+            if key in wanted:
+                groups.setdefault(key, []).append(path)
+    partners: set[str] = set()
+    for members in groups.values():
+        if 1 < len(members) <= MAX_LINK_GROUP:
+            partners.update(p for p in members if p not in send and p in local)
+    return partners
