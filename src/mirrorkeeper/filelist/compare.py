@@ -53,7 +53,8 @@ class Plan:
     indexes: tuple[str, ...]
     #: What the mirror holds that no list names any more, for the deletion planner.
     candidates: tuple[DeleteCandidate, ...]
-    #: Exact totals from the lists: the whole tree, and what this run transfers.
+    #: Exact totals from the lists: the whole tree (every entry, directories too, as rsync's
+    #: "Number of files" counts), and the files and bytes this run transfers.
     files_total: int
     bytes_total: int
     files_to_transfer: int
@@ -164,10 +165,10 @@ def plan_transfer(
         and not excludes.matches(path, mine.kind == "d")
         and not any(path == m.prefix for m in lists)
     ]
-    files = [e for e in listed.values() if e.kind != "d"]
     why = list(send.values())
     return Plan(content=tuple(content), indexes=tuple(indexes), candidates=tuple(candidates),
-                files_total=len(files), bytes_total=sum(e.size for e in files if e.kind == "f"),
+                files_total=len(listed),
+                bytes_total=sum(e.size for e in listed.values() if e.kind == "f"),
                 files_to_transfer=files_to_transfer, bytes_to_transfer=bytes_to_transfer,
                 changed=why.count("changed"), missing=why.count("missing"),
                 differing=why.count("differing"), partners=len(partners))

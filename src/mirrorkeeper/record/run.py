@@ -209,8 +209,11 @@ class RunRecord:
     @property
     def files_failed(self) -> int:
         """Files that still failed at the end: the final attempt's last stage (stage 2 tries
-        again whatever stage 1 could not transfer)."""
+        again whatever stage 1 could not transfer); a file-list run's stages each move their
+        own paths, so there they add up."""
         content = self.content_stages
+        if any(a.startswith("--files-from=") for s in content for a in s.argv):
+            return sum(s.files_failed for s in content)  # a file-list run: disjoint stages
         return content[-1].files_failed if content else 0
 
     @property

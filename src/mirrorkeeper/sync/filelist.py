@@ -140,6 +140,17 @@ def _digests(root: str, lists: list[ModuleList], local: dict[str, Local],
     return out
 
 
+def _seed(fetched: Path, dest: str, lists: tuple[str, ...]) -> None:
+    """Start the fetch from the mirror's own copies: an unchanged list then costs rsync's
+    quick check, no transfer."""
+    for name in lists:
+        staged, mine = fetched / name, Path(dest, name)
+        if not staged.is_file() and mine.is_file():
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(mine, staged)
+    fetched.mkdir(parents=True, exist_ok=True)
+
+
 def _files_from(path: Path, names: tuple[str, ...] | list[str]) -> None:
     """A NUL-separated list: any byte but NUL may be in a name."""
     path.write_bytes(b"".join(os.fsencode(n) + b"\0" for n in names))
@@ -173,14 +184,14 @@ def filelist_attempt(
     s = mirror.settings
     work = state_dir(config, mirror)
     fetched_dir = work / "fetched"
-    shutil.rmtree(fetched_dir, ignore_errors=True)
-    fetched_dir.mkdir(parents=True, exist_ok=True)
+    _seed(fetched_dir, mirror.dest, s.filelist)
     _files_from(work / "lists.from", list(s.filelist))
     dest = mirror.dest.rstrip("/") + "/"
     own_trace = trace_path(s.trace, config.settings.hostname)
     fetch = StagePlan(FILELIST_STAGE, (
         config.settings.rsync, "--times", "--no-motd", "--out-format=%i %n%L", "--stats",
         "--no-human-readable", *connection_options(s, upstream), "--from0",
+        "--delete-missing-args",  # a list the upstream lacks disappears here too
         f"--files-from={work / 'lists.from'}", _source(upstream), str(fetched_dir) + "/",
     ), deletes=False)
     bound = max_delete_bound(s, last_total)
@@ -233,7 +244,7 @@ def filelist_attempt(
     decided = plan_transfer(
         lists, local, local_digests=_digests(dest, lists, local), stage2=Patterns(s.stage2),
         excludes=Patterns([*s.excludes, ".~tmp~/", *(f"/{p}" for p in keep)]), keep=keep)
-    stages[-1] = replace(result, files_total=decided.files_total,
+    stages[-1] = replace(result, files_total=decided.files_total + len(s.filelist),
                          size_bytes=decided.bytes_total)
     _note_plan(run, decided, time.time() - started, len(local))
     return _transfer(config, mirror, upstream, number, run, decided, plan, stages, skipped,
@@ -291,6 +302,7 @@ def _transfer(
     saved_weights, run.weights = run.weights, _weights(decided)
     merged = StageTally(listing=True, candidate_limit=plan.max_delete + 1)
     clean = True
+    failed = 0
     last: StageResult | None = None
     try:
         for index, stage in enumerate(plan.stages):
@@ -302,6 +314,7 @@ def _transfer(
             last, verdict, tally = run_stage(plan, stage, index, len(plan.stages), number,
                                              run, decided.files_total, stages)
             clean = clean and last.exit_code == 0
+            failed += last.files_failed
             merged.error_paths += tally.error_paths
             merged.error_paths_complete &= tally.error_paths_complete
             merged.unattributed_errors += tally.unattributed_errors
@@ -314,7 +327,9 @@ def _transfer(
     assert last is not None
     merged.candidates = list(decided.candidates)
     merged.candidates_total = len(decided.candidates)
-    verdict = apply_deletions(plan, last, merged, run, decided.files_total)
+    # The deletion planner trusts the run as a whole: every stage's failures, the whole tree.
+    whole = replace(last, files_failed=failed, files_total=decided.files_total)
+    verdict = apply_deletions(plan, whole, merged, run, decided.files_total)
     if verdict.category != "ok":
         return done(verdict, "stage2", last.exit_code)
     if not clean:
