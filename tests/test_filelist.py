@@ -318,3 +318,90 @@ def test_a_renamed_module_directory_keeps_its_hard_links(
     # Every EPEL package that was a hard link to a Fedora one still is: no second copy.
     assert inode_groups(mirror) == inode_groups(tree.root)
     assert len(inode_groups(mirror)) == len(before)
+
+
+def test_full_every_brings_a_full_rsync_back(small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    sync(config)
+    stamp = config.parent / "state" / "filelists" / "fed" / "last-full"
+    assert abs(float(stamp.read_text()) - (config.parent / "mirror").stat().st_mtime) < 3600
+    stamp.write_text(f"{float(stamp.read_text()) - 8 * 86400:.0f}\n")  # a week and a day ago
+    tree.publish(0.01)
+    record, findings = sync(config)
+    assert record.outcome == "success"
+    assert codes(findings) == {"filelist.full": Severity.INFO}
+    assert "full_every" in next(f.summary for f in findings)
+    assert not uses_files_from(record)
+    record, findings = sync(config)  # recorded: the lists again
+    assert codes(findings) == {} and content_stages(record) == ["filelist"]
+
+
+def test_an_upstream_list_older_than_ours_is_refused(small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    mirror = config.parent / "mirror"
+    sync(config)
+    before = snapshot(mirror)
+    for name in LISTS:  # an upstream that has not caught up: its lists predate ours
+        os.utime(tree.root / name, (tree.publish_time - 86400, tree.publish_time - 86400))
+    (tree.root / "fedora/README").write_bytes(b"rolled back\n")
+    write_filelist(tree.root / "fedora", "fullfiletimelist-fedora", tree.publish_time - 86400)
+    record, findings = sync(config)
+    assert record.outcome == "failed"
+    assert "guard.upstream_stale" in codes(findings)
+    assert snapshot(mirror) == before
+
+
+def test_more_dropped_files_than_the_bound_deletes_none_and_keeps_the_old_list(
+        small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    mirror = config.parent / "mirror"
+    sync(config)
+    config.write_text(config.read_text().replace(
+        'delete_grace = "0s"', 'delete_grace = "0s"\nmax_delete_min = 5\n'
+        'max_delete_fraction = 0.001'))
+    published = tree.publish(0.01, remove=40)
+    record, findings = sync(config)
+    assert codes(findings).get("guard.mass_delete") == Severity.CRITICAL
+    assert record.deletions is not None and record.deletions.mass_delete
+    assert all((mirror / rel).exists() for rel in published.removed)
+    assert all((mirror / rel).exists() for rel in published.added)  # the copy did run
+    assert (mirror / LISTS[0]).read_bytes() != (tree.root / LISTS[0]).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FedoraLikeTree, Path]]:
+    """One 100,000-file tree and its daemon for the module (generating it takes seconds)."""
+    work = tmp_path_factory.mktemp("big")
+    tree = FedoraLikeTree(work / "upstream", seed=7)
+    tree.create(files=100_000)
+    with RsyncDaemon(work / "rsyncd", [Module("buffet", tree.root)]) as daemon:
+        yield tree, mirror_config(work, daemon.url("buffet"))
+
+
+@pytest.mark.slow
+def test_a_100000_file_tree_full_then_no_change_then_one_percent(
+        big: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = big
+    mirror = config.parent / "mirror"
+    assert sum(1 for _ in tree.root.rglob("*")) >= 100_000
+    record, findings = sync(config)
+    assert record.outcome == "success" and set(codes(findings)) == {"filelist.full"}
+    assert snapshot(mirror) == snapshot(tree.root)
+    assert inode_groups(mirror) == inode_groups(tree.root) != set()
+    full_seconds = record.duration_seconds
+
+    record, findings = sync(config)
+    assert record.outcome == "success" and codes(findings) == {}
+    assert content_stages(record) == ["filelist"] and record.files_transferred == 0
+    assert record.files_total >= 100_000
+
+    published = tree.publish(0.01)
+    record, findings = sync(config)
+    assert record.outcome == "success" and codes(findings) == {}, record.attempts
+    assert content_stages(record) == ["filelist", "stage1", "stage2"]
+    stage1 = record.final_stages[1]
+    assert stage1.items_received == len(published.changed) + len(published.added) >= 1000
+    assert record.deletions is not None and record.deletions.deleted >= len(published.removed)
+    assert snapshot(mirror) == snapshot(tree.root)
+    assert inode_groups(mirror) == inode_groups(tree.root)
+    print(f"full {full_seconds:.1f}s, 1% update {record.duration_seconds:.1f}s")
