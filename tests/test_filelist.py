@@ -21,7 +21,14 @@ from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.fedora import FedoraLikeTree, write_filelist
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
 from mirrorkeeper.filelist.compare import Local, ModuleList, Patterns, plan_transfer
-from mirrorkeeper.filelist.format import Entry, FileList, Malformed, parse, render
+from mirrorkeeper.filelist.format import (
+    Entry,
+    FileList,
+    Malformed,
+    files_lines,
+    parse,
+    render,
+)
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.rsync.parse import DeleteCandidate
 from mirrorkeeper.store import Store
@@ -62,6 +69,8 @@ def test_reader_takes_the_real_format() -> None:
                                   "name with spaces\tand tab"}
     assert parsed.checksums["SHA1"] == {"releases/README":
                                         "da39a3ee5e6b4b0d3255bfef95601890afd80709"}
+    assert "1700000300\tf-\t9\tprivate/key" in files_lines(SAMPLE)
+    assert len(files_lines(SAMPLE)) == 6
     # What render writes, parse reads back.
     again = parse(render(parsed.entries, parsed.checksums["SHA1"], version=3))
     assert isinstance(again, FileList) and again.entries == parsed.entries
@@ -85,6 +94,10 @@ def test_reader_refuses_what_is_not_a_usable_list(text: str, says: str) -> None:
     assert says in parsed.reason
 
 
+def lines(filelist: FileList) -> frozenset[str]:
+    return files_lines(render(filelist.entries))
+
+
 def _list(**files: tuple[int, str, int]) -> FileList:
     return FileList(2, {p.replace("__", "/"): Entry(*v) for p, v in files.items()})
 
@@ -102,7 +115,7 @@ def test_planner_sends_what_changed_is_missing_or_differs_and_deletes_what_is_go
              "m/a/gone_rpm": Local("f", 1), "m/a/old": Local("d", 0),
              "m/a/old/f": Local("f", 1), "m/fullfiletimelist-m": Local("f", 10),
              "elsewhere/keep": Local("f", 1)}  # outside every list's directory
-    plan = plan_transfer([ModuleList("m", new, old)], local,
+    plan = plan_transfer([ModuleList("m", new, lines(old))], local,
                          stage2=Patterns(["repodata/"]), keep=["m/fullfiletimelist-m"])
     # z is unchanged and present, so it is not sent.
     assert plan.content == ("m/a", "m/a/w_rpm", "m/a/x_rpm", "m/a/y_rpm")
@@ -114,7 +127,7 @@ def test_planner_sends_what_changed_is_missing_or_differs_and_deletes_what_is_go
     assert (plan.files_total, plan.bytes_total) == (7, 6 + 5 + 5 + 7 + 9)
     assert (plan.files_to_transfer, plan.bytes_to_transfer) == (4, 6 + 7 + 9 + 5)
     # The same list again: only what is missing or differs here.
-    same = plan_transfer([ModuleList("m", new, new)], local, stage2=Patterns(["repodata/"]))
+    same = plan_transfer([ModuleList("m", new, lines(new))], local, stage2=Patterns(["repodata/"]))
     assert same.content == ("m/a/w_rpm", "m/a/x_rpm", "m/a/y_rpm")
     assert (same.changed, same.missing, same.differing) == (0, 1, 2)
 
@@ -127,7 +140,7 @@ def test_planner_checks_checksums_skips_restricted_and_excluded_and_adds_link_pa
     old = FileList(2, {**new.entries, "p/k.rpm": Entry(1, "f", 4)})
     local = {"r/repomd.xml": Local("f", 3), "p/k.rpm": Local("f", 4), "q/k.rpm": Local("f", 4),
              "secret": Local("f", 1), "debug/x": Local("f", 1)}
-    plan = plan_transfer([ModuleList("", new, old)], local,
+    plan = plan_transfer([ModuleList("", new, lines(old))], local,
                          local_digests={"r/repomd.xml": {"SHA1": "2" * 40}},
                          excludes=Patterns(["debug/"]))
     # repomd.xml's digest differs; q/k.rpm goes along with p/k.rpm so -H can link them.
@@ -143,6 +156,12 @@ def test_patterns_match_like_rsync_filters() -> None:
     assert not p.matches("a/repodata", False)  # a file named repodata is no directory
     assert p.matches("epel/fullfiletimelist-epel", False)
     assert p.matches("top/only", False) and not p.matches("x/top/only", False)
+    q = Patterns(["debug/**/x86_64", "*.i[0-9]86", "[!a-c]*.iso"])
+    assert q.matches("debug/a/b/x86_64/p.rpm", False) and not q.matches("x86_64/p", False)
+    assert q.matches("os/Packages/p.i686", False) and not q.matches("p.x686", False)
+    assert q.matches("d/dvd.iso", False) and not q.matches("d/boot.iso", False)
+    assert Patterns(["a*"]).matches("ab/cd", False) is not False  # a* matches the part ab
+    assert not Patterns(["a*c"]).matches("ab/c", False)  # * stops at /
 
 
 # The real thing: a daemon serving a Fedora-like tree.

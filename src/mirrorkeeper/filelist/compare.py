@@ -15,12 +15,12 @@ of the whole tree does, at the price of a few more names in the file list.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..rsync.parse import DeleteCandidate
-from .format import Entry, FileList
+from .format import Entry, FileList, line_of
 
 #: A name-and-size group larger than this is not a likely hard-link set (many small README or
 #: .htaccess files of one size): its members are not added as link partners.
@@ -42,8 +42,9 @@ class ModuleList:
 
     prefix: str
     new: FileList
-    #: The list the mirror holds from its last complete run; None when it has none.
-    old: FileList | None
+    #: The ``[Files]`` lines of the list the mirror holds from its last complete run
+    #: (:func:`~.format.files_lines`); None when it has none.
+    old: frozenset[str] | None
 
 
 @dataclass(frozen=True)
@@ -69,34 +70,60 @@ class Plan:
 
 class Patterns:
     """rsync-style patterns (``repodata/``, ``fullfiletimelist-*``, ``/anchored/path``) as
-    the stages use them: a path matches when it or a directory above it matches."""
+    the stages use them: a path matches when it or a directory above it matches. ``*`` and
+    ``?`` stop at ``/``, ``**`` does not; a trailing ``/`` matches directories only; a leading
+    ``/`` anchors at the root. Compiled once into two regular expressions: a tree has millions
+    of paths."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        self._rules: list[tuple[str, bool, bool, int]] = []
+        above: list[str] = []  # matches the path or a directory above it
+        itself: list[str] = []  # directory-only patterns matching the path itself
         for raw in patterns:
-            dir_only = raw.endswith("/")
-            anchored = raw.startswith("/")
             body = raw.strip("/")
-            if body:
-                self._rules.append((body, dir_only, anchored, body.count("/") + 1))
+            if not body:
+                continue
+            start = r"\A" if raw.startswith("/") else r"(?:\A|/)"
+            rx = start + _translate(body)
+            if raw.endswith("/"):
+                above.append(rx + "/")
+                itself.append(rx + r"\Z")
+            else:
+                above.append(rx + r"(?:/|\Z)")
+        self._above = re.compile("|".join(above)) if above else None
+        self._itself = re.compile("|".join(itself)) if itself else None
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return self._above is not None
 
     def matches(self, path: str, is_dir: bool) -> bool:
-        parts = path.split("/")
-        for end in range(1, len(parts) + 1):
-            own_is_dir = end < len(parts) or is_dir
-            for body, dir_only, anchored, depth in self._rules:
-                if dir_only and not own_is_dir:
-                    continue
-                if anchored:
-                    if end == depth and fnmatch.fnmatchcase("/".join(parts[:end]), body):
-                        return True
-                elif end >= depth and fnmatch.fnmatchcase("/".join(parts[end - depth:end]),
-                                                          body):
-                    return True
-        return False
+        if self._above is not None and self._above.search(path):
+            return True
+        return is_dir and self._itself is not None and self._itself.search(path) is not None
+
+
+def _translate(glob: str) -> str:
+    """An rsync wildcard as a regular expression (``*``/``?`` within one path part)."""
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and (end := glob.find("]", i + 2)) != -1:
+            inner = glob[i + 1:end].replace("\\", "\\\\")
+            out.append("[^" + inner[1:] + "]" if inner.startswith("!") else "[" + inner + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
 
 
 def _join(prefix: str, path: str) -> str:
@@ -125,15 +152,14 @@ def plan_transfer(
     listed: dict[str, Entry] = {}
     send: dict[str, str] = {}  # path -> why
     for module in lists:
-        old = module.old.public if module.old is not None else None
+        old = module.old
         for path, entry in module.new.public.items():
             full = _join(module.prefix, path)
             if excludes.matches(full, entry.kind == "d"):
                 continue
             listed[full] = entry
             mine = local.get(full)
-            previous = old.get(path) if old is not None else None
-            if previous is None or previous.line_key() != entry.line_key():
+            if old is None or line_of(path, entry) not in old:
                 send[full] = "changed"
             elif mine is None or mine.kind != entry.kind:
                 send[full] = "missing"
@@ -157,13 +183,13 @@ def plan_transfer(
             files_to_transfer += 1
             bytes_to_transfer += entry.size if entry.kind == "f" else 0
     kept = set(keep)
+    prefixes = {m.prefix for m in lists}
     candidates = [
-        DeleteCandidate(path, mine.kind == "d") for path, mine in sorted(local.items())
-        if path and path not in listed and path not in kept
-        and any(_under(path, m.prefix) for m in lists)
+        DeleteCandidate(path, local[path].kind == "d") for path in sorted(local.keys() - listed)
+        if path and path not in kept and path not in prefixes
+        and any(_under(path, prefix) for prefix in prefixes)
         and ".~tmp~" not in path.split("/")
-        and not excludes.matches(path, mine.kind == "d")
-        and not any(path == m.prefix for m in lists)
+        and not excludes.matches(path, local[path].kind == "d")
     ]
     why = list(send.values())
     return Plan(content=tuple(content), indexes=tuple(indexes), candidates=tuple(candidates),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: The newest list format this reader understands (quick-fedora-mirror's ``max_fl_version``).
 MAX_VERSION = 3
@@ -38,18 +39,15 @@ _CHECKSUM_SECTION = re.compile(r"^\[Checksums ([A-Za-z0-9]+)\]$")
 DIGEST_LENGTHS = {"SHA1": 40, "SHA256": 64}
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One ``[Files]`` line."""
+class Entry(NamedTuple):
+    """One ``[Files]`` line (a tuple: a list holds millions, and two entries are equal exactly
+    when their lines say the same)."""
 
     mtime: int
     kind: str  #: f (file), d (directory) or l (symlink)
     size: int
     #: ``-`` or ``*`` after the type: not for public mirrors.
     restricted: bool = False
-
-    def line_key(self) -> tuple[int, str, int, bool]:
-        return (self.mtime, self.kind, self.size, self.restricted)
 
 
 @dataclass(frozen=True)
@@ -73,11 +71,13 @@ class Malformed:
     reason: str
 
 
+#: A path that could leave the mirror, or that rsync would read differently: empty, absolute,
+#: an empty, ``.`` or ``..`` part, a NUL or a newline.
+_BAD_PATH = re.compile(r"\A\Z|\A/|//|/\Z|(?:\A|/)\.\.?(?:/|\Z)|[\0\n]")
+
+
 def _bad_path(path: str) -> bool:
-    """A path that could leave the mirror, or that rsync would read differently."""
-    if not path or path.startswith("/") or "\0" in path or "\n" in path:
-        return True
-    return any(part in ("", ".", "..") for part in path.split("/"))
+    return _BAD_PATH.search(path) is not None
 
 
 def parse(text: str) -> FileList | Malformed:
@@ -142,6 +142,22 @@ def parse(text: str) -> FileList | Malformed:
     if not seen_files:
         return Malformed("it has no [Files] section")
     return FileList(version=version, entries=entries, checksums=checksums)
+
+
+def files_lines(text: str) -> frozenset[str]:
+    """The ``[Files]`` lines of a list, as they are: what the previous list said is only ever
+    compared, line by line, with the new one, so it need not be parsed."""
+    start = text.find("\n[Files]\n")
+    if start < 0:
+        return frozenset()
+    start += len("\n[Files]\n")
+    end = text.find("\n\n", start)
+    return frozenset(text[start:end if end >= 0 else len(text)].split("\n"))
+
+
+def line_of(path: str, entry: Entry) -> str:
+    """A public entry's ``[Files]`` line, as ``create-filelist`` writes it."""
+    return f"{entry.mtime}\t{entry.kind}\t{entry.size}\t{path}"
 
 
 def render(files: dict[str, Entry], checksums: dict[str, str] | None = None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 from ..classify.judge import Verdict
 from ..config.spec import Config, MirrorSpec
 from ..filelist.compare import Local, ModuleList, Patterns, Plan, plan_transfer
-from ..filelist.format import DIGEST_LENGTHS, FileList, Malformed, parse
+from ..filelist.format import DIGEST_LENGTHS, Malformed, files_lines, parse
 from ..logs import event
 from ..plan.argv import (
     COMMON_OPTIONS,
@@ -90,6 +89,9 @@ def full_reason(config: Config, mirror: MirrorSpec, now: float) -> Fallback | No
     return None
 
 
+DIRECTORY, LINK = Local("d", 0), Local("l", 0)
+
+
 def walk(root: str) -> dict[str, Local]:
     """The mirror's tree, one ``scandir`` pass, symlinks not followed."""
     found: dict[str, Local] = {}
@@ -103,17 +105,16 @@ def walk(root: str) -> dict[str, Local]:
             continue
         for entry in entries:
             path = f"{relative}/{entry.name}" if relative else entry.name
-            try:
-                info = entry.stat(follow_symlinks=False)
+            try:  # the type from the directory itself; a stat only for a file's size
+                if entry.is_dir(follow_symlinks=False):
+                    found[path] = DIRECTORY
+                    pending.append(path)
+                elif entry.is_symlink():
+                    found[path] = LINK
+                else:
+                    found[path] = Local("f", entry.stat(follow_symlinks=False).st_size)
             except OSError:
                 continue
-            if stat.S_ISDIR(info.st_mode):
-                found[path] = Local("d", 0)
-                pending.append(path)
-            elif stat.S_ISLNK(info.st_mode):
-                found[path] = Local("l", info.st_size)
-            else:
-                found[path] = Local("f", info.st_size)
     return found
 
 
@@ -232,11 +233,11 @@ def filelist_attempt(
         if isinstance(parsed, Malformed):
             stages.pop()
             return ("filelist.unusable", f"{upstream}'s {name} is unusable: {parsed.reason}")
-        old: FileList | Malformed | None = None
+        old = None
         if mine.is_file():
-            old = parse(mine.read_text(encoding="utf-8", errors="surrogateescape"))
+            old = files_lines(mine.read_text(encoding="utf-8", errors="surrogateescape"))
         prefix = name.rsplit("/", 1)[0] if "/" in name else ""
-        lists.append(ModuleList(prefix, parsed, old if isinstance(old, FileList) else None))
+        lists.append(ModuleList(prefix, parsed, old))
 
     started = time.time()
     local = walk(dest)
