@@ -80,6 +80,27 @@ def _bad_path(path: str) -> bool:
     return _BAD_PATH.search(path) is not None
 
 
+_TYPES = {"f": ("f", False), "d": ("d", False), "l": ("l", False),
+          **{k + s: (k, True) for k in KINDS for s in "-*"}}
+
+
+def _files_line(line: str, entries: dict[str, Entry]) -> str | None:
+    """Add one ``[Files]`` line to ``entries``; what is wrong with it, if anything."""
+    fields = line.split("\t", 3)
+    if len(fields) != 4:
+        return "a [Files] line has 4 tab-separated fields (time, type, size, path)"
+    when, kind, size, path = fields
+    if not (when.isdigit() and size.isdigit()):
+        return "time and size should be whole numbers"
+    known = _TYPES.get(kind)
+    if known is None:
+        return f"unknown type {kind[:8]!r} (f, d or l, optionally followed by - or *)"
+    if _BAD_PATH.search(path):
+        return f"the path {path[:80]!r} is absolute, empty or has '.'/'..' parts"
+    entries[path] = Entry(int(when), known[0], int(size), known[1])
+    return None
+
+
 def parse(text: str) -> FileList | Malformed:
     """The list in ``text``, or why it is not one. Never raises."""
     lines = text.split("\n")
@@ -113,20 +134,9 @@ def parse(text: str) -> FileList | Malformed:
                 return Malformed(f"it is format version {version}; this Mirrorkeeper reads "
                                  f"up to {MAX_VERSION}")
         elif section == "[Files]":
-            fields = line.split("\t", 3)
-            if len(fields) != 4:
-                return Malformed(f"line {number}: a [Files] line has 4 tab-separated fields "
-                                 "(time, type, size, path)")
-            when, kind, size, path = fields
-            if not (when.isdigit() and size.isdigit()):
-                return Malformed(f"line {number}: time and size should be whole numbers")
-            if kind[:1] not in KINDS or kind[1:] not in ("", "-", "*"):
-                return Malformed(f"line {number}: unknown type {kind[:8]!r} (f, d or l, "
-                                 "optionally followed by - or *)")
-            if _bad_path(path):
-                return Malformed(f"line {number}: the path {path[:80]!r} is absolute, empty "
-                                 "or has '.'/'..' parts")
-            entries[path] = Entry(int(when), kind[0], int(size), restricted=bool(kind[1:]))
+            problem = _files_line(line, entries)
+            if problem:
+                return Malformed(f"line {number}: {problem}")
         elif match := _CHECKSUM_SECTION.match(section):
             algorithm = match.group(1).upper()
             fields = line.split("\t", 1)

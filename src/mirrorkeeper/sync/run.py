@@ -354,19 +354,12 @@ def _one_attempt(
     run.full_run = False
     signal_mtime = None
     planned = mirror
-    if s.update_signal:
-        refusal, signal_mtime, absent = _check_signal(config, mirror, upstream, run)
-        if refusal is not None:
-            skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
-            return done(refusal[0], "preflight", refusal[1])
-        if absent:  # sync without it: nothing to hold back, fetch or compare
-            planned = dataclasses.replace(
-                mirror, settings=dataclasses.replace(s, update_signal=None))
     if s.method == "filelist":
+        # The lists are fetched first: their fetch is the probe (an unchanged list costs one
+        # connection), and the update signal is checked only for a full rsync.
         from .filelist import filelist_attempt, full_reason
 
-        fallback = (("filelist.unusable", f"{upstream} has no {s.update_signal}") if absent
-                    else full_reason(config, mirror, begun))
+        fallback = full_reason(config, mirror, begun)
         if fallback is None:
             outcome = filelist_attempt(config, mirror, upstream, number, run, last_total,
                                        stages, skipped, done)
@@ -377,6 +370,14 @@ def _one_attempt(
         run.runlog.note(f"a full two-stage rsync instead of the file lists: {fallback[1]}")
         event("filelist.fallback", code=fallback[0], reason=fallback[1])
         run.full_run = True
+    if s.update_signal:
+        refusal, signal_mtime, absent = _check_signal(config, mirror, upstream, run)
+        if refusal is not None:
+            skipped.extend(["stage1", "stage2"] if s.stage2 else ["single"])
+            return done(refusal[0], "preflight", refusal[1])
+        if absent:  # sync without it: nothing to hold back, fetch or compare
+            planned = dataclasses.replace(
+                mirror, settings=dataclasses.replace(s, update_signal=None))
     plan = build_plan(planned, upstream, rsync=config.settings.rsync,
                       last_files_total=last_total,
                       own_trace=trace_path(s.trace, config.settings.hostname),
