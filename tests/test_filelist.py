@@ -20,7 +20,13 @@ from mirrorkeeper.classify.judge import classify_run
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.fedora import FedoraLikeTree, write_filelist
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
-from mirrorkeeper.filelist.compare import Local, ModuleList, Patterns, plan_transfer
+from mirrorkeeper.filelist.compare import (
+    Local,
+    ModuleList,
+    Patterns,
+    places_to_look,
+    plan_transfer,
+)
 from mirrorkeeper.filelist.format import (
     Entry,
     FileList,
@@ -148,6 +154,23 @@ def test_planner_checks_checksums_skips_restricted_and_excluded_and_adds_link_pa
     assert plan.partners == 1 and plan.files_to_transfer == 2
     # The restricted file is not for this mirror; the excluded one is never touched.
     assert plan.candidates == (DeleteCandidate("secret", False),)
+
+
+def test_with_a_previous_list_only_changed_directories_and_dropped_paths_are_looked_at() -> None:
+    old = _list(a=(1, "d", 0), a__x=(1, "f", 5), b=(1, "d", 0), b__y=(1, "f", 5),
+                b__gone=(1, "f", 1), c=(1, "d", 0), c__z=(1, "f", 3))
+    new = _list(a=(1, "d", 0), a__x=(1, "f", 5), b=(2, "d", 0), b__y=(1, "f", 5),
+                c=(1, "d", 0), c__z=(1, "f", 3), c__w=(2, "f", 3))
+    directories, gone = places_to_look([ModuleList("", new, lines(old))])
+    assert (directories, gone) == (["b"], ["b/gone"])
+    # b was looked at: y is missing there, and a stray file goes; a/x is not looked at
+    # (its directory did not change), so its absence here is for the full rsync to find.
+    local = {"b": Local("d", 0), "b/gone": Local("f", 1), "b/stray": Local("f", 1)}
+    plan = plan_transfer([ModuleList("", new, lines(old))], local, scanned={"b"})
+    assert plan.content == ("b", "b/y", "c/w")
+    assert [c.path for c in plan.candidates] == ["b/gone", "b/stray"]
+    # c/z shares name and size with nothing sent; c/w (3 bytes) has no partner named alike.
+    assert plan.partners == 0
 
 
 def test_patterns_match_like_rsync_filters() -> None:
@@ -293,6 +316,22 @@ def test_a_malformed_list_falls_back_to_a_full_rsync_and_says_why(
     assert "[End]" in next(f.summary for f in findings)
     assert not uses_files_from(record)
     assert snapshot(config.parent / "mirror") == snapshot(tree.root)
+
+
+def test_an_upstream_without_the_list_gets_a_full_rsync_and_says_so(
+        small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    sync(config)
+    published = tree.publish(0.01)
+    (tree.root / LISTS[1]).unlink()
+    record, findings = sync(config)
+    assert record.outcome == "success"
+    assert codes(findings) == {"filelist.unusable": Severity.WARNING}
+    assert "has no epel/fullfiletimelist-epel" in next(f.summary for f in findings)
+    assert not uses_files_from(record)
+    mirror = config.parent / "mirror"
+    assert all((mirror / rel).exists() for rel in published.added)
+    assert not (mirror / LISTS[1]).exists()  # a full rsync mirrors what the upstream has
 
 
 def test_a_list_naming_a_file_the_upstream_lacks_transfers_the_rest_and_keeps_the_old_list(

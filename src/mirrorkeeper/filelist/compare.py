@@ -16,7 +16,7 @@ of the whole tree does, at the price of a few more names in the file list.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..rsync.parse import DeleteCandidate
@@ -60,6 +60,8 @@ class Plan:
     bytes_total: int
     files_to_transfer: int
     bytes_to_transfer: int
+    #: Of those bytes, the index stage's share.
+    index_bytes: int = 0
     #: Of those: named because their list line changed, because they are missing here, because
     #: their size or checksum differs here, and added as hard-link partners.
     changed: int = 0
@@ -126,6 +128,30 @@ def _translate(glob: str) -> str:
     return "".join(out)
 
 
+def places_to_look(lists: Sequence[ModuleList]) -> tuple[list[str], list[str]]:
+    """Where the mirror's tree can differ from the lists, when each has a previous list:
+    the directories whose line changed or that are new (an entry added or removed upstream
+    changes its directory's time), and the paths the previous list had and the new one has
+    not (to delete). Walking those instead of the whole tree makes a run cost what changed."""
+    directories: list[str] = []
+    gone: list[str] = []
+    for module in lists:
+        assert module.old is not None
+        public = module.new.public
+        for path, entry in public.items():
+            if entry.kind == "d" and line_of(path, entry) not in module.old:
+                directories.append(_join(module.prefix, path))
+        for line in module.old:
+            fields = line.split("\t", 3)
+            if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in public:
+                gone.append(_join(module.prefix, fields[3]))
+    return directories, gone
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
 def _join(prefix: str, path: str) -> str:
     return f"{prefix}/{path}" if prefix else path
 
@@ -142,10 +168,14 @@ def plan_transfer(
     stage2: Patterns | None = None,
     excludes: Patterns | None = None,
     keep: Iterable[str] = (),
+    scanned: Collection[str] | None = None,
 ) -> Plan:
-    """The plan for one run. ``local`` is the mirror's tree (paths relative to its root);
-    ``local_digests`` maps a path to {checksum kind: hex digest} for the files the lists carry
-    checksums of; ``keep`` names paths never to delete (the lists themselves, our trace)."""
+    """The plan for one run. ``local`` is what is known of the mirror's tree (paths relative
+    to its root): all of it when ``scanned`` is None, else the entries of the ``scanned``
+    directories and whatever else the caller looked up (see :func:`places_to_look`) — then
+    only entries in those directories are checked against the tree. ``local_digests`` maps a
+    path to {checksum kind: hex digest} for the files the lists carry checksums of; ``keep``
+    names paths never to delete (the lists themselves, our trace)."""
     stage2 = stage2 or Patterns(())
     excludes = excludes or Patterns(())
     digests = local_digests or {}
@@ -161,6 +191,8 @@ def plan_transfer(
             mine = local.get(full)
             if old is None or line_of(path, entry) not in old:
                 send[full] = "changed"
+            elif scanned is not None and _parent(full) not in scanned:
+                continue  # an unchanged directory: the full rsync checks it (full_every)
             elif mine is None or mine.kind != entry.kind:
                 send[full] = "missing"
             elif entry.kind == "f" and mine.size != entry.size:
@@ -172,16 +204,23 @@ def plan_transfer(
                     ours = digests.get(full, {}).get(algorithm)
                     if ours is not None and ours != digest:
                         send[full] = "differing"
-    partners = _link_partners(listed, send, local)
+    def present(path: str) -> bool:
+        """In the mirror: seen there, or presumed so (in a directory not looked at)."""
+        return path in local or (scanned is not None and _parent(path) not in scanned)
+
+    partners = _link_partners(listed, send, present)
     content: list[str] = []
     indexes: list[str] = []
-    files_to_transfer = bytes_to_transfer = 0
+    files_to_transfer = bytes_to_transfer = index_bytes = 0
     for path in sorted({*send, *partners}):
         entry = listed[path]
-        (indexes if stage2.matches(path, entry.kind == "d") else content).append(path)
+        is_index = stage2.matches(path, entry.kind == "d")
+        (indexes if is_index else content).append(path)
         if path in send and entry.kind != "d":
             files_to_transfer += 1
-            bytes_to_transfer += entry.size if entry.kind == "f" else 0
+            size = entry.size if entry.kind == "f" else 0
+            bytes_to_transfer += size
+            index_bytes += size if is_index else 0
     kept = set(keep)
     prefixes = {m.prefix for m in lists}
     candidates = [
@@ -196,12 +235,13 @@ def plan_transfer(
                 files_total=len(listed),
                 bytes_total=sum(e.size for e in listed.values() if e.kind == "f"),
                 files_to_transfer=files_to_transfer, bytes_to_transfer=bytes_to_transfer,
+                index_bytes=index_bytes,
                 changed=why.count("changed"), missing=why.count("missing"),
                 differing=why.count("differing"), partners=len(partners))
 
 
 def _link_partners(listed: Mapping[str, Entry], send: Mapping[str, str],
-                   local: Mapping[str, Local]) -> set[str]:
+                   present: Callable[[str], bool]) -> set[str]:
     """Files already in the mirror that probably share an inode with a file being sent."""
     wanted = {(p.rsplit("/", 1)[-1], listed[p].size) for p, e in send.items()
               if listed[p].kind == "f"}
@@ -216,5 +256,5 @@ def _link_partners(listed: Mapping[str, Entry], send: Mapping[str, str],
     partners: set[str] = set()
     for members in groups.values():
         if 1 < len(members) <= MAX_LINK_GROUP:
-            partners.update(p for p in members if p not in send and p in local)
+            partners.update(p for p in members if p not in send and present(p))
     return partners

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..classify.judge import Verdict
 from ..config.spec import Config, MirrorSpec
-from ..filelist.compare import Local, ModuleList, Patterns, Plan, plan_transfer
+from ..filelist.compare import Local, ModuleList, Patterns, Plan, places_to_look, plan_transfer
 from ..filelist.format import DIGEST_LENGTHS, Malformed, files_lines, parse
 from ..logs import event
 from ..plan.argv import (
@@ -92,10 +93,11 @@ def full_reason(config: Config, mirror: MirrorSpec, now: float) -> Fallback | No
 DIRECTORY, LINK = Local("d", 0), Local("l", 0)
 
 
-def walk(root: str) -> dict[str, Local]:
-    """The mirror's tree, one ``scandir`` pass, symlinks not followed."""
+def walk(root: str, start: str = "", *, recursive: bool = True) -> dict[str, Local]:
+    """The mirror's tree below ``start`` (relative to ``root``), one ``scandir`` pass, symlinks
+    not followed; with ``recursive`` False, that directory's own entries only."""
     found: dict[str, Local] = {}
-    pending = [""]
+    pending = [start]
     while pending:
         relative = pending.pop()
         try:
@@ -108,7 +110,8 @@ def walk(root: str) -> dict[str, Local]:
             try:  # the type from the directory itself; a stat only for a file's size
                 if entry.is_dir(follow_symlinks=False):
                     found[path] = DIRECTORY
-                    pending.append(path)
+                    if recursive:
+                        pending.append(path)
                 elif entry.is_symlink():
                     found[path] = LINK
                 else:
@@ -116,6 +119,31 @@ def walk(root: str) -> dict[str, Local]:
             except OSError:
                 continue
     return found
+
+
+def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], set[str] | None]:
+    """What the planner needs of the mirror's tree: all of it when a module has no previous
+    list; else only the directories that changed and the paths that went (the rest is as the
+    previous list said, which the last run left in place; ``full_every`` checks the lot)."""
+    if any(m.old is None for m in lists):
+        return walk(root), None
+    directories, gone = places_to_look(lists)
+    local: dict[str, Local] = {}
+    for directory in directories:
+        local.update(walk(root, directory, recursive=False))
+    for path in gone:
+        if path in local:
+            continue
+        try:
+            info = os.lstat(os.path.join(root, path))
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            local[path] = DIRECTORY
+            local.update(walk(root, path))  # what it holds goes with it
+        else:
+            local[path] = LINK if stat.S_ISLNK(info.st_mode) else Local("f", info.st_size)
+    return local, set(directories)
 
 
 def _digests(root: str, lists: list[ModuleList], local: dict[str, Local],
@@ -240,22 +268,31 @@ def filelist_attempt(
         lists.append(ModuleList(prefix, parsed, old))
 
     started = time.time()
-    local = walk(dest)
+    local, scanned = look(dest, lists)
+    for module in lists:  # the files the lists carry checksums of are always checked
+        for sums in module.new.checksums.values():
+            for path in sums:
+                full = f"{module.prefix}/{path}" if module.prefix else path
+                if full not in local and os.path.isfile(os.path.join(dest, full)):
+                    local[full] = Local("f", os.path.getsize(os.path.join(dest, full)))
     keep = [*s.filelist, *([own_trace] if own_trace else [])]
     decided = plan_transfer(
         lists, local, local_digests=_digests(dest, lists, local), stage2=Patterns(s.stage2),
-        excludes=Patterns([*s.excludes, ".~tmp~/", *(f"/{p}" for p in keep)]), keep=keep)
+        excludes=Patterns([*s.excludes, ".~tmp~/", *(f"/{p}" for p in keep)]), keep=keep,
+        scanned=scanned)
     stages[-1] = replace(result, files_total=decided.files_total + len(s.filelist),
                          size_bytes=decided.bytes_total)
-    _note_plan(run, decided, time.time() - started, len(local))
+    _note_plan(run, decided, time.time() - started, len(local),
+               "whole tree" if scanned is None else f"{len(scanned)} changed directories")
     return _transfer(config, mirror, upstream, number, run, decided, plan, stages, skipped,
                      done, theirs, ours, _run_stage, _apply_deletions)
 
 
-def _note_plan(run: _RunContext, decided: Plan, seconds: float, local_count: int) -> None:
+def _note_plan(run: _RunContext, decided: Plan, seconds: float, local_count: int,
+               looked: str) -> None:
     run.runlog.note(
-        f"file lists: {decided.files_total} files ({decided.bytes_total} bytes) upstream, "
-        f"{local_count} entries here (walked and compared in {seconds:.1f}s); to transfer "
+        f"file lists: {decided.files_total} entries ({decided.bytes_total} bytes) upstream; "
+        f"{local_count} entries looked at here ({looked}; {seconds:.1f}s); to transfer "
         f"{decided.files_to_transfer} files ({decided.bytes_to_transfer} bytes): "
         f"{decided.changed} changed in the list, {decided.missing} missing here, "
         f"{decided.differing} differing here, {decided.partners} hard-link partners; "
@@ -268,15 +305,13 @@ def _note_plan(run: _RunContext, decided: Plan, seconds: float, local_count: int
 
 
 def _weights(decided: Plan) -> tuple[float, float]:
-    """Each stage's share of the bar, from the bytes (and names) it will move: known exactly."""
-    def size(paths: tuple[str, ...]) -> float:
-        return float(len(paths)) if paths else 0.0
-    first = decided.bytes_to_transfer + size(decided.content)
-    second = size(decided.indexes)
-    total = first + second
-    if total <= 0:
+    """Each stage's share of the bar, from the bytes and names it will move: known before it
+    starts, so the bar does not guess."""
+    first = decided.bytes_to_transfer - decided.index_bytes + len(decided.content)
+    second = decided.index_bytes + len(decided.indexes)
+    if first + second <= 0:
         return (0.5, 0.5)
-    raw = (max(first / total, 0.05), max(second / total, 0.05))
+    raw = (max(first / (first + second), 0.05), max(second / (first + second), 0.05))
     return (raw[0] / sum(raw), raw[1] / sum(raw))
 
 
