@@ -24,7 +24,7 @@ from mirrorkeeper.filelist.compare import (
     Local,
     ModuleList,
     Patterns,
-    places_to_look,
+    dropped,
     plan_transfer,
 )
 from mirrorkeeper.filelist.format import (
@@ -156,21 +156,25 @@ def test_planner_checks_checksums_skips_restricted_and_excluded_and_adds_link_pa
     assert plan.candidates == (DeleteCandidate("secret", False),)
 
 
-def test_with_a_previous_list_only_changed_directories_and_dropped_paths_are_looked_at() -> None:
+def test_with_a_previous_list_only_what_it_dropped_is_looked_up() -> None:
     old = _list(a=(1, "d", 0), a__x=(1, "f", 5), b=(1, "d", 0), b__y=(1, "f", 5),
                 b__gone=(1, "f", 1), c=(1, "d", 0), c__z=(1, "f", 3))
     new = _list(a=(1, "d", 0), a__x=(1, "f", 5), b=(2, "d", 0), b__y=(1, "f", 5),
                 c=(1, "d", 0), c__z=(1, "f", 3), c__w=(2, "f", 3))
-    directories, gone = places_to_look([ModuleList("", new, lines(old))])
-    assert (directories, gone) == (["b"], ["b/gone"])
-    # b was looked at: y is missing there, and a stray file goes; a/x is not looked at
-    # (its directory did not change), so its absence here is for the full rsync to find.
+    assert dropped([ModuleList("", new, lines(old))]) == ["b/gone"]
+    # Nothing else of the tree is looked at: what the lists did not change is taken to be
+    # there (the full rsync checks that), and only the dropped path is a candidate.
+    local = {"b/gone": Local("f", 1)}
+    plan = plan_transfer([ModuleList("", new, lines(old))], local, scanned=set())
+    assert plan.content == ("b", "c/w")
+    assert [c.path for c in plan.candidates] == ["b/gone"]
+    # c/z has the name and size of nothing sent: no partner.
+    assert plan.partners == 0
+    # A directory scanned is checked: y is missing there, a stray file goes.
     local = {"b": Local("d", 0), "b/gone": Local("f", 1), "b/stray": Local("f", 1)}
     plan = plan_transfer([ModuleList("", new, lines(old))], local, scanned={"b"})
     assert plan.content == ("b", "b/y", "c/w")
     assert [c.path for c in plan.candidates] == ["b/gone", "b/stray"]
-    # c/z shares name and size with nothing sent; c/w (3 bytes) has no partner named alike.
-    assert plan.partners == 0
 
 
 def test_patterns_match_like_rsync_filters() -> None:

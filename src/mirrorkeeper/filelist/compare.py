@@ -128,24 +128,18 @@ def _translate(glob: str) -> str:
     return "".join(out)
 
 
-def places_to_look(lists: Sequence[ModuleList]) -> tuple[list[str], list[str]]:
-    """Where the mirror's tree can differ from the lists, when each has a previous list:
-    the directories whose line changed or that are new (an entry added or removed upstream
-    changes its directory's time), and the paths the previous list had and the new one has
-    not (to delete). Walking those instead of the whole tree makes a run cost what changed."""
-    directories: list[str] = []
+def dropped(lists: Sequence[ModuleList]) -> list[str]:
+    """The paths the previous lists had and the new ones have not: what a run that trusts the
+    previous lists looks up in the mirror (to delete), instead of walking all of it."""
     gone: list[str] = []
     for module in lists:
         assert module.old is not None
         public = module.new.public
-        for path, entry in public.items():
-            if entry.kind == "d" and line_of(path, entry) not in module.old:
-                directories.append(_join(module.prefix, path))
         for line in module.old:
             fields = line.split("\t", 3)
             if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in public:
                 gone.append(_join(module.prefix, fields[3]))
-    return directories, gone
+    return gone
 
 
 def _parent(path: str) -> str:
@@ -172,8 +166,9 @@ def plan_transfer(
 ) -> Plan:
     """The plan for one run. ``local`` is what is known of the mirror's tree (paths relative
     to its root): all of it when ``scanned`` is None, else the entries of the ``scanned``
-    directories and whatever else the caller looked up (see :func:`places_to_look`) — then
-    only entries in those directories are checked against the tree. ``local_digests`` maps a
+    directories and whatever else the caller looked up (see :func:`dropped`) — then only
+    entries in those directories are checked against the tree, the rest is taken to be as
+    the previous list says. ``local_digests`` maps a
     path to {checksum kind: hex digest} for the files the lists carry checksums of; ``keep``
     names paths never to delete (the lists themselves, our trace)."""
     stage2 = stage2 or Patterns(())

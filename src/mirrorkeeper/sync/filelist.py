@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..classify.judge import Verdict
 from ..config.spec import Config, MirrorSpec
-from ..filelist.compare import Local, ModuleList, Patterns, Plan, places_to_look, plan_transfer
+from ..filelist.compare import Local, ModuleList, Patterns, Plan, dropped, plan_transfer
 from ..filelist.format import DIGEST_LENGTHS, Malformed, files_lines, parse
 from ..logs import event
 from ..plan.argv import (
@@ -123,15 +123,15 @@ def walk(root: str, start: str = "", *, recursive: bool = True) -> dict[str, Loc
 
 def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], set[str] | None]:
     """What the planner needs of the mirror's tree: all of it when a module has no previous
-    list; else only the directories that changed and the paths that went (the rest is as the
-    previous list said, which the last run left in place; ``full_every`` checks the lot)."""
+    list; else the paths the lists dropped (to delete them), and nothing more — the rest is
+    as the previous lists say, which the last complete run left in place. On a Fedora-like
+    tree a 1% publish touches nearly every ``Packages/<letter>/`` directory, so looking at
+    the changed directories would walk most of the tree; the full rsync (first sync,
+    ``full_every``) is what compares the whole tree."""
     if any(m.old is None for m in lists):
         return walk(root), None
-    directories, gone = places_to_look(lists)
     local: dict[str, Local] = {}
-    for directory in directories:
-        local.update(walk(root, directory, recursive=False))
-    for path in gone:
+    for path in dropped(lists):
         if path in local:
             continue
         try:
@@ -143,7 +143,7 @@ def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], set[str]
             local.update(walk(root, path))  # what it holds goes with it
         else:
             local[path] = LINK if stat.S_ISLNK(info.st_mode) else Local("f", info.st_size)
-    return local, set(directories)
+    return local, set()
 
 
 def _digests(root: str, lists: list[ModuleList], local: dict[str, Local],
@@ -283,7 +283,7 @@ def filelist_attempt(
     stages[-1] = replace(result, files_total=decided.files_total + len(s.filelist),
                          size_bytes=decided.bytes_total)
     _note_plan(run, decided, time.time() - started, len(local),
-               "whole tree" if scanned is None else f"{len(scanned)} changed directories")
+               "the whole tree" if scanned is None else "what the lists dropped")
     return _transfer(config, mirror, upstream, number, run, decided, plan, stages, skipped,
                      done, theirs, ours, _run_stage, _apply_deletions)
 
