@@ -4,8 +4,9 @@ Fedora-like tree (two modules, hard links between them) and the same daemon.
     .venv/bin/python bench/bench_filelist.py [--files N] [--repeat R]
 
 Both mirrors first sync in full (not timed against each other: the file-list mirror's first
-sync *is* a two-stage rsync). Then, timed: a sync with nothing published (R times), and a sync
-after a publish that rewrites 1% of the packages, adds as many and drops as many (once). After
+sync *is* a two-stage rsync). Then, timed: a sync with nothing published (R times), a sync after a
+publish that touches 1% of the packages (half of them rewritten, a quarter added, a quarter
+dropped), and one after a publish three times that size (1% rewritten, 1% added, 1% dropped). After
 every sync each mirror is compared with the upstream entry by entry (bytes, link targets, and
 which paths share an inode); a difference stops the bench. Times: the command's wall time, and
 the run's own duration from its record (the same minus the interpreter's start-up).
@@ -114,8 +115,12 @@ def main() -> None:
             run("first sync (both full)")
             for _ in range(args.repeat):
                 run("no change")
+            # 1% of the packages touched: half rewritten, a quarter added, a quarter dropped.
+            quarter = len(tree.packages()) // 400
+            tree.publish(0.005, add=quarter, remove=quarter)
+            run("1% update (~0.5% +0.25% -0.25%)")
             tree.publish(0.01)
-            run("1% update (+1% ~1% -1%)")
+            run("3% update (~1% +1% -1%)")
         version = subprocess.run(["rsync", "--version"], capture_output=True,
                                  text=True).stdout.split()[2]
         print(f"tree: {entries} entries ({args.files} packages requested), 2 modules with "

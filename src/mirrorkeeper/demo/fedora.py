@@ -103,22 +103,24 @@ class FedoraLikeTree:
     def packages(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*.rpm"))
 
-    def publish(self, fraction: float = 0.01, *, remove: int | None = None) -> Publish:
-        """One update: ``fraction`` of the packages rewritten (a new size), as many new ones,
-        ``remove`` (default: as many) dropped; repodata and the lists rewritten."""
+    def publish(self, fraction: float = 0.01, *, remove: int | None = None,
+                add: int | None = None) -> Publish:
+        """One update: ``fraction`` of the packages rewritten (a new size), ``add`` new ones
+        and ``remove`` dropped (each default: as many as rewritten); repodata and the lists
+        rewritten."""
         self.serial += 1
         packages = [p for p in self.packages() if "/repodata/" not in p]
         count = max(1, int(len(packages) * fraction))
-        picked = self.rng.sample(packages, min(len(packages), 2 * count + (remove or count)))
-        changed, removed = picked[:count], picked[count:count + (count if remove is None
-                                                                    else remove)]
+        remove = count if remove is None else remove
+        picked = self.rng.sample(packages, min(len(packages), count + remove))
+        changed, removed = picked[:count], picked[count:count + remove]
         for rel in changed:
             (self.root / rel).unlink()  # a new inode: the upstream replaces, never edits
             self._write(rel, self._payload(rel) + b"updated\n")
         for rel in removed:
             (self.root / rel).unlink()
         added = []
-        for i in range(count):
+        for i in range(count if add is None else add):
             rel = f"fedora/updates/40/Everything/x86_64/Packages/n/new{self.serial:03d}-{i:05d}.rpm"
             self._write(rel)
             added.append(rel)
