@@ -88,8 +88,9 @@ def test_reader_takes_the_real_format() -> None:
     (SAMPLE.replace("[Version]\n3", "[Version]\n4"), "version 4"),
     (SAMPLE.replace("[Version]\n3\n", ""), "no [Version]"),
     ("[Version]\n2\n\n[End]\n", "no [Files]"),
-    (SAMPLE.replace("1700000100\tf\t5", "1700000100\tf"), "4 tab-separated"),
-    (SAMPLE.replace("\tf\t5\t", "\tx\t5\t"), "unknown type"),
+    (SAMPLE.replace("1700000100\tf\t5", "1700000100\tf"), "separated by tabs"),
+    (SAMPLE.replace("\tf\t5\t", "\tx\t5\t"), "a type (f, d or l"),
+    (SAMPLE.replace("\tf\t5\t", "\tf\t5x\t"), "line 6:"),
     (SAMPLE.replace("releases/README\n", "../etc/passwd\n", 1), "'.'/'..'"),
     (SAMPLE.replace("releases/README\n", "/etc/passwd\n", 1), "absolute"),
     (SAMPLE.replace("da39a3ee", "da39"), "not a SHA1"),
@@ -105,7 +106,7 @@ def lines(filelist: FileList) -> frozenset[str]:
 
 
 def _list(**files: tuple[int, str, int]) -> FileList:
-    return FileList(2, {p.replace("__", "/"): Entry(*v) for p, v in files.items()})
+    return FileList.of({p.replace("__", "/"): Entry(*v) for p, v in files.items()})
 
 
 def test_planner_sends_what_changed_is_missing_or_differs_and_deletes_what_is_gone() -> None:
@@ -139,11 +140,11 @@ def test_planner_sends_what_changed_is_missing_or_differs_and_deletes_what_is_go
 
 
 def test_planner_checks_checksums_skips_restricted_and_excluded_and_adds_link_partners() -> None:
-    new = FileList(2, {"r/repomd.xml": Entry(1, "f", 3), "p/k.rpm": Entry(2, "f", 4),
+    new = FileList.of({"r/repomd.xml": Entry(1, "f", 3), "p/k.rpm": Entry(2, "f", 4),
                        "q/k.rpm": Entry(1, "f", 4), "secret": Entry(1, "f", 1, restricted=True),
                        "debug/x": Entry(1, "f", 1)},
-                   {"SHA1": {"r/repomd.xml": "1" * 40}})
-    old = FileList(2, {**new.entries, "p/k.rpm": Entry(1, "f", 4)})
+                      {"SHA1": {"r/repomd.xml": "1" * 40}})
+    old = FileList.of({**new.entries, "p/k.rpm": Entry(1, "f", 4)})
     local = {"r/repomd.xml": Local("f", 3), "p/k.rpm": Local("f", 4), "q/k.rpm": Local("f", 4),
              "secret": Local("f", 1), "debug/x": Local("f", 1)}
     plan = plan_transfer([ModuleList("", new, lines(old))], local,
@@ -165,16 +166,15 @@ def test_with_a_previous_list_only_what_it_dropped_is_looked_up() -> None:
     # Nothing else of the tree is looked at: what the lists did not change is taken to be
     # there (the full rsync checks that), and only the dropped path is a candidate.
     local = {"b/gone": Local("f", 1)}
-    plan = plan_transfer([ModuleList("", new, lines(old))], local, scanned=set())
+    plan = plan_transfer([ModuleList("", new, lines(old))], local, trust_previous=True)
     assert plan.content == ("b", "c/w")
     assert [c.path for c in plan.candidates] == ["b/gone"]
-    # c/z has the name and size of nothing sent: no partner.
-    assert plan.partners == 0
-    # A directory scanned is checked: y is missing there, a stray file goes.
-    local = {"b": Local("d", 0), "b/gone": Local("f", 1), "b/stray": Local("f", 1)}
-    plan = plan_transfer([ModuleList("", new, lines(old))], local, scanned={"b"})
-    assert plan.content == ("b", "b/y", "c/w")
-    assert [c.path for c in plan.candidates] == ["b/gone", "b/stray"]
+    assert plan.partners == 0  # c/w is named like nothing else
+    assert (plan.files_total, plan.bytes_total) == (7, 5 + 5 + 3 + 3)
+    # Trusting or comparing the whole tree, a tree as the old list says plans the same.
+    tree = {p: Local(e.kind, e.size if e.kind == "f" else 0) for p, e in old.entries.items()}
+    walked = plan_transfer([ModuleList("", new, lines(old))], tree)
+    assert (walked.content, walked.candidates) == (plan.content, plan.candidates)
 
 
 def test_patterns_match_like_rsync_filters() -> None:

@@ -16,11 +16,11 @@ of the whole tree does, at the price of a few more names in the file list.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..rsync.parse import DeleteCandidate
-from .format import Entry, FileList, line_of
+from .format import Entry, FileList, entry_of, line_of
 
 #: A name-and-size group larger than this is not a likely hard-link set (many small README or
 #: .htaccess files of one size): its members are not added as link partners.
@@ -134,12 +134,14 @@ def dropped(lists: Sequence[ModuleList]) -> list[str]:
     gone: list[str] = []
     for module in lists:
         assert module.old is not None
-        public = module.new.public
-        for line in module.old:
+        new = set(module.new.lines)
+        still = {line.split("\t", 3)[3] for line in new - module.old
+                 if line.split("\t", 2)[1] in ("f", "d", "l")}
+        for line in module.old - new:
             fields = line.split("\t", 3)
-            if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in public:
+            if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in still:
                 gone.append(_join(module.prefix, fields[3]))
-    return gone
+    return sorted(gone)
 
 
 def _parent(path: str) -> str:
@@ -162,36 +164,36 @@ def plan_transfer(
     stage2: Patterns | None = None,
     excludes: Patterns | None = None,
     keep: Iterable[str] = (),
-    scanned: Collection[str] | None = None,
+    trust_previous: bool = False,
 ) -> Plan:
-    """The plan for one run. ``local`` is what is known of the mirror's tree (paths relative
-    to its root): all of it when ``scanned`` is None, else the entries of the ``scanned``
-    directories and whatever else the caller looked up (see :func:`dropped`) — then only
-    entries in those directories are checked against the tree, the rest is taken to be as
-    the previous list says. ``local_digests`` maps a
-    path to {checksum kind: hex digest} for the files the lists carry checksums of; ``keep``
-    names paths never to delete (the lists themselves, our trace)."""
+    """The plan for one run. ``local`` is the mirror's whole tree (paths relative to its
+    root) — or, with ``trust_previous`` (every module has a previous list), only the paths the
+    caller looked up (see :func:`dropped`): then the tree is taken to be as the previous lists
+    say, only the lines that changed are read, and the totals are the lists' own.
+    ``local_digests`` maps a path to {checksum kind: hex digest} for the files the lists carry
+    checksums of; ``keep`` names paths never to delete (the lists themselves, our trace)."""
     stage2 = stage2 or Patterns(())
     excludes = excludes or Patterns(())
     digests = local_digests or {}
-    listed: dict[str, Entry] = {}
+    listed: dict[str, Entry] = {}  # every entry the plan looks at
     send: dict[str, str] = {}  # path -> why
+    files_total = bytes_total = 0
     for module in lists:
-        old = module.old
-        for path, entry in module.new.public.items():
-            full = _join(module.prefix, path)
-            if excludes.matches(full, entry.kind == "d"):
-                continue
-            listed[full] = entry
-            mine = local.get(full)
-            if old is None or line_of(path, entry) not in old:
-                send[full] = "changed"
-            elif scanned is not None and _parent(full) not in scanned:
-                continue  # an unchanged directory: the full rsync checks it (full_every)
-            elif mine is None or mine.kind != entry.kind:
-                send[full] = "missing"
-            elif entry.kind == "f" and mine.size != entry.size:
-                send[full] = "differing"
+        if trust_previous:
+            count, size = _totals(module.new.lines)
+            files_total, bytes_total = files_total + count, bytes_total + size
+            _read_changes(module, excludes, listed, send)
+        else:
+            _compare_tree(module, local, excludes, listed, send)
+    if trust_previous:
+        # The few other lines the plan needs: files named like a file sent, in any module
+        # (hard-link partners), and the files the lists carry checksums of.
+        names = {p.rsplit("/", 1)[-1] for p in send if listed[p].kind == "f"}
+        names.update(p.rsplit("/", 1)[-1] for m in lists for sums in m.new.checksums.values()
+                     for p in sums)
+        for module in lists:
+            _read_named(module, names, excludes, listed)
+    for module in lists:
         for algorithm, sums in module.new.checksums.items():
             for path, digest in sums.items():
                 full = _join(module.prefix, path)
@@ -199,9 +201,13 @@ def plan_transfer(
                     ours = digests.get(full, {}).get(algorithm)
                     if ours is not None and ours != digest:
                         send[full] = "differing"
+    if not trust_previous:
+        files_total = len(listed)
+        bytes_total = sum(e.size for e in listed.values() if e.kind == "f")
+
     def present(path: str) -> bool:
-        """In the mirror: seen there, or presumed so (in a directory not looked at)."""
-        return path in local or (scanned is not None and _parent(path) not in scanned)
+        """In the mirror: seen there, or (trusting the previous lists) presumed so."""
+        return trust_previous or path in local
 
     partners = _link_partners(listed, send, present)
     content: list[str] = []
@@ -227,12 +233,73 @@ def plan_transfer(
     ]
     why = list(send.values())
     return Plan(content=tuple(content), indexes=tuple(indexes), candidates=tuple(candidates),
-                files_total=len(listed),
-                bytes_total=sum(e.size for e in listed.values() if e.kind == "f"),
+                files_total=files_total, bytes_total=bytes_total,
                 files_to_transfer=files_to_transfer, bytes_to_transfer=bytes_to_transfer,
                 index_bytes=index_bytes,
                 changed=why.count("changed"), missing=why.count("missing"),
                 differing=why.count("differing"), partners=len(partners))
+
+
+def _compare_tree(module: ModuleList, local: Mapping[str, Local], excludes: Patterns,
+                  listed: dict[str, Entry], send: dict[str, str]) -> None:
+    """Every entry of the list against the previous list and the whole local tree."""
+    old = module.old
+    for path, entry in module.new.public.items():
+        full = _join(module.prefix, path)
+        if excludes.matches(full, entry.kind == "d"):
+            continue
+        listed[full] = entry
+        mine = local.get(full)
+        if old is None or line_of(path, entry) not in old:
+            send[full] = "changed"
+        elif mine is None or mine.kind != entry.kind:
+            send[full] = "missing"
+        elif entry.kind == "f" and mine.size != entry.size:
+            send[full] = "differing"
+
+
+def _read_changes(module: ModuleList, excludes: Patterns, listed: dict[str, Entry],
+                  send: dict[str, str]) -> None:
+    """Only the lines that differ from the previous list: sent."""
+    assert module.old is not None
+    old = module.old
+    for line in module.new.lines:
+        if line in old:
+            continue
+        path, entry = entry_of(line)
+        full = _join(module.prefix, path)
+        if entry.restricted or excludes.matches(full, entry.kind == "d"):
+            continue
+        listed[full] = entry
+        send[full] = "changed"
+
+
+def _read_named(module: ModuleList, names: set[str], excludes: Patterns,
+                listed: dict[str, Entry]) -> None:
+    """Add the entries whose last path part is one of ``names`` (one cheap pass)."""
+    if not names:
+        return
+    for line in module.new.lines:
+        slash = line.rfind("/")
+        name = line[slash + 1:] if slash >= 0 else line.split("\t", 3)[-1]
+        if name in names:
+            path, entry = entry_of(line)
+            full = _join(module.prefix, path)
+            if not entry.restricted and full not in listed \
+                    and not excludes.matches(full, entry.kind == "d"):
+                listed[full] = entry
+
+
+def _totals(lines: Iterable[str]) -> tuple[int, int]:
+    """Public entries and their files' bytes, as the list says."""
+    count = size = 0
+    for line in lines:
+        _when, kind, length, _path = line.split("\t", 3)
+        if kind in ("f", "d", "l"):
+            count += 1
+            if kind == "f":
+                size += int(length)
+    return count, size
 
 
 def _link_partners(listed: Mapping[str, Entry], send: Mapping[str, str],

@@ -26,6 +26,7 @@ them; a version above :data:`MAX_VERSION` is refused, as it refuses it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -53,10 +54,21 @@ class Entry(NamedTuple):
 @dataclass(frozen=True)
 class FileList:
     version: int
-    #: Path (relative to the list's directory) → its entry.
-    entries: dict[str, Entry]
+    #: The ``[Files]`` lines as written (already checked): most runs only compare them with
+    #: the previous list's, so they are turned into entries only when asked.
+    lines: tuple[str, ...]
     #: Checksum kind (``SHA1``) → path → hex digest.
     checksums: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: dict[str, Entry], checksums: dict[str, dict[str, str]] | None = None,
+           version: int = 2) -> FileList:
+        return cls(version, tuple(_written(p, e) for p, e in entries.items()), checksums or {})
+
+    @functools.cached_property
+    def entries(self) -> dict[str, Entry]:
+        """Path (relative to the list's directory) → its entry."""
+        return dict(entry_of(line) for line in self.lines)
 
     @property
     def public(self) -> dict[str, Entry]:
@@ -82,87 +94,116 @@ def _bad_path(path: str) -> bool:
 
 _TYPES = {"f": ("f", False), "d": ("d", False), "l": ("l", False),
           **{k + s: (k, True) for k in KINDS for s in "-*"}}
+#: The first ``[Files]`` line that is not time, type, size and path (one pass in C).
+_NOT_A_LINE = re.compile(r"^(?!\d+\t[fdl][-*]?\t\d+\t[^\n]).*", re.M)
+#: The first ``[Files]`` line whose path could leave the mirror (see ``_BAD_PATH``).
+_BAD_LINE = re.compile(r"^\d+\t[^\t\n]*\t\d+\t(?:/|\.\.?(?:/|$)|[^\n]*//|[^\n]*/\.\.?(?:/|$)"
+                       r"|[^\n]*/$|[^\n]*\x00)", re.M)
 
 
-def _files_line(line: str, entries: dict[str, Entry]) -> str | None:
-    """Add one ``[Files]`` line to ``entries``; what is wrong with it, if anything."""
-    fields = line.split("\t", 3)
-    if len(fields) != 4:
-        return "a [Files] line has 4 tab-separated fields (time, type, size, path)"
-    when, kind, size, path = fields
-    if not (when.isdigit() and size.isdigit()):
-        return "time and size should be whole numbers"
-    known = _TYPES.get(kind)
-    if known is None:
-        return f"unknown type {kind[:8]!r} (f, d or l, optionally followed by - or *)"
-    if _BAD_PATH.search(path):
-        return f"the path {path[:80]!r} is absolute, empty or has '.'/'..' parts"
-    entries[path] = Entry(int(when), known[0], int(size), known[1])
+def entry_of(line: str) -> tuple[str, Entry]:
+    """A checked ``[Files]`` line as (path, entry)."""
+    when, kind, size, path = line.split("\t", 3)
+    known = _TYPES[kind]
+    return path, Entry(int(when), known[0], int(size), known[1])
+
+
+def _check_files(block: str, first_line: int) -> str | None:
+    """What is wrong with the first bad line of a ``[Files]`` block, if any."""
+    for pattern, why in ((_NOT_A_LINE, "a [Files] line is a time, a type (f, d or l, "
+                                       "optionally followed by - or *), a size and a path, "
+                                       "separated by tabs"),
+                         (_BAD_LINE, "the path is absolute, empty or has '.'/'..' parts")):
+        found = pattern.search(block)
+        if found:
+            number = first_line + block.count("\n", 0, found.start())
+            return f"line {number}: {why}: {found.group(0)[:80]!r}"
     return None
+
+
+_BLOCK_END = re.compile(r"\n(?:\n|\[)|\n?\Z")
+
+
+def _files_block(text: str) -> tuple[int, int] | None:
+    """Where the ``[Files]`` lines are in ``text`` (start, end), or None: they are most of a
+    list, so they are found and checked as one block, not line by line in Python."""
+    if text.startswith("[Files]\n"):
+        begin = len("[Files]\n")
+    else:
+        found = text.find("\n[Files]\n")
+        if found < 0:
+            return None
+        begin = found + len("\n[Files]\n")
+    ending = _BLOCK_END.search(text, begin)
+    return begin, ending.start() if ending else len(text)
 
 
 def parse(text: str) -> FileList | Malformed:
     """The list in ``text``, or why it is not one. Never raises."""
-    lines = text.split("\n")
+    block = _files_block(text)
+    if block is None:
+        if not text.rstrip("\n").endswith("[End]"):
+            return Malformed("it does not end with [End]: incomplete (cut off, or read while "
+                             "the upstream was writing it)")
+        return Malformed("it has no [Files] section")
+    begin, end = block
+    files = text[begin:end]
+    rest = text[:begin] + text[end:]
+    lines = rest.split("\n")
     while lines and lines[-1] == "":
         lines.pop()
     if not lines or lines[-1].strip() != "[End]":
         return Malformed("it does not end with [End]: incomplete (cut off, or read while the "
                          "upstream was writing it)")
+    if files:
+        problem = _check_files(files, text.count("\n", 0, begin) + 1)
+        if problem:
+            return Malformed(problem)
     version: int | None = None
-    entries: dict[str, Entry] = {}
     checksums: dict[str, dict[str, str]] = {}
     seen_files = False
     section = ""
-    for number, raw in enumerate(lines[:-1], start=1):
+    for raw in lines[:-1]:
         line = raw.rstrip("\r")
         if line.startswith("[") and line.endswith("]"):
             section = line
             if section == "[Files]":
                 if seen_files:
-                    return Malformed(f"line {number}: a second [Files] section")
+                    return Malformed("a second [Files] section")
                 seen_files = True
             continue
         if not line.strip():
             continue
         if section == "[Version]":
             if version is not None or not line.strip().isdigit():
-                return Malformed(f"line {number}: [Version] should hold one number, "
-                                 f"not {line.strip()[:40]!r}")
+                return Malformed(f"[Version] should hold one number, not {line.strip()[:40]!r}")
             version = int(line.strip())
             if version > MAX_VERSION:
                 return Malformed(f"it is format version {version}; this Mirrorkeeper reads "
                                  f"up to {MAX_VERSION}")
-        elif section == "[Files]":
-            problem = _files_line(line, entries)
-            if problem:
-                return Malformed(f"line {number}: {problem}")
         elif match := _CHECKSUM_SECTION.match(section):
             algorithm = match.group(1).upper()
             fields = line.split("\t", 1)
             if len(fields) != 2 or not _HEX.match(fields[0]) or _bad_path(fields[1]):
-                return Malformed(f"line {number}: a [Checksums] line is a hex digest, a tab "
+                return Malformed(f"{line[:60]!r}: a [Checksums] line is a hex digest, a tab "
                                  "and a relative path")
             if algorithm in DIGEST_LENGTHS and len(fields[0]) != DIGEST_LENGTHS[algorithm]:
-                return Malformed(f"line {number}: not a {algorithm} digest")
+                return Malformed(f"{line[:60]!r}: not a {algorithm} digest")
             checksums.setdefault(algorithm, {})[fields[1]] = fields[0].lower()
         # Any other section ([Directories], later additions) is skipped, as upstream does.
     if version is None:
         return Malformed("it has no [Version] section")
-    if not seen_files:
-        return Malformed("it has no [Files] section")
-    return FileList(version=version, entries=entries, checksums=checksums)
+    return FileList(version=version, lines=tuple(files.split("\n")) if files else (),
+                    checksums=checksums)
 
 
 def files_lines(text: str) -> frozenset[str]:
     """The ``[Files]`` lines of a list, as they are: what the previous list said is only ever
     compared, line by line, with the new one, so it need not be parsed."""
-    start = text.find("\n[Files]\n")
-    if start < 0:
+    block = _files_block(text)
+    if block is None or block[0] == block[1]:
         return frozenset()
-    start += len("\n[Files]\n")
-    end = text.find("\n\n", start)
-    return frozenset(text[start:end if end >= 0 else len(text)].split("\n"))
+    return frozenset(text[block[0]:block[1]].split("\n"))
 
 
 def line_of(path: str, entry: Entry) -> str:
@@ -170,12 +211,16 @@ def line_of(path: str, entry: Entry) -> str:
     return f"{entry.mtime}\t{entry.kind}\t{entry.size}\t{path}"
 
 
+def _written(path: str, entry: Entry) -> str:
+    """Any entry's line, a restricted one marked ``*``."""
+    return f"{entry.mtime}\t{entry.kind}{'*' if entry.restricted else ''}\t{entry.size}\t{path}"
+
+
 def render(files: dict[str, Entry], checksums: dict[str, str] | None = None,
            version: int = 2) -> str:
     """A list in the real format (as ``create-filelist`` writes it): for tests and the bench."""
     out = ["[Version]", str(version), "", "[Files]"]
-    for path, e in files.items():
-        out.append(f"{e.mtime}\t{e.kind}{'*' if e.restricted else ''}\t{e.size}\t{path}")
+    out += [_written(path, e) for path, e in files.items()]
     out += ["", "[Checksums SHA1]"]
     out += [f"{digest}\t{path}" for path, digest in sorted((checksums or {}).items())]
     out += ["", "[End]", ""]

@@ -121,15 +121,15 @@ def walk(root: str, start: str = "", *, recursive: bool = True) -> dict[str, Loc
     return found
 
 
-def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], set[str] | None]:
-    """What the planner needs of the mirror's tree: all of it when a module has no previous
-    list; else the paths the lists dropped (to delete them), and nothing more — the rest is
-    as the previous lists say, which the last complete run left in place. On a Fedora-like
-    tree a 1% publish touches nearly every ``Packages/<letter>/`` directory, so looking at
-    the changed directories would walk most of the tree; the full rsync (first sync,
-    ``full_every``) is what compares the whole tree."""
+def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], bool]:
+    """What the planner needs of the mirror's tree, and whether it trusts the previous lists:
+    the whole tree when a module has no previous list; else only the paths the lists dropped
+    (to delete them) — the rest is as the previous lists say, which the last complete run left
+    in place. (On a Fedora-like tree a 1% publish touches nearly every ``Packages/<letter>/``
+    directory, so even walking the changed directories would walk most of the tree.) The full
+    rsync (first sync, ``full_every``) is what compares the whole tree."""
     if any(m.old is None for m in lists):
-        return walk(root), None
+        return walk(root), False
     local: dict[str, Local] = {}
     for path in dropped(lists):
         if path in local:
@@ -143,7 +143,7 @@ def look(root: str, lists: list[ModuleList]) -> tuple[dict[str, Local], set[str]
             local.update(walk(root, path))  # what it holds goes with it
         else:
             local[path] = LINK if stat.S_ISLNK(info.st_mode) else Local("f", info.st_size)
-    return local, set()
+    return local, True
 
 
 def _digests(root: str, lists: list[ModuleList], local: dict[str, Local],
@@ -268,7 +268,7 @@ def filelist_attempt(
         lists.append(ModuleList(prefix, parsed, old))
 
     started = time.time()
-    local, scanned = look(dest, lists)
+    local, trust = look(dest, lists)
     for module in lists:  # the files the lists carry checksums of are always checked
         for sums in module.new.checksums.values():
             for path in sums:
@@ -279,11 +279,11 @@ def filelist_attempt(
     decided = plan_transfer(
         lists, local, local_digests=_digests(dest, lists, local), stage2=Patterns(s.stage2),
         excludes=Patterns([*s.excludes, ".~tmp~/", *(f"/{p}" for p in keep)]), keep=keep,
-        scanned=scanned)
+        trust_previous=trust)
     stages[-1] = replace(result, files_total=decided.files_total + len(s.filelist),
                          size_bytes=decided.bytes_total)
     _note_plan(run, decided, time.time() - started, len(local),
-               "the whole tree" if scanned is None else "what the lists dropped")
+               "what the lists dropped" if trust else "the whole tree")
     return _transfer(config, mirror, upstream, number, run, decided, plan, stages, skipped,
                      done, theirs, ours, _run_stage, _apply_deletions)
 
