@@ -1,11 +1,14 @@
 """What one file-list run transfers and deletes. Pure: lists and a tree snapshot in, a plan out.
 
 quick-fedora-mirror's rules, one module at a time: transfer every entry whose line changed
-since the previous list (new, or a new time, type or size), every listed entry the mirror
-lacks or holds as another type, every file whose local size differs from the list's, and
-every file whose local checksum differs from the list's ``[Checksums]``. Delete what the
-mirror holds under a list's directory that the list no longer names. Restricted entries
-(``-``/``*`` types) are for tier-1 mirrors only: not transferred, and not kept.
+since the previous list (new, or a new time, type or size), and every file whose local
+checksum differs from the list's ``[Checksums]``; delete what the previous list had and the
+new one has not. Between full runs the tree is taken to be as the previous list says (the
+last complete run left it so), so a run costs what changed, not the size of the tree. Without
+a previous list the whole local tree is compared: every listed entry the mirror lacks or
+holds as another type or size is sent, every entry under a list's directory that the list
+does not name is deleted. Restricted entries (``-``/``*`` types) are for tier-1 mirrors only:
+not transferred, and not kept.
 
 Hard links survive because all lists go into one rsync with ``-H``; a file that changed is
 sent together with the files that most likely share its inode (same name and size, already in
@@ -142,10 +145,6 @@ def dropped(lists: Sequence[ModuleList]) -> list[str]:
             if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in still:
                 gone.append(_join(module.prefix, fields[3]))
     return sorted(gone)
-
-
-def _parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
 def _join(prefix: str, path: str) -> str:
