@@ -382,6 +382,24 @@ def test_a_renamed_module_directory_keeps_its_hard_links(
     assert len(inode_groups(mirror)) == len(before)
 
 
+def test_a_damaged_copy_of_the_list_here_means_the_whole_tree_is_compared(
+        small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    mirror = config.parent / "mirror"
+    sync(config)
+    stamp = (mirror / LISTS[1]).stat().st_mtime
+    (mirror / LISTS[1]).write_text("[Version]\n2\n\n[Files]\n")  # cut short here
+    os.utime(mirror / LISTS[1], (stamp, stamp))
+    removed = tree.packages()[5]
+    (mirror / removed).unlink()  # and a file lost here, which no list says
+    stray = mirror / "epel/9/stray.rpm"
+    stray.write_bytes(b"not upstream\n")
+    record, findings = sync(config)
+    assert record.outcome == "success" and codes(findings) == {}, record.attempts
+    assert uses_files_from(record)
+    assert snapshot(mirror) == snapshot(tree.root)
+
+
 def test_full_every_brings_a_full_rsync_back(small: tuple[FedoraLikeTree, Path]) -> None:
     tree, config = small
     sync(config)
