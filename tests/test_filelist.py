@@ -36,6 +36,7 @@ from mirrorkeeper.filelist.format import (
     render,
 )
 from mirrorkeeper.record import RunRecord
+from mirrorkeeper.record.progress import LiveProgress
 from mirrorkeeper.rsync.parse import DeleteCandidate
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.run import sync_mirror
@@ -485,3 +486,26 @@ def test_a_100000_file_tree_full_then_no_change_then_one_percent(
     assert snapshot(mirror) == snapshot(tree.root)
     assert inode_groups(mirror) == inode_groups(tree.root)
     print(f"full {full_seconds:.1f}s, 1% update {record.duration_seconds:.1f}s")
+
+
+def test_progress_is_known_up_front_and_only_moves_forward(
+        small: tuple[FedoraLikeTree, Path]) -> None:
+    tree, config = small
+    sync(config)
+    tree.publish(0.02)
+    seen: list[LiveProgress] = []
+    loaded = load_config(config)
+    store = Store.open(loaded.settings.state_dir)
+    try:
+        record = sync_mirror(loaded, loaded.mirrors["fed"], store, on_progress=seen.append,
+                             live_interval=0.0)
+    finally:
+        store.close()
+    assert record.outcome == "success" and uses_files_from(record)
+    assert {p.stage for p in seen} == {"stage1", "stage2"}  # the list fetch is not on the bar
+    for stage in ("stage1", "stage2"):
+        totals = {p.files_expected for p in seen if p.stage == stage and p.files_expected}
+        assert len(totals) == 1, totals  # the whole count from the first line: never grows
+        assert not any(p.incremental for p in seen if p.stage == stage)
+    percents = [p.percent for p in seen if p.percent is not None]
+    assert percents == sorted(percents) and percents[-1] > 50
