@@ -41,6 +41,11 @@ CODES: dict[str, Code] = {
                                               "file but has content: synced without it"),
     "profile.signal_unparsable": Code(S.WARNING, "the update-signal file's content is not of "
                                                  "the profile's signal_kind; its mtime stood in"),
+    # The file-list method.
+    "filelist.full": Code(S.INFO, "a file-list mirror ran a full two-stage rsync as planned: "
+                                  "its first sync, or full_every was due"),
+    "filelist.unusable": Code(S.WARNING, "the upstream's file list was missing, incomplete "
+                                         "or malformed: a full two-stage rsync ran instead"),
     # The transfer.
     "transfer.partial": Code(S.INFO, "a few files could not be transferred (failure ratio "
                                      "within the info bound)"),

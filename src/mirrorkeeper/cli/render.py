@@ -126,6 +126,7 @@ def profile_json(p: Profile) -> dict[str, Any]:
         "source": p.source, "upstreams": list(s.upstreams), "stage2": list(s.stage2),
         "stage1_include": list(s.stage1_include), "excludes": list(s.excludes),
         "rsync_options": list(s.rsync_options), "update_signal": s.update_signal,
+        "method": s.method, "filelist": list(s.filelist),
         "schedule": s.schedule, "stale_after_seconds": s.stale_after,
         "timeout_seconds": s.timeout, "two_stage": bool(s.stage2),
         "valid": True, "problems": [],

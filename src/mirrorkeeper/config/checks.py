@@ -12,6 +12,7 @@ from .schedule import parse_schedule
 from .spec import (
     PUBLISH_MODES,
     SNAPSHOT_BACKENDS,
+    SYNC_METHODS,
     TRACE_STYLES,
     UPSTREAM_STRATEGIES,
     SyncSettings,
@@ -125,6 +126,20 @@ def _checks(s: SyncSettings) -> list[tuple[str, str, str]]:
     if s.signal_kind not in SIGNAL_KINDS:
         found.append(("signal_kind", f"`{s.signal_kind}` is not a signal kind",
                       "use one of " + ", ".join(SIGNAL_KINDS)))
+    if s.method not in SYNC_METHODS:
+        found.append(("method", f"`{s.method}` is not a sync method",
+                      "use one of " + ", ".join(SYNC_METHODS)))
+    elif s.method == "filelist" and not s.filelist:
+        found.append(("filelist", "method \"filelist\" needs the file lists to read",
+                      "e.g. filelist = [\"fullfiletimelist-fedora\"]"))
+    for i, path in enumerate(s.filelist):
+        if not path or path.startswith("/") or path.endswith("/") \
+                or any(part in ("", ".", "..") for part in path.split("/")):
+            found.append((f"filelist.{i}", f"`{path}` must be a file's path relative to the "
+                          "upstream's root", "e.g. \"fedora/fullfiletimelist-fedora\""))
+    if s.full_every <= 0:
+        found.append(("full_every", "must be longer than zero",
+                      "\"7d\" runs a full rsync weekly"))
     if s.trace not in TRACE_STYLES:
         found.append(("trace", f"`{s.trace}` is not a trace style",
                       "use \"debian\" (project/trace/HOSTNAME), \"arch\" (lastsync), "

@@ -16,11 +16,14 @@ DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
                            "renotify_info", "interval", "delete_grace", "upstream_busy_wait",
-                           "verify_every", "push_delay"})
+                           "verify_every", "push_delay", "full_every"})
 UPSTREAM_STRATEGIES = ("ordered", "round-robin", "fastest")
 TRACE_STYLES = ("", "debian", "arch", "ubuntu")
 SNAPSHOT_BACKENDS = ("none", "zfs", "btrfs")
 PUBLISH_MODES = ("direct", "snapshot")
+#: How a mirror is synced: ``rsync`` (two-stage rsync of the tree) or ``filelist`` (from the
+#: upstream's published file lists, Fedora's ``fullfiletimelist-*``; see docs/configuration.md).
+SYNC_METHODS = ("rsync", "filelist")
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,15 @@ class SyncSettings:
     failure_ratio_info: float = 0.001
     failure_ratio_warning: float = 0.01
     failure_ratio_error: float = 0.1
+    #: ``rsync`` or ``filelist`` (see :data:`SYNC_METHODS`).
+    method: str = "rsync"
+    #: For ``method = "filelist"``: the lists' paths relative to the upstream root, one per
+    #: module mirrored together (``fedora/fullfiletimelist-fedora``); each names paths relative
+    #: to its own directory.
+    filelist: tuple[str, ...] = ()
+    #: A ``filelist`` mirror still runs a full two-stage rsync this often (it checks what the
+    #: lists cannot: a file changed in place with the same size, a stray local file).
+    full_every: float = 7 * 86400.0
     #: The mirror's own trace file, written after each successful sync: ``debian``
     #: (``project/trace/<hostname>``, ftpsync's format, with ``_hierarchy``, ``_traces`` and
     #: ftpsync's ``Archive-Update-*`` markers), ``arch`` (``lastsync``: epoch seconds),

@@ -55,6 +55,9 @@ class StagePlan:
     name: str  #: "stage1", "stage2" or "single"
     argv: tuple[str, ...]
     deletes: bool
+    #: Moves only the paths named by ``--files-from`` (a file-list run): its file count says
+    #: nothing about the size of the upstream's tree.
+    files_from: bool = False
 
 
 #: How the deleting stage asks rsync to name, not delete, what the upstream dropped; with

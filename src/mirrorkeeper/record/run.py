@@ -70,6 +70,9 @@ class StageResult:
 
 #: The step after the content stages that copies the upstream's update-signal file last.
 SIGNAL_STAGE = "signal"
+#: The step of a file-list run that fetches the lists; its counts are the whole tree's, as
+#: the lists tell them.
+FILELIST_STAGE = "filelist"
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,11 @@ class RunRecord:
     @property
     def files_failed(self) -> int:
         """Files that still failed at the end: the final attempt's last stage (stage 2 tries
-        again whatever stage 1 could not transfer)."""
+        again whatever stage 1 could not transfer); a file-list run's stages each move their
+        own paths, so there they add up."""
         content = self.content_stages
+        if any(a.startswith("--files-from=") for s in content for a in s.argv):
+            return sum(s.files_failed for s in content)  # a file-list run: disjoint stages
         return content[-1].files_failed if content else 0
 
     @property

@@ -26,8 +26,8 @@ class ProbePrefetch:
         s = mirror.settings
         self.mirror = mirror.name
         self._futures: dict[str, Future[Probe | None]] = {}
-        if not s.update_signal or not s.upstreams:
-            return
+        if not s.update_signal or not s.upstreams or s.method == "filelist":
+            return  # a file-list run's fetch of the lists is its probe
         signal, rsync = s.update_signal, config.settings.rsync
         wanted = s.upstreams if s.upstream_strategy == "fastest" else s.upstreams[:1]
         budget = ConnectionBudget(config.settings.state_dir, host_limits(config.mirrors.values()))

@@ -40,6 +40,7 @@ from ..plan.seed import SEED_STAGE, wants_seed
 from ..plan.upstreams import order_upstreams, recent_failures
 from ..record import SIGNAL_STAGE, Attempt, Deletions, RunRecord, StageResult
 from ..record.progress import LiveProgress, estimate, stage_weights
+from ..record.run import FILELIST_STAGE
 from ..rsync.exitcodes import meaning
 from ..rsync.parse import Progress
 from ..rsync.process import ProcessResult, run_process
@@ -297,7 +298,7 @@ def _run_locked(
                               last_total, weights_for[2 if s.stage2 else 1], settings.rsync,
                               settings.hostname, previous.skipped_runs if previous else 0,
                               probes, scope=scope, required=required_marker(config, mirror),
-                              budget=budget)
+                              budget=budget, last_size=last_ok.size_bytes if last_ok else None)
         dest_problem = _dest_problem(mirror.dest)
         if dest_problem:
             runlog.note(dest_problem)
@@ -334,6 +335,13 @@ def _run_locked(
         if record.outcome in ("success", "staged") and s.trace:
             _write_trace(config, mirror, record, runlog,
                          "stage1" if record.outcome == "staged" else scope, trigger)
+        if record.outcome == "success" and context.full_run:
+            from .filelist import record_full
+
+            try:
+                record_full(config, mirror, started)
+            except OSError as exc:
+                runlog.note(f"cannot record the full rsync's time: {exc}")
         if snapshots and not dest_problem:  # after the trace: it is inside what is published
             record = snapshots.after(record)
         store.finish_run(record)
@@ -441,8 +449,25 @@ def _one_attempt(
                        exit_code, begun, time.time(), verdict.failure_ratio, verdict.detail)
 
     run.deletions = None
+    run.full_run = False
     signal_mtime = None
     planned = mirror
+    if s.method == "filelist":
+        # The lists are fetched first: their fetch is the probe (an unchanged list costs one
+        # connection), and the update signal is checked only for a full rsync.
+        from .filelist import filelist_attempt, full_reason
+
+        fallback = full_reason(config, mirror, begun)
+        if fallback is None:
+            outcome = filelist_attempt(config, mirror, upstream, number, run, last_total,
+                                       stages, skipped, done)
+            if isinstance(outcome, Attempt):
+                return outcome
+            fallback = outcome
+        run.notice(fallback[0], upstream, fallback[1])
+        run.runlog.note(f"a full two-stage rsync instead of the file lists: {fallback[1]}")
+        event("filelist.fallback", code=fallback[0], reason=fallback[1])
+        run.full_run = True
     if s.update_signal:
         refusal, signal_mtime, absent = _check_signal(config, mirror, upstream, run)
         if refusal is not None:
@@ -654,7 +679,8 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
     verdict = judge_stage(result, s, last_total)
     if verdict.category == "interrupted":  # the judge cannot know which signal it was
         verdict = Verdict("interrupted", "run.interrupted", stopped_by(run.stop))
-    if verdict.category == "ok" and stage.name == "stage1" and last_total:
+    if verdict.category == "ok" and stage.name == "stage1" and last_total \
+            and not stage.files_from:
         floor = last_total * (1 - s.max_delete_fraction)
         if result.files_total < floor:
             verdict = Verdict("upstream", "upstream.empty",
@@ -851,7 +877,7 @@ class _LiveStage:
         self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
-        if self.stage.name == SIGNAL_STAGE:
+        if self.stage.name in (SIGNAL_STAGE, FILELIST_STAGE):
             return  # one small file between the stages: no place on the progress bar
         run = self.run
         now = time.time()
@@ -916,6 +942,10 @@ class _RunContext:
     required: Path | None = None
     #: Connection slots per upstream host, shared with every process on this machine.
     budget: ConnectionBudget = field(default_factory=unlimited)
+    #: The last successful run's tree size (a no-change file-list run keeps it).
+    last_size: int | None = None
+    #: This attempt of a file-list mirror is a full two-stage rsync.
+    full_run: bool = False
 
     def notice(self, code: str, upstream: str, summary: str) -> None:
         if (code, upstream, summary) not in self.notices:
