@@ -673,6 +673,7 @@ def _run_stage(plan: SyncPlan, stage: StagePlan, index: int, count: int, number:
         proc = run_process(stage.argv, None, on_lines=live.handle, env=RSYNC_ENV,
                            no_output_timeout=plan.no_output_timeout,
                            stop=run.stop) if held else ProcessResult(None, "signal")
+    live.show_progress()
     result = _stage_result(stage.name, stage.argv, live.started, time.time(), proc,
                            live.tally, number, plan.upstream)
     stages.append(result)
@@ -874,6 +875,7 @@ class _LiveStage:
         self.started = time.time()
         self._published = 0.0
         self._shown = 0.0
+        self._unshown = False
         self._live_failed = False
 
     def publish(self, progress: Progress | None, force: bool = False) -> None:
@@ -906,13 +908,19 @@ class _LiveStage:
         for line in lines:
             progressed = feed(line) or progressed
         if progressed:
+            self._unshown = True
             now = time.monotonic()
             if now - self._shown >= PROGRESS_EVERY:
-                self._shown = now
-                self.publish(self.tally.last_progress)
+                self.show_progress(now)
         if self.run.hooks.on_line:
             for line in lines:
                 self.run.hooks.on_line(self.stage.name, stream, line)
+
+    def show_progress(self, now: float | None = None) -> None:
+        """Publish the newest progress update (at a stage's end: the one the throttle held)."""
+        if self._unshown:
+            self._shown, self._unshown = now or time.monotonic(), False
+            self.publish(self.tally.last_progress)
 
 
 @dataclass
