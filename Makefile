@@ -31,8 +31,12 @@ lint: venv
 demo: venv
 	$(BIN)/mirrorkeeper demo --workdir demo-run
 
+## bench: issue #12's figures: sync overhead against bare rsync, naive rsync and ftpsync (100,000
+## files, 5 interleaved repetitions; BENCH_ARGS="--large" adds 1M files), then the dashboard under
+## 20 clients (50 mirrors x 10,000 runs). See docs/benchmarks.md.
 bench: venv
-	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python bench/bench_overhead.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_web.py
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache

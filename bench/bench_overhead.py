@@ -32,19 +32,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_sync import bench_tree  # beside this script
-
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.plan.argv import LIST_DELETIONS, RSYNC_ENV, build_plan
 
-#: Runs the CLI and writes the process's own peak RSS (KiB) to the fd in $MK_RSS_FD at exit.
+#: Runs the CLI and writes the process's own peak RSS (KiB) and CPU seconds (user + system,
+#: rsync's not included) to the fd in $MK_RSS_FD at exit.
 RSS_PROBE = """
-import atexit, os, sys
+import atexit, os, resource, sys
 def peak():
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
-            os.write(int(os.environ["MK_RSS_FD"]), line.split()[1].encode())
+            os.write(int(os.environ["MK_RSS_FD"]),
+                     f"{line.split()[1]} {cpu.ru_utime + cpu.ru_stime}".encode())
 atexit.register(peak)
 from mirrorkeeper.cli import main
 main(sys.argv[1:])
@@ -62,7 +64,8 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def run_mk(config: Path, *args: str, python: str = sys.executable) -> tuple[float, int]:
+def run_mk(config: Path, *args: str, python: str = sys.executable,
+           cpu: list[float] | None = None) -> tuple[float, int]:
     """Wall seconds of a ``mirrorkeeper`` command and its own peak RSS in KiB; ``python``
     is the interpreter of the install to run (another checkout's venv for a baseline)."""
     read, write = os.pipe()
@@ -74,11 +77,13 @@ def run_mk(config: Path, *args: str, python: str = sys.executable) -> tuple[floa
     os.close(write)
     _, err = proc.communicate()
     elapsed = time.perf_counter() - start
-    rss = os.read(read, 64)
+    probe = os.read(read, 64).split()
     os.close(read)
     if proc.returncode != 0:
         raise SystemExit(f"mirrorkeeper {args} failed ({proc.returncode}): {err[-1500:]}")
-    return elapsed, int(rss or 0)
+    if cpu is not None and len(probe) == 2:
+        cpu.append(float(probe[1]))
+    return elapsed, int(probe[0]) if probe else 0
 
 
 def write_config(work: Path, url: str) -> Path:
@@ -127,6 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packages", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--max-size", type=int, default=4000,
+                        help="largest package file in bytes (the count is what costs us; "
+                             "smaller files keep a 100,000-file run to minutes)")
     parser.add_argument("--large", action="store_true", help="also peak RSS at 1M files")
     parser.add_argument("--baseline", metavar="PYTHON",
                         help="also time the Mirrorkeeper installed for this interpreter (e.g. "
@@ -135,10 +143,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mk-overhead-"))
     try:
-        tree = bench_tree(work, args.packages)
+        tree = DebianLikeTree(work / "upstream", seed=11)
+        tree.create(packages=args.packages, min_size=200, max_size=args.max_size)
         files = sum(1 for p in tree.root.rglob("*") if p.is_file())
         times: dict[tuple[str, str], list[float]] = {}
         rss: list[int] = []
+        cpu: dict[str, list[float]] = {}
         with RsyncDaemon(work / "rsyncd", [Module("debian", tree.root)]) as daemon:
             url = daemon.url("debian")
             config = write_config(work, url)
@@ -146,8 +156,11 @@ def main() -> None:
             naive = ["rsync", "-a", "--delete", url + "/", f"{work}/naive/"]
             ftpsync = ftpsync_runner(work, daemon.port)
 
+            scenario_now = ["full"]
+
             def mk() -> float:
-                seconds, peak = run_mk(config, "sync", "deb", "--quiet")
+                seconds, peak = run_mk(config, "sync", "deb", "--quiet",
+                                       cpu=cpu.setdefault(scenario_now[0], []))
                 rss.append(peak)
                 return seconds
 
@@ -175,6 +188,7 @@ def main() -> None:
                 order = list(tools.items())
                 order = order[rep % len(order):] + order[:rep % len(order)]  # rotate
                 for scenario in ("full", "no-change", "1% update"):
+                    scenario_now[0] = scenario
                     if scenario == "1% update":
                         n = max(1, args.packages // 100)
                         tree.mutate(add=n // 2, change=n // 4, remove=n // 4)
@@ -214,6 +228,9 @@ def main() -> None:
             print(f"| {scenario} | {statistics.median(mine):.2f} | " + " | ".join(cells) + " |")
         print(f"\npeak RSS of the mirrorkeeper process at {files} files: "
               f"{max(rss) / 1024:.1f} MiB")
+        for scenario, seconds in cpu.items():
+            print(f"CPU of the mirrorkeeper process (user + system, rsync not included), "
+                  f"{scenario}: median {statistics.median(seconds):.2f} s")
         for verb, values in cli.items():
             print(f"`mirrorkeeper {verb}`: min {min(values) * 1000:.0f} ms, median "
                   f"{statistics.median(values) * 1000:.0f} ms")
