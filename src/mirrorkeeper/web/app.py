@@ -41,8 +41,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import __version__
-from ..config.spec import LOGO_TYPES
 from ..config.durations import format_duration
+from ..config.spec import LOGO_TYPES
 from ..logs import event, iso, open_run_log
 from ..metrics.prometheus import registry_from
 from ..overview import alert_row, public_row
@@ -375,7 +375,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         rows = [r for r in overview.rows if r["enabled"]]
         percent = {r["mirror"]: r["progress_percent"] for r in rows}
         return [public.public_mirror(
-            state, config.mirrors[state.name].info, config.mirrors[state.name].settings.stale_after, percent[state.name],
+            state, config.mirrors[state.name].info,
+            config.mirrors[state.name].settings.stale_after, percent[state.name],
             config.web.files_url(), overview.taken) for state in mirror_states(backend, rows)]
 
     def render_public(name: str, overview: Overview, **context: Any) -> bytes:

@@ -24,8 +24,8 @@ STATES: dict[str, tuple[str, str, str]] = {
     "queued": ("Queued", "…", "a sync is about to start"),
     "stale": ("Stale", "!", "the last successful sync is older than it should be"),
     "failing": ("Failing", "✗", "the last sync failed; the files are from the last success"),
-    "never": ("Not yet synced", "–", "no sync has finished yet"),
-    "disabled": ("Paused", "–", "not synced any more"),
+    "never": ("Not yet synced", "○", "no sync has finished yet"),
+    "disabled": ("Paused", "⏸", "not synced any more"),
 }
 
 
