@@ -25,7 +25,7 @@ STATES: dict[str, tuple[str, str, str]] = {
     "stale": ("Stale", "!", "the last successful sync is older than it should be"),
     "failing": ("Failing", "✗", "the last sync failed; the files are from the last success"),
     "never": ("Not yet synced", "○", "no sync has finished yet"),
-    "disabled": ("Paused", "⏸", "not synced any more"),
+    "disabled": ("Paused", "‖", "not synced any more"),
 }
 
 
