@@ -4,6 +4,7 @@ a real store: what they say agrees with ``/jobs`` and ``mirrorz.json``, nothing 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -144,6 +145,25 @@ def test_help_pages_carry_the_public_url(site: tuple[TestClient, Daemon]) -> Non
     assert f"URIs: {PUBLIC_URL}/debian/" in client.get("/help/debian").text
     assert client.get("/help/old").status_code == 404  # disabled: not public
     assert client.get("/help/nope").status_code == 404
+
+
+def test_upstream_lag_shows_where_a_poll_and_our_copy_know_it(
+        site: tuple[TestClient, Daemon]) -> None:
+    client, daemon = site
+    assert 'class="lag"' not in client.get("/").text  # never polled: nothing claimed
+    signal = Path(daemon.config.mirrors["debian"].dest) / "project/trace/master"
+    signal.parent.mkdir(parents=True)
+    signal.write_text("ours")
+    ours = time.time() - 4 * 3600
+    os.utime(signal, (ours, ours))
+    daemon.store.record_poll("debian", "rsync://up.example/x/", time.time(), 0.1, 0,
+                             ours + 3 * 3600, ours, None, False)
+    row = client.get("/").text.split('data-mirror="debian"')[1].split("</tr>")[0]
+    assert '<small class="lag">3h00m behind upstream</small>' in row
+    daemon.store.record_poll("debian", "rsync://up.example/x/", time.time(), 0.1, 0,
+                             ours, ours, None, False)
+    row = client.get("/").text.split('data-mirror="debian"')[1].split("</tr>")[0]
+    assert '<small class="lag">up to date with upstream</small>' in row
 
 
 def test_about_names_the_contact_and_the_sponsor(site: tuple[TestClient, Daemon]) -> None:

@@ -48,6 +48,7 @@ from ..metrics.prometheus import registry_from
 from ..overview import alert_row, public_row
 from ..record.present import human_bytes, human_rate, run_json
 from ..store.alerts import AlertStore
+from ..sync.preflight import local_mtime
 from . import compat, public
 from .graphs import RANGES, downsample
 from .guard import FrontDoor
@@ -370,6 +371,16 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         if not backend.config.web.public:
             raise HTTPException(404, "the public pages are off: set [web] public = true")
 
+    def behind_upstream(name: str) -> float | None:
+        """The newest poll's upstream signal against our copy's (a query and a stat)."""
+        mirror = backend.config.mirrors[name]
+        signal = mirror.settings.update_signal
+        poll = backend.store.last_poll(name) if signal else None
+        if not signal or poll is None:
+            return None
+        return public.upstream_lag(poll["upstream_mtime"], local_mtime(
+            mirror.dest, signal, mirror.settings.signal_kind))
+
     def public_mirrors(overview: Overview) -> list[public.PublicMirror]:
         config = backend.config
         rows = [r for r in overview.rows if r["enabled"]]
@@ -377,7 +388,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         return [public.public_mirror(
             state, config.mirrors[state.name].info,
             config.mirrors[state.name].settings.stale_after, percent[state.name],
-            config.web.files_url(), overview.taken) for state in mirror_states(backend, rows)]
+            config.web.files_url(), overview.taken, behind_upstream(state.name))
+            for state in mirror_states(backend, rows)]
 
     def render_public(name: str, overview: Overview, **context: Any) -> bytes:
         web = backend.config.web

@@ -41,6 +41,9 @@ class PublicMirror:
     size_bytes: int | None
     files_url: str
     has_help: bool
+    #: How far our copy's update signal is behind the upstream's at its last poll (seconds;
+    #: None: not known — no signal, never polled, or no copy yet).
+    behind_upstream: float | None = None
 
     @property
     def words(self) -> str:
@@ -77,14 +80,23 @@ def files_url(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}"
 
 
+def upstream_lag(upstream_mtime: float | None, local_mtime: float | None) -> float | None:
+    """How far our copy is behind the upstream's last publish (None when either is unknown:
+    a mirror with no copy yet is not "55 years behind")."""
+    if upstream_mtime is None or local_mtime is None:
+        return None
+    return max(0.0, upstream_mtime - local_mtime)
+
+
 def public_mirror(state: MirrorState, info: ProfileInfo, stale_after: float,
-                  percent: float | None, base_url: str, now: float) -> PublicMirror:
+                  percent: float | None, base_url: str, now: float,
+                  behind_upstream: float | None = None) -> PublicMirror:
     return PublicMirror(
         name=state.name, description=info.description,
         state=public_state(state, stale_after, now), percent=percent,
         last_success_at=state.last_success_at, size_bytes=state.size_bytes,
         files_url=files_url(base_url, state.name),
-        has_help=bool(info.help))
+        has_help=bool(info.help), behind_upstream=behind_upstream)
 
 
 def help_snippets(info: ProfileInfo, url: str, name: str) -> list[str]:
