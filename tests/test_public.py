@@ -247,3 +247,16 @@ def test_contact_links_only_mail_and_web_addresses() -> None:
     assert contact_href("https://x.example/c") == "https://x.example/c"
     assert contact_href("javascript:alert(1)") is None
     assert contact_href("Room 101, call 555") is None
+
+
+def test_the_public_url_host_is_answered(tmp_path: Path) -> None:
+    """Behind a proxy that passes the public name on, the public site answers to it."""
+    daemon = Daemon(load_config(public_config(
+        tmp_path, 'public = true\npublic_url = "https://Files.Example.net"\n')))
+    try:
+        with TestClient(create_app(daemon), base_url="http://files.example.net") as client:
+            assert client.get("/").status_code == 200
+        with TestClient(create_app(daemon), base_url="http://evil.example") as client:
+            assert client.get("/").status_code == 400
+    finally:
+        daemon.close()
