@@ -17,6 +17,7 @@ import pytest
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.store import Store
 
+from .conftest import wait_for
 from .test_browser import browser, pytestmark
 from .test_daemon import RunningDaemon, daemon_config, start_daemon
 from .test_public import PUBLIC_URL, seed_runs
@@ -132,4 +133,39 @@ def test_help_pages_in_the_browser_carry_the_public_url_and_pass_axe(
     browser.execute_script("const i = document.createElement('img'); i.src = 'data:,';"
                            "document.querySelector('main').append(i);")
     assert any(v.startswith("image-alt") for v in serious_violations(browser))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+@pytest.mark.slow
+def test_live_progress_where_javascript_is_on(
+        tmp_path: Path, served: str, browser: Any,
+        start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    """A real sync (bandwidth-limited, as in test_browser): the row's percentage follows it
+    without a reload, and when it ends the page fetches itself again and says Fresh."""
+    from selenium.webdriver.common.by import By
+
+    config, port = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served],
+        "bwlimit": 400}})
+    config.write_text(config.read_text() + f'public = true\npublic_url = "{PUBLIC_URL}"\n')
+    start_daemon(config, port)
+    base = f"http://127.0.0.1:{port}"
+    browser.get(f"{base}/")
+    seen: list[str] = []
+
+    def words() -> str:
+        return browser.find_element(By.CSS_SELECTOR, 'tr[data-mirror="deb"] .state-words').text
+
+    def percentages_moved() -> bool:
+        text = words()
+        if text.startswith("Syncing ") and text.endswith("%") and text not in seen:
+            seen.append(text)
+            if len(seen) == 1:  # a mark that a reload would wipe
+                browser.execute_script("window.sameDocument = true;")
+        return len(seen) >= 2
+
+    wait_for(percentages_moved, timeout=60, what="the percentage changed twice")
+    assert browser.execute_script("return window.sameDocument === true;"), "no reload"
+    wait_for(lambda: words() == "Fresh", timeout=90, what="the page says Fresh after the sync")
+    assert requests_elsewhere(browser, base) == []
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

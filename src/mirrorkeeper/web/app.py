@@ -133,9 +133,10 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
                                  duration=lambda s: format_duration(s) if s is not None else "",
                                  utc=_utc)
-    public_css = (Path(_package_dir("static")) / "public.css").read_text(encoding="utf-8")
-    public_headers = {"content-security-policy": public.public_csp(public_css),
-                      "cache-control": "max-age=5"}
+    static = Path(_package_dir("static"))
+    public_css = (static / "public.css").read_text(encoding="utf-8")
+    public_js = (static / "public.js").read_text(encoding="utf-8")
+    public_headers = {"content-security-policy": public.public_csp(public_css, public_js)}
 
     def config_mirror(name: str) -> Any:
         mirror = backend.config.mirrors.get(name)
@@ -400,7 +401,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         if not backend.config.web.public:
             return await overview_page(request)
         return HTMLResponse(await derived("public_page", lambda o: render_public(
-            "public.html", o, mirrors=public_mirrors(o))), headers=public_headers)
+            "public.html", o, mirrors=public_mirrors(o), script=public_js)),
+            headers=public_headers)
 
     async def help_page(request: Request) -> Response:
         public_on()

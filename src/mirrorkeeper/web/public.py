@@ -41,6 +41,8 @@ class PublicMirror:
     size_bytes: int | None
     files_url: str
     has_help: bool
+    #: A sync process runs now (the live script reloads the page when this changes).
+    running: bool = False
     #: How far our copy's update signal is behind the upstream's at its last poll (seconds;
     #: None: not known — no signal, never polled, or no copy yet).
     behind_upstream: float | None = None
@@ -96,7 +98,7 @@ def public_mirror(state: MirrorState, info: ProfileInfo, stale_after: float,
         state=public_state(state, stale_after, now), percent=percent,
         last_success_at=state.last_success_at, size_bytes=state.size_bytes,
         files_url=files_url(base_url, state.name),
-        has_help=bool(info.help), behind_upstream=behind_upstream)
+        has_help=bool(info.help), behind_upstream=behind_upstream, running=state.running)
 
 
 def help_snippets(info: ProfileInfo, url: str, name: str) -> list[str]:
@@ -132,14 +134,15 @@ def robots_txt(public: bool) -> str:
             "Disallow: /alerts\nDisallow: /metrics\n")
 
 
-def style_hash(css: str) -> str:
-    """The CSP source that allows exactly this inline ``<style>`` (one request per page)."""
-    digest = hashlib.sha256(css.encode()).digest()
+def inline_hash(text: str) -> str:
+    """The CSP source that allows exactly this inline ``<style>`` or ``<script>`` (one
+    request per page, and nothing else inline)."""
+    digest = hashlib.sha256(text.encode()).digest()
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def public_csp(css: str) -> str:
-    """The public pages' policy: no script at all, this one inline style, own images."""
-    return ("default-src 'none'; script-src 'none'; "
-            f"style-src {style_hash(css)}; img-src 'self' data:; form-action 'none'; "
-            "frame-ancestors 'none'; base-uri 'none'")
+def public_csp(css: str, script: str) -> str:
+    """The public pages' policy: this one inline style and script, own images and events."""
+    return (f"default-src 'none'; script-src {inline_hash(script)}; "
+            f"style-src {inline_hash(css)}; img-src 'self' data:; connect-src 'self'; "
+            "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
