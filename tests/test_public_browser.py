@@ -142,7 +142,7 @@ def test_live_progress_where_javascript_is_on(
         start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
     """A real sync (bandwidth-limited, as in test_browser): the row's percentage follows it
     without a reload, and when it ends the page fetches itself again and says Fresh."""
-    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import WebDriverException
 
     config, port = daemon_config(tmp_path, {"deb": {
         "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [served],
@@ -154,7 +154,14 @@ def test_live_progress_where_javascript_is_on(
     seen: list[str] = []
 
     def words() -> str:
-        return browser.find_element(By.CSS_SELECTOR, 'tr[data-mirror="deb"] .state-words').text
+        """The row's state words; "" while the page is being fetched again (on purpose)."""
+        try:
+            text = browser.execute_script(
+                "const e = document.querySelector('tr[data-mirror=\"deb\"] .state-words');"
+                "return e ? e.textContent : '';")
+        except WebDriverException:
+            return ""
+        return str(text or "")
 
     def percentages_moved() -> bool:
         text = words()
