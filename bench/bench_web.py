@@ -1,7 +1,7 @@
 """The dashboard and API under load, with a long history (issue #12's figures).
 
     .venv/bin/python bench/bench_web.py [--mirrors 50] [--runs 10000] [--clients 20]
-        [--requests 10] [--repeat 3] [--before OTHER/src]
+        [--requests 10] [--repeat 3] [--before OTHER/src] [--public]
 
 Each variant (this tree, and with ``--before`` another checkout's ``src``) runs in its own
 process: it builds a store of MIRRORS x RUNS finished runs (two stages of stage JSON each, one
@@ -12,6 +12,10 @@ one request at a time per path (median), then CLIENTS keep-alive connections at 
 sending REQUESTS requests back to back per path (p50 and p99 over every request of every
 repetition); variants and repetitions interleave. Last, the whole ``mirrorkeeper status``
 command (a fresh interpreter: imports plus query) is timed on each variant's store.
+
+``--public`` turns ``[web] public`` on (issue #18; not for a ``--before`` tree older than it):
+``/`` is then the public page, the dashboard ``/admin``, and ``/help/m00`` and ``/about`` are
+timed too.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ SEQUENTIAL = ("/", "/api/status", "/mirrors/m00", "/api/mirrors/m00",
               "/api/mirrors/m00/series?range=week", "/api/mirrors/m00/series?range=year",
               "/api/mirrors/m00/runs", "/jobs", "/mirrorz.json", "/metrics")
 CONCURRENT = ("/", "/api/status", "/metrics", "/api/mirrors/m00", "/jobs", "/mirrorz.json")
+PUBLIC = ("/", "/admin", "/help/m00", "/about")
 FAILING_TAIL = 300  # the last runs of m45..m49 all failed: their last success is far back
 
 
 # -- the server side (a child process per variant) ---------------------------------------------
-def build(state: Path, mirrors: int, count: int) -> Path:
+def build(state: Path, mirrors: int, count: int, public: bool = False) -> Path:
     """A config of MIRRORS mirrors and a store holding COUNT runs of each (written directly,
     a few seconds for 500,000 runs), with the summaries the code under test keeps, if any."""
     from mirrorkeeper.record import Attempt, StageResult
@@ -53,7 +58,8 @@ def build(state: Path, mirrors: int, count: int) -> Path:
     for m in range(mirrors):
         lines.append(f'[mirrors.m{m:02d}]\nprofile = "debian"\ndest = "{state}/srv/m{m:02d}"\n'
                      'upstreams = ["rsync://up.example/debian/"]\n')
-    lines.append('[web]\nlisten = "127.0.0.1:8118"\n')
+    lines.append('[web]\nlisten = "127.0.0.1:8118"\n'
+                 + ('public = true\npublic_url = "https://mirror.example"\n' if public else ""))
     config.write_text("\n".join(lines))
     Store.open(state).close()  # the schema, by the code under test
     now = time.time()
@@ -102,7 +108,7 @@ def build(state: Path, mirrors: int, count: int) -> Path:
     return config
 
 
-def serve(state: Path, mirrors: int, count: int) -> None:
+def serve(state: Path, mirrors: int, count: int, public: bool = False) -> None:
     """Build, time the status query, serve; report on stdout; stop when stdin closes."""
     import uvicorn
 
@@ -113,7 +119,7 @@ def serve(state: Path, mirrors: int, count: int) -> None:
     from mirrorkeeper.web.app import create_app
 
     began = time.perf_counter()
-    config_path = build(state, mirrors, count)
+    config_path = build(state, mirrors, count, public)
     built = time.perf_counter() - began
     config = load_config(config_path)
     query_ms = []
@@ -187,8 +193,8 @@ def start_variant(src: str, state: Path, args: argparse.Namespace) -> tuple[Any,
     env = {**os.environ, "PYTHONPATH": src}
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(state), "--mirrors", str(args.mirrors),
-         "--runs", str(args.runs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-        text=True)
+         "--runs", str(args.runs), *(["--public"] if args.public else [])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     assert child.stdout is not None
     line = child.stdout.readline()
     if not line:
@@ -204,11 +210,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="per client, per path")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--before", metavar="SRC", help="another checkout's src, to compare")
+    parser.add_argument("--public", action="store_true", help="[web] public = true")
     parser.add_argument("--serve", metavar="STATE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve), args.mirrors, args.runs)
+        serve(Path(args.serve), args.mirrors, args.runs, args.public)
         return
+    sequential_paths = (*PUBLIC, *SEQUENTIAL[1:]) if args.public else SEQUENTIAL
+    concurrent_paths = (*PUBLIC, *CONCURRENT[1:]) if args.public else CONCURRENT
     here = str(Path(__file__).resolve().parent.parent / "src")
     variants = {"before": args.before, "after": here} if args.before else {"this": here}
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,17 +233,17 @@ def main() -> None:
         rates: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeat):
             for name, (_, info) in servers.items():
-                for path in SEQUENTIAL:
+                for path in sequential_paths:
                     times: list[float] = []
                     asyncio.run(fetch_many(info["port"], path, 5, times))
                     sequential.setdefault((name, path), []).extend(times[1:])
-                for path in CONCURRENT:
+                for path in concurrent_paths:
                     times, rate = load(info["port"], path, args.clients, args.requests)
                     concurrent.setdefault((name, path), []).extend(times)
                     rates.setdefault((name, path), []).append(rate)
         print("\nOne request at a time (median ms):\n")
         print("| request | " + " | ".join(servers) + " |\n|---|" + "---|" * len(servers))
-        for path in SEQUENTIAL:
+        for path in sequential_paths:
             print(f"| `{path}` | " + " | ".join(
                 f"{statistics.median(sequential[(n, path)]):.1f}" for n in servers) + " |")
         print(f"\n{args.clients} clients at once, {args.requests} requests each, "
@@ -242,7 +251,7 @@ def main() -> None:
         print("| request | " + " | ".join(f"{n} p50 | {n} p99 | {n} max | {n} req/s"
                                          for n in servers)
               + " |\n|---|" + "---|---|---|---|" * len(servers))
-        for path in CONCURRENT:
+        for path in concurrent_paths:
             cells = []
             for n in servers:
                 times = concurrent[(n, path)]

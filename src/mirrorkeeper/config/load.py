@@ -15,6 +15,7 @@ from ..web.hosts import valid_host_entry
 from .checks import check_hostname, check_settings
 from .problems import ConfigError, Problem, did_you_mean
 from .spec import (
+    LOGO_TYPES,
     AlertRule,
     AlertSettings,
     BrokenMirror,
@@ -211,7 +212,8 @@ def _load_mirror(name: str, table: Any, file: str, base: Path,
                                 "the tree a sync writes", "e.g. dest = \"/srv/work/debian\" and "
                                 "publish_path = \"/srv/mirror/debian\"")], dest=dest)
     return _Mirror([], MirrorSpec(name=name, profile=profile_name, dest=dest,
-                                  enabled=bool(enabled), settings=settings), dest=dest)
+                                  enabled=bool(enabled), settings=settings,
+                                  info=catalogue.profiles[profile_name].info), dest=dest)
 
 
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -387,8 +389,27 @@ def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSe
             problems.append(Problem(file, f"web.allowed_hosts.{index}",
                                     f"`{name}` is not a host name",
                                     "a name or address without scheme or port, or \"*\""))
+    if web.public_url and (not re.match(r"^https?://[^/\s]+(/\S*)?$", web.public_url)
+                           or web.public_url.endswith("/")):
+        problems.append(Problem(file, "web.public_url",
+                                f"`{web.public_url}` is not an http(s) URL without a final '/'",
+                                "e.g. \"https://mirror.example.org\"; help pages append "
+                                "/MIRROR to it"))
+    if web.public and not web.files_url():
+        problems.append(Problem(file, "web.public_url", "is needed with `public = true`",
+                                "the help pages tell users this URL; set public_url or "
+                                "site_url"))
     token_file = _absolute(web.token_file, base) if web.token_file else None
-    return dataclasses.replace(web, token_file=token_file)
+    logo = _absolute(web.logo, base) if web.logo else None
+    if logo is not None:
+        if Path(logo).suffix.lower() not in LOGO_TYPES:
+            problems.append(Problem(file, "web.logo", f"`{logo}` is not an image the pages "
+                                    "can serve", f"use a {', '.join(sorted(LOGO_TYPES))} file"))
+        elif not Path(logo).is_file():
+            problems.append(Problem(file, "web.logo", f"no file `{logo}`",
+                                    "give the path of a local image (no URL: the public "
+                                    "page loads nothing from another site)"))
+    return dataclasses.replace(web, token_file=token_file, logo=logo)
 
 
 def _load_metrics(raw: Any, file: str, problems: list[Problem]) -> MetricsSettings:

@@ -184,6 +184,10 @@ class ProfileInfo:
     #: host named here is one that needs registration; it is never listed first when the
     #: profile has a public one.
     restricted: str = ""
+    #: What a user of the mirror pastes, one snippet per file (its first line a comment
+    #: naming the file); ``{url}`` stands for the mirror's public URL, ``{name}`` for its
+    #: name, and nothing else is expanded (dnf's ``$releasever`` stays as it is).
+    help: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,8 @@ class MirrorSpec:
     dest: str
     enabled: bool
     settings: SyncSettings
+    #: What its profile says about the project (the public pages show it).
+    info: ProfileInfo = field(default_factory=ProfileInfo)
 
 
 @dataclass(frozen=True)
@@ -320,6 +326,11 @@ class DaemonSettings:
     jitter: float = 600.0
 
 
+#: The image types ``[web] logo`` may be, and the media type each is served as.
+LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
+              ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """``[web]``: the dashboard and JSON API served by the daemon."""
@@ -336,6 +347,20 @@ class WebSettings:
     #: Further names the web answers to (the ``Host`` header), beside the ``listen`` host,
     #: ``site_url``'s host and loopback; ``*`` turns the check off (DNS rebinding protection).
     allowed_hosts: tuple[str, ...] = ()
+    #: Serve the public status and help pages at ``/`` (the dashboard moves to ``/admin``).
+    public: bool = False
+    #: Where users fetch the mirrored files (``{public_url}/{mirror}/``): the base of every
+    #: help snippet; ``site_url`` when empty.
+    public_url: str = ""
+    #: A local image file shown on the public pages (served from ``/logo``; no other origin).
+    logo: str | None = None
+    #: How users reach the admin (an address or URL), and who sponsors the mirror: ``/about``.
+    contact: str = ""
+    sponsor: str = ""
+
+    def files_url(self) -> str:
+        """The base URL of the mirrored files, as help snippets name it."""
+        return self.public_url or self.site_url
 
 
 @dataclass(frozen=True)

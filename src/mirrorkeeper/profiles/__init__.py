@@ -1,7 +1,8 @@
 """The profile catalogue: shipped project profiles plus the admin's own.
 
 A profile is one TOML file named after it. Its keys are the fields of ``ProfileInfo``
-(description, docs, approx_size, notes, extends, checked_against, unverified, restricted) and
+(description, docs, approx_size, notes, extends, checked_against, unverified, restricted,
+help) and
 of ``SyncSettings`` (see
 :mod:`mirrorkeeper.config.spec`). A file in the admin's profiles directory with the same name
 replaces the shipped one; ``extends = "debian"`` starts from another profile.

@@ -42,12 +42,14 @@ from starlette.templating import Jinja2Templates
 
 from .. import __version__
 from ..config.durations import format_duration
+from ..config.spec import LOGO_TYPES
 from ..logs import event, iso, open_run_log
 from ..metrics.prometheus import registry_from
 from ..overview import alert_row, public_row
 from ..record.present import human_bytes, human_rate, run_json
 from ..store.alerts import AlertStore
-from . import compat
+from ..sync.preflight import local_mtime
+from . import compat, public
 from .graphs import RANGES, downsample
 from .guard import FrontDoor
 from .reading import SharedReading
@@ -83,6 +85,12 @@ def _ago(epoch: float | None) -> str:
         return "never"
     seconds = time.time() - epoch
     return f"{format_duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
+
+
+def _utc(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
 
 
 def int_param(request: Request, name: str, default: int | None, low: int, high: int,
@@ -123,7 +131,12 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     templates = Jinja2Templates(directory=_package_dir("templates"))
     templates.env.globals["version"] = __version__  # in static URLs: a new release, new files
     templates.env.filters.update(bytes=human_bytes, rate=human_rate, ago=_ago, iso=iso,
-                                 duration=lambda s: format_duration(s) if s is not None else "")
+                                 duration=lambda s: format_duration(s) if s is not None else "",
+                                 utc=_utc)
+    static = Path(_package_dir("static"))
+    public_css = (static / "public.css").read_text(encoding="utf-8")
+    public_js = (static / "public.js").read_text(encoding="utf-8")
+    public_headers = {"content-security-policy": public.public_csp(public_css, public_js)}
 
     def config_mirror(name: str) -> Any:
         mirror = backend.config.mirrors.get(name)
@@ -204,7 +217,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     def render(name: str, **context: Any) -> bytes:
         """A page as :func:`page` renders it, to be shared by every client (no request)."""
         context.update(site=backend.config.web.site_name or backend.config.settings.hostname,
-                       actions=bool(backend.config.web.token_file))
+                       actions=bool(backend.config.web.token_file),
+                       home="/admin" if backend.config.web.public else "/")
         return templates.env.get_template(name).render(context).encode()
 
     # -- JSON API ---------------------------------------------------------------------------
@@ -320,7 +334,8 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     # -- pages --------------------------------------------------------------------------------
     def page(request: Request, name: str, **context: Any) -> Response:
         context.update(site=backend.config.web.site_name or backend.config.settings.hostname,
-                       actions=bool(backend.config.web.token_file))
+                       actions=bool(backend.config.web.token_file),
+                       home="/admin" if backend.config.web.public else "/")
         return templates.TemplateResponse(request, name, context)
 
     async def overview_page(request: Request) -> Response:
@@ -352,8 +367,94 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
         rows = await run_in_threadpool(AlertStore(backend.store.engine).recent, 200, True)
         return page(request, "alerts.html", alerts=[alert_row(a) for a in rows])
 
+    # -- the public site ([web] public): read-only, no script, one request per page ----------
+    def public_on() -> None:
+        if not backend.config.web.public:
+            raise HTTPException(404, "the public pages are off: set [web] public = true")
+
+    def behind_upstream(name: str) -> float | None:
+        """The newest poll's upstream signal against our copy's (a query and a stat)."""
+        mirror = backend.config.mirrors[name]
+        signal = mirror.settings.update_signal
+        poll = backend.store.last_poll(name) if signal else None
+        if not signal or poll is None:
+            return None
+        return public.upstream_lag(poll["upstream_mtime"], local_mtime(
+            mirror.dest, signal, mirror.settings.signal_kind))
+
+    def public_mirrors(overview: Overview) -> list[public.PublicMirror]:
+        config = backend.config
+        rows = [r for r in overview.rows if r["enabled"]]
+        percent = {r["mirror"]: r["progress_percent"] for r in rows}
+        return [public.public_mirror(
+            state, config.mirrors[state.name].info,
+            config.mirrors[state.name].settings.stale_after, percent[state.name],
+            config.web.files_url(), overview.taken, behind_upstream(state.name))
+            for state in mirror_states(backend, rows)]
+
+    def render_public(name: str, overview: Overview, **context: Any) -> bytes:
+        web = backend.config.web
+        return render(name, css=public_css, logo=bool(web.logo), taken=overview.taken,
+                      states=public.STATES, **context)
+
+    async def front_page(request: Request) -> Response:
+        if not backend.config.web.public:
+            return await overview_page(request)
+        return HTMLResponse(await derived("public_page", lambda o: render_public(
+            "public.html", o, mirrors=public_mirrors(o), script=public_js)),
+            headers=public_headers)
+
+    async def help_page(request: Request) -> Response:
+        public_on()
+        name = config_mirror(request.path_params["name"]).name
+
+        def make(overview: Overview) -> bytes:
+            mirror = next((m for m in public_mirrors(overview) if m.name == name), None)
+            if mirror is None:  # disabled: not on the public site
+                raise HTTPException(404, f"no mirror `{name}`")
+            snippets = public.help_snippets(backend.config.mirrors[name].info,
+                                            mirror.files_url, name)
+            return render_public("public_help.html", overview, m=mirror, snippets=snippets,
+                                 titles=[public.snippet_title(t) for t in snippets])
+
+        return HTMLResponse(await derived(("public_help", name), make),
+                            headers=public_headers)
+
+    async def about_page(request: Request) -> Response:
+        public_on()
+        web = backend.config.web
+
+        def make(overview: Overview) -> bytes:
+            return render_public("public_about.html", overview, contact=web.contact,
+                                 contact_href=public.contact_href(web.contact),
+                                 sponsor=web.sponsor,
+                                 count=len([r for r in overview.rows if r["enabled"]]))
+
+        return HTMLResponse(await derived("public_about", make), headers=public_headers)
+
+    async def robots(request: Request) -> Response:
+        return PlainTextResponse(public.robots_txt(backend.config.web.public))
+
+    async def logo(request: Request) -> Response:
+        public_on()
+        path = backend.config.web.logo
+        if not path:
+            raise HTTPException(404, "no logo: set [web] logo")
+        try:
+            data = await run_in_threadpool(Path(path).read_bytes)
+        except OSError:
+            raise HTTPException(404, "the logo file is gone") from None
+        return Response(data, media_type=LOGO_TYPES.get(Path(path).suffix.lower(),
+                                                        "application/octet-stream"),
+                        headers={"cache-control": "max-age=3600"})
+
     routes = [
-        Route("/", overview_page),
+        Route("/", front_page),
+        Route("/admin", overview_page),
+        Route("/about", about_page),
+        Route("/help/{name}", help_page),
+        Route("/robots.txt", robots),
+        Route("/logo", logo),
         Route("/mirrors/{name}", mirror_page),
         Route("/runs/{run_id:id}", run_page),
         Route("/alerts", alerts_page),

@@ -49,7 +49,8 @@ def host_name(header: str) -> str | None:
 
 
 def allowed_hosts(web: WebSettings) -> frozenset[str] | None:
-    """The names the web answers to (pure): the listen host, ``site_url``'s host, loopback and
+    """The names the web answers to (pure): the listen host, ``site_url``'s and ``public_url``'s
+    hosts, loopback and
     ``allowed_hosts``; None when ``allowed_hosts`` contains ``*`` (no check)."""
     if "*" in web.allowed_hosts:
         return None
@@ -57,9 +58,10 @@ def allowed_hosts(web: WebSettings) -> frozenset[str] | None:
     listen_host = _normal(web.listen.rpartition(":")[0])
     if listen_host:
         names.add(listen_host)
-    site_host = urlsplit(web.site_url).hostname if web.site_url else None
-    if site_host:
-        names.add(_normal(site_host))
+    for url in (web.site_url, web.public_url):
+        site_host = urlsplit(url).hostname if url else None
+        if site_host:
+            names.add(_normal(site_host))
     names.update(_normal(h) for h in web.allowed_hosts if h.strip())
     return frozenset(names)
 
