@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import sqlalchemy as sa
+
 from ..access import Place, require_writable
 from ..clock import local_zone
 from ..config.files import web_file_problems
@@ -43,7 +45,7 @@ from ..web.hosts import beyond_loopback
 from .deliveries import Deliverer
 from .facts import free_slots, gather_facts
 from .poller import poll_signal
-from .queue import SyncQueue, queue_places
+from .queue import open_queue, queue_places
 
 log = logging.getLogger("mirrorkeeper")
 
@@ -79,7 +81,7 @@ def daemon_places(config: Config) -> list[Place]:
     """Everything the daemon writes: its lock, the queue, and each enabled mirror's files."""
     state = Path(config.settings.state_dir)
     places = [Place("lock file", state / f"{DAEMON_LOCK}.lock", state),
-              *queue_places(state)]
+              *(queue_places(state) if config.fleet is None else [])]
     for mirror in config.enabled():
         places += writer_places(config, mirror)
     return places
@@ -123,10 +125,11 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         """Raises :class:`StateUnavailable` (exit 73) before anything starts if a state or log
         file is not this user's to write, naming the file and the fix."""
+        config = config.local()  # in a fleet: only the mirrors this host syncs
         self.config = config
         require_writable(daemon_places(config))
-        self.store = Store.open(config.settings.state_dir)
-        self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
+        self.store = Store.for_config(config)
+        self.queue = open_queue(config)
         self.queue.handler = self.execute
         self.stop = StopRequest()
         self.wake = threading.Event()
@@ -337,6 +340,8 @@ class Daemon:
         else:
             self._recovered("alerts")
         self.deliverer.kick()
+        if config.fleet is not None:
+            self._fleet_watch(config, now)
         if self.sink is not None:
             for mirror in config.enabled():
                 age = age_seconds(self.store, mirror.name, now)  # not the whole last run
@@ -346,6 +351,21 @@ class Daemon:
         if now - self._last_pruned > 3600:
             self._last_pruned = now
             self.store.prune_polls(now - POLL_KEEP_SECONDS)
+
+    def _fleet_watch(self, config: Config, now: float) -> None:
+        """Beat for this host; notice the hosts that stopped (one ``host.down`` fleet-wide:
+        the claim is one UPDATE). A host that comes back resolves its own alert."""
+        from ..alerts.dispatch import host_alerts
+
+        assert config.fleet is not None
+        try:
+            host_alerts(config, self.store, now)
+        except StateUnavailable as exc:
+            self._failing("fleet", "fleet.failure", exc)
+        except sa.exc.SQLAlchemyError as exc:  # the store is down: it says so, keeps going
+            self._failing("fleet", "fleet.failure", exc)
+        else:
+            self._recovered("fleet")
 
     # -- config reload ------------------------------------------------------------------------
     def reload(self, path: str) -> bool:
@@ -370,6 +390,7 @@ class Daemon:
             if self.sink is not None:
                 self.sink.close()
             self.sink = MetricsSink(new) if new.metrics.enabled else None
+        new = new.local()
         self.config = new
         event("config.reloaded", mirrors=sorted(new.mirrors))
         log_profile_problems(new)
@@ -383,6 +404,10 @@ class Daemon:
         setup_event_log(config.settings.log_dir)
         log_to_stderr()
         with MirrorLock(config.settings.state_dir, DAEMON_LOCK):
+            if config.fleet is not None:  # runs this host left when it died: interrupted
+                closed = self.store.close_host_runs(config.host)
+                if closed:
+                    event("fleet.runs_closed", host=config.host, runs=closed)
             server = self._start_web()  # first: a port that is taken ends the start here
             consumer = self.queue.consumer(config.daemon.max_parallel)
             consumer.start()

@@ -148,3 +148,14 @@ snapshots = sa.Table(
     sa.Column("space_used", sa.BigInteger, nullable=True),
     sa.Index("ix_snapshots_mirror", "mirror", "name"),
 )
+
+#: Fleet mode: each sync host's daemon beats here; one that stops beating is ``host.down``.
+hosts = sa.Table(
+    "hosts", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("beat_at", sa.Float, nullable=False),
+    #: When another host noticed it had stopped beating (NULL: beating).
+    sa.Column("down_since", sa.Float, nullable=True),
+)
