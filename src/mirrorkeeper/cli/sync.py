@@ -48,7 +48,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
         if due:
             from ..daemon.service import plan_once
 
-            store = Store.open(config.settings.state_dir)
+            store = Store.for_config(config)
             try:
                 names = tuple(d.mirror for d in plan_once(config, store))
             finally:
@@ -87,7 +87,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
     from .progress import ProgressDisplay
 
     stop = signals.stop
-    store = Store.open(config.settings.state_dir)
+    store = Store.for_config(config)
     sink = None
     if config.metrics.enabled:
         from ..metrics.sink import MetricsSink

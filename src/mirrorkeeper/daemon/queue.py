@@ -23,6 +23,7 @@ from huey import PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from ..access import Place, os_problem, require_writable, sqlite_problem
+from ..config.spec import Config
 from ..errors import StateUnavailable
 
 #: Push triggers and changed update signals go ahead of scheduled runs.
@@ -119,7 +120,7 @@ def _redis_errors() -> tuple[type[Exception], ...]:
     return (RedisError,)
 
 
-def open_queue(config: Any, host: str | None = None) -> SyncQueue:
+def open_queue(config: Config, host: str | None = None) -> SyncQueue:
     """The queue of ``host`` (default: this one): the fleet's Redis, else the state dir's."""
     fleet = config.fleet
     if fleet is None:

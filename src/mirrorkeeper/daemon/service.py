@@ -125,9 +125,11 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         """Raises :class:`StateUnavailable` (exit 73) before anything starts if a state or log
         file is not this user's to write, naming the file and the fix."""
-        config = config.local()  # in a fleet: only the mirrors this host syncs
+        #: The whole config: the dashboard and API show every fleet host's mirrors.
         self.config = config
-        require_writable(daemon_places(config))
+        #: ... and the mirrors this host syncs (all of them outside a fleet).
+        self.mine = config.local()
+        require_writable(daemon_places(self.mine))
         self.store = Store.for_config(config)
         self.queue = open_queue(config)
         self.queue.handler = self.execute
@@ -168,6 +170,11 @@ class Daemon:
         if self.sink is not None:
             self.sink.close()
         self.queue.close()
+        if self.config.fleet is not None:  # a planned stop is no host.down
+            try:
+                self.store.leave(self.config.fleet.host)
+            except sa.exc.SQLAlchemyError as exc:
+                event("fleet.leave_failed", level=logging.WARNING, error=str(exc))
         self.store.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -181,6 +188,8 @@ class Daemon:
         spec = self.config.mirrors.get(mirror)
         if spec is None or not spec.enabled:
             return False
+        if mirror not in self.mine.mirrors:  # another fleet host's: onto its queue
+            return self._enqueue_remote(spec.name, reason)
         urgent = reason in URGENT_REASONS
         with self._lock:
             absorbed = mirror in self.queued and (mirror in self._queued_urgent or not urgent)
@@ -200,9 +209,19 @@ class Daemon:
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
+    def _enqueue_remote(self, mirror: str, reason: str) -> bool:
+        host = self.config.host_of(self.config.mirrors[mirror])
+        queue = open_queue(self.config, host)
+        try:
+            queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+        finally:
+            queue.close()
+        event("job.queued", mirror=mirror, reason=reason, host=host)
+        return True
+
     def execute(self, name: str, reason: str, queued_at: float = 0.0) -> None:
         """A queue worker runs this for each job; it never raises."""
-        config = self.config
+        config = self.mine
         mirror = config.mirrors.get(name)
         with self._lock:
             self.queued.discard(name)
@@ -284,7 +303,7 @@ class Daemon:
     # -- the tick -------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> TickPlan:
         now = now or time.time()
-        config = self.config
+        config = self.mine
         with self._lock:
             running = set(self.running) | locked_mirrors(config)
             queued = set(self.queued)
@@ -304,7 +323,7 @@ class Daemon:
     def _start_poll(self, name: str) -> None:
         with self._lock:
             self._polling.add(name)
-        future = self._pollers.submit(poll_signal, self.config, self.config.mirrors[name],
+        future = self._pollers.submit(poll_signal, self.mine, self.mine.mirrors[name],
                                       self.store)
         future.add_done_callback(partial(self._poll_done, name))
 
@@ -329,7 +348,7 @@ class Daemon:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
         from ..alerts.dispatch import watchdog
 
-        config = self.config
+        config = self.mine
         try:
             watchdog(config, self.store, now)  # queues; the delivery workers send
         except StateUnavailable as exc:
@@ -390,8 +409,7 @@ class Daemon:
             if self.sink is not None:
                 self.sink.close()
             self.sink = MetricsSink(new) if new.metrics.enabled else None
-        new = new.local()
-        self.config = new
+        self.config, self.mine = new, new.local()
         event("config.reloaded", mirrors=sorted(new.mirrors))
         log_profile_problems(new)
         self.wake.set()
@@ -400,7 +418,7 @@ class Daemon:
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Main thread only."""
-        config = self.config
+        config = self.mine
         setup_event_log(config.settings.log_dir)
         log_to_stderr()
         with MirrorLock(config.settings.state_dir, DAEMON_LOCK):

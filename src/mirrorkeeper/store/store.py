@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -38,6 +38,9 @@ from ..record import Attempt, Deletions, DownstreamResult, RunRecord, StageResul
 from ..record.progress import LiveProgress
 from .schema import hosts, live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
+
+if TYPE_CHECKING:
+    from ..config.spec import Config
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
@@ -279,11 +282,10 @@ class Store:
         return cls(engine, host=host)
 
     @classmethod
-    def for_config(cls, config: Any, *, readonly: bool = False) -> Store:
+    def for_config(cls, config: Config, *, readonly: bool = False) -> Store:
         """The store ``config`` names: the fleet's shared one, else the state dir's SQLite."""
-        fleet = getattr(config, "fleet", None)
-        if fleet is not None:
-            return cls.from_url(fleet.store, host=fleet.host)
+        if config.fleet is not None:
+            return cls.from_url(config.fleet.store, host=config.fleet.host)
         return cls.open(config.settings.state_dir, readonly=readonly)
 
     def close(self) -> None:
@@ -438,6 +440,11 @@ class Store:
             conn.execute(hosts.update().where(hosts.c.name == host).values(
                 beat_at=now, pid=os.getpid(), down_since=None))
             return row.down_since is not None
+
+    def leave(self, host: str) -> None:
+        """A host's daemon stops on purpose: no longer watched (it beats again on start)."""
+        with self.engine.begin() as conn:
+            conn.execute(hosts.delete().where(hosts.c.name == host))
 
     def hosts(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -1,0 +1,238 @@
+"""Fleet mode on a real PostgreSQL 15 and a real redis-server, both started by this module
+(unix sockets in a temporary directory): migrations, the store's API, the fleet-wide mirror
+lock, per-host queues, heartbeats and ``host.down``, and host daemons as separate processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from mirrorkeeper.config.load import inspect_config, load_config
+from mirrorkeeper.store import Store
+from mirrorkeeper.store.store import HEAD_REVISION
+
+from .conftest import python_cli, wait_for, write_config
+from .fleetservers import Postgres, Redis, missing_fleet_tools
+
+MISSING = missing_fleet_tools()
+if MISSING and not os.environ.get("CI"):
+    print(f"test_fleet: skipped, needs {', '.join(MISSING)}: run "
+          "`sh scripts/bootstrap.sh --test` and `make venv`", file=sys.stderr)
+# Skipped on a developer's machine without them; under CI=true a missing tool fails instead.
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"),
+    reason=f"needs {', '.join(MISSING)}: run `sh scripts/bootstrap.sh --test` and `make venv`")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    server = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def fleet_config(path: Path, mirrors: dict[str, dict[str, Any]], store: str, queue: str,
+                 host: str, extra: str = "") -> Path:
+    write_config(path, mirrors)
+    path.write_text(path.read_text() + textwrap.dedent(f"""
+        [fleet]
+        store = "{store}"
+        queue = "{queue}"
+        host = "{host}"
+        """) + extra)
+    return path
+
+
+# -- config -------------------------------------------------------------------------------------
+def test_fleet_table_is_checked_in_one_pass(tmp_path: Path) -> None:
+    path = fleet_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "m"), "host": "no good"},
+    }, "mysql://db/x", "http://q", "node a", extra="down_after = \"2s\"\n")
+    problems = {p.key: p for p in inspect_config(path).problems}
+    assert set(problems) >= {"fleet.store", "fleet.queue", "fleet.host", "fleet.down_after",
+                             "mirrors.deb.host"}
+    assert "postgresql+psycopg://" in str(problems["fleet.store"])
+    assert "redis://" in str(problems["fleet.queue"])
+
+
+def test_a_mirror_host_needs_a_fleet(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "m"), "host": "node-b"}})
+    [problem] = inspect_config(path).problems
+    assert problem.key == "mirrors.deb.host" and "no [fleet]" in str(problem)
+
+
+def test_each_host_sees_its_own_mirrors_and_the_whole_fleet(tmp_path: Path) -> None:
+    path = fleet_config(tmp_path / "mk.toml", {
+        "a1": {"profile": "debian", "dest": str(tmp_path / "a1")},
+        "b1": {"profile": "debian", "dest": str(tmp_path / "b1"), "host": "node-b"},
+    }, "postgresql+psycopg://mk@/db", "redis://127.0.0.1:6379/0", "node-a")
+    config = load_config(path)
+    assert config.host == "node-a"
+    assert sorted(config.mirrors) == ["a1", "b1"]
+    assert sorted(config.local().mirrors) == ["a1"]  # no host: this one
+    assert config.host_of(config.mirrors["b1"]) == "node-b"
+
+
+# -- the store on PostgreSQL ----------------------------------------------------------------------
+def test_every_migration_upgrades_a_fresh_postgresql_database(postgres: Postgres) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from mirrorkeeper.store.schema import metadata
+
+    engine = sa.create_engine(postgres.create_database())
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "mirrorkeeper.store:migrations")
+    revisions = [s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()]
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            for revision in reversed(revisions):  # one step at a time, oldest first
+                command.upgrade(cfg, revision)
+            command.downgrade(cfg, "base")  # and back down, then up again in one go
+            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() \
+                == HEAD_REVISION
+            tables = set(sa.inspect(conn).get_table_names())
+        assert set(metadata.tables) <= tables
+    finally:
+        engine.dispose()
+
+
+def test_a_real_sync_is_recorded_in_the_fleet_store(tmp_path: Path, postgres: Postgres,
+                                                    redis_server: Redis, served: str) -> None:
+    url = postgres.create_database()
+    path = fleet_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "mirror"), "upstreams": [served],
+                "delete_grace": "0s"}}, url, redis_server.url, "node-a")
+    sync = subprocess.run([*python_cli(), "-c", str(path), "sync", "deb"],
+                          capture_output=True, text=True, timeout=120)
+    assert sync.returncode == 0, sync.stderr
+    store = Store.from_url(url)
+    try:
+        [run] = store.history("deb")
+        assert run.outcome == "success" and run.files_transferred > 0
+        assert store.run(run.run_id) == run  # the JSON stages round-trip
+        assert store.live("deb") is None
+        with store.engine.connect() as conn:
+            host = conn.execute(sa.text("SELECT host FROM runs")).scalar()
+        assert host == "node-a"
+    finally:
+        store.close()
+    status = subprocess.run([*python_cli(), "-c", str(path), "status", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert '"success"' in status.stdout
+
+
+# -- one run per mirror, fleet-wide --------------------------------------------------------------
+HOLDER = """
+import sys, time
+from mirrorkeeper.store import Store
+store = Store.from_url(sys.argv[1], host="node-b")
+with store.fleet_lock("deb") as held:
+    print("held" if held else "busy", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_mirror_lock_holds_across_hosts_and_dies_with_its_holder(
+        postgres: Postgres) -> None:
+    url = postgres.create_database()
+    here = Store.from_url(url, host="node-a")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with here.fleet_lock("deb") as held:
+            assert not held  # another process (host) runs it
+        with here.fleet_lock("other") as held:
+            assert held  # one lock per mirror
+        holder.send_signal(signal.SIGKILL)  # a host dies: its connection, and lock, go
+        holder.wait()
+
+        def free() -> bool:
+            with here.fleet_lock("deb") as held:
+                return held
+        wait_for(free, timeout=10, what="the dead holder's lock is released")
+    finally:
+        holder.kill()
+        holder.communicate()
+        here.close()
+
+
+# -- heartbeats and host.down ------------------------------------------------------------------------
+def test_a_silent_host_is_reported_down_once_fleet_wide(tmp_path: Path,
+                                                        postgres: Postgres) -> None:
+    from mirrorkeeper.alerts.dispatch import host_alerts
+    from mirrorkeeper.store.alerts import AlertStore
+
+    url = postgres.create_database()
+    configs = {host: load_config(fleet_config(
+        tmp_path / f"{host}.toml", {}, url, "redis://127.0.0.1:1/0", host,
+        extra="down_after = \"3m\"\n")) for host in ("node-a", "node-b", "node-c")}
+    store = Store.from_url(url)
+    try:
+        now = 1_000_000.0
+        for config in configs.values():
+            host_alerts(config, store, now)
+        assert [h["name"] for h in store.hosts()] == ["node-a", "node-b", "node-c"]
+        later = now + 200  # node-b stops beating; a and c beat on, and both look
+        store.beat("node-a", later)
+        store.beat("node-c", later)
+        notices = [n for host in ("node-a", "node-c")
+                   for n in host_alerts(configs[host], store, later)]
+        assert [(n.mirror, n.code, n.severity, n.kind) for n in notices] == [
+            ("host:node-b", "host.down", "critical", "new")]
+        assert not host_alerts(configs["node-a"], store, later + 1)  # once, not each tick
+        [alert] = AlertStore(store.engine).open_alerts("host:node-b")
+        assert alert["details"]["noticed_by"] == "node-a"
+        back = host_alerts(configs["node-b"], store, later + 10)  # it comes back
+        assert [(n.mirror, n.kind) for n in back] == [("host:node-b", "resolved")]
+        assert not AlertStore(store.engine).open_alerts("host:node-b")
+    finally:
+        store.close()
+
+
+# -- per-host queues in Redis --------------------------------------------------------------------------
+def test_trigger_on_any_host_queues_on_the_mirrors_host(tmp_path: Path, postgres: Postgres,
+                                                        redis_server: Redis) -> None:
+    from mirrorkeeper.daemon.queue import open_queue
+
+    url = postgres.create_database()
+    mirrors = {"b1": {"profile": "debian", "dest": str(tmp_path / "b1"), "host": "node-b"}}
+    path = fleet_config(tmp_path / "a.toml", mirrors, url, redis_server.url, "node-a")
+    trigger = subprocess.run([*python_cli(), "-c", str(path), "trigger", "b1"],
+                             capture_output=True, text=True, timeout=60)
+    assert trigger.returncode == 0, trigger.stderr
+    assert "queued with the daemon of fleet host node-b" in trigger.stdout
+    config = load_config(path)
+    on_b, on_a = open_queue(config, "node-b"), open_queue(config)
+    try:
+        assert on_b.pending() == [("b1", "push")]
+        assert on_a.pending() == []
+    finally:
+        on_b.huey.flush()
+        on_b.close()
+        on_a.close()
