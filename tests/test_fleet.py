@@ -22,7 +22,7 @@ from mirrorkeeper.config.load import inspect_config, load_config
 from mirrorkeeper.store import Store
 from mirrorkeeper.store.store import HEAD_REVISION
 
-from .conftest import python_cli, wait_for, write_config
+from .conftest import processes_mentioning, python_cli, wait_for, write_config
 from .fleetservers import Postgres, Redis, missing_fleet_tools
 
 MISSING = missing_fleet_tools()
@@ -236,3 +236,143 @@ def test_trigger_on_any_host_queues_on_the_mirrors_host(tmp_path: Path, postgres
         on_b.huey.flush()
         on_b.close()
         on_a.close()
+
+
+# -- three host daemons, one PostgreSQL, one Redis ------------------------------------------------
+HOSTS = ("node-a", "node-b", "node-c")
+
+
+def host_config(root: Path, host: str, mirrors: dict[str, dict[str, Any]], store: str,
+                queue: str) -> Path:
+    """One host's config: its own state, logs and web port; the whole fleet's mirrors."""
+    from mirrorkeeper.demo.rsyncd import free_port
+
+    from .test_daemon import TOKEN
+
+    home = root / host
+    home.mkdir()
+    (home / "token").write_text(TOKEN + "\n")
+    (home / "token").chmod(0o600)
+    path = fleet_config(home / "mk.toml", mirrors, store, queue, host,
+                        extra='down_after = "3s"\n')
+    path.write_text(path.read_text() + textwrap.dedent(f"""
+        [daemon]
+        tick = "1s"
+        jitter = "0s"
+        poll_interval = "0s"
+        max_parallel = 2
+
+        [web]
+        listen = "127.0.0.1:{free_port()}"
+        token_file = "{home / 'token'}"
+        """))
+    return path
+
+
+def fleet_runs(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(
+            "SELECT id, mirror, host, outcome, started_at, finished_at FROM runs ORDER BY id"))]
+
+
+@pytest.mark.slow
+def test_three_host_daemons_share_one_store_and_queues(
+        tmp_path: Path, postgres: Postgres, redis_server: Redis, served: str) -> None:
+    from .test_daemon import TOKEN, RunningDaemon
+
+    url = postgres.create_database()
+    mirrors: dict[str, dict[str, Any]] = {}
+    for host in HOSTS:
+        for i in (1, 2):
+            name = f"{host[-1]}{i}"
+            mirrors[name] = {"profile": "debian", "dest": str(tmp_path / "dest" / name),
+                             "upstreams": [served], "delete_grace": "0s", "host": host}
+    mirrors["c1"]["bwlimit"] = 200  # still running when node-c is killed
+    configs = {host: host_config(tmp_path, host, mirrors, url, redis_server.url)
+               for host in HOSTS}
+    daemons: dict[str, RunningDaemon] = {}
+    store = Store.from_url(url)
+    try:
+        for host in HOSTS:
+            config = load_config(configs[host])
+            port = int(config.web.listen.rpartition(":")[2])
+            daemons[host] = RunningDaemon(configs[host], port)
+
+        def synced(names: list[str]) -> bool:
+            done = {r["mirror"] for r in fleet_runs(store) if r["outcome"] == "success"}
+            return set(names) <= done
+
+        others = [m for m in mirrors if m != "c1"]
+        wait_for(lambda: synced(others), timeout=90, what="every mirror but c1 synced")
+        wait_for(lambda: any(r["mirror"] == "c1" and r["outcome"] == "running"
+                             for r in fleet_runs(store)), what="c1 running on node-c")
+
+        # Each mirror ran on its own host, once.
+        for run in fleet_runs(store):
+            assert run["host"] == mirrors[run["mirror"]]["host"], run
+        assert sorted(r["mirror"] for r in fleet_runs(store)) == sorted(mirrors)
+
+        # One dashboard on any host lists every mirror with its host.
+        rows = daemons["node-a"].get("/api/status")
+        assert {r["mirror"]: r["host"] for r in rows} == {
+            name: m["host"] for name, m in mirrors.items()}
+        assert {r["mirror"]: r["state"] for r in rows}["c1"] == "running"
+
+        # The HTTP push on node-a queues b1 on node-b, which runs it.
+        status, _ = daemons["node-a"].post("/api/mirrors/b1/sync", token=TOKEN)
+        assert status == 202
+        wait_for(lambda: sum(r["mirror"] == "b1" and r["outcome"] == "success"
+                             for r in fleet_runs(store)) == 2, timeout=60,
+                 what="b1 synced again, on node-b")
+
+        # node-c dies: one host.down fleet-wide; its run stays 'running' until it returns.
+        daemons["node-c"].proc.kill()
+        daemons["node-c"].proc.communicate()
+        for pid in processes_mentioning(str(tmp_path / "dest" / "c1")):
+            os.kill(pid, signal.SIGKILL)
+
+        def down_alerts() -> list[Any]:
+            with store.engine.connect() as conn:
+                return list(conn.execute(sa.text(
+                    "SELECT id, resolved_at FROM alerts WHERE code = 'host.down' "
+                    "AND mirror = 'host:node-c'")))
+        wait_for(lambda: len(down_alerts()) == 1, timeout=30, what="host.down for node-c")
+        time.sleep(2.5)  # two more ticks of node-a and node-b: still one alert
+        [alert] = down_alerts()
+        assert alert.resolved_at is None
+
+        # Redis restarts (jobs waiting in it are lost: the schedule queues again).
+        redis_server.stop()
+        redis_server.start()
+
+        # node-c returns: its run is closed as interrupted, the alert resolved, c1 runs again.
+        daemons["node-c"] = RunningDaemon(configs["node-c"], int(
+            load_config(configs["node-c"]).web.listen.rpartition(":")[2]))
+        wait_for(lambda: down_alerts()[0].resolved_at is not None, timeout=30,
+                 what="host.down resolved")
+        c1 = [r for r in fleet_runs(store) if r["mirror"] == "c1"]
+        assert c1[0]["outcome"] == "interrupted"
+
+        # After the Redis restart, a trigger from node-b still reaches node-a's daemon.
+        trigger = subprocess.run([*python_cli(), "-c", str(configs["node-b"]), "trigger", "a2"],
+                                 capture_output=True, text=True, timeout=60)
+        assert trigger.returncode == 0, trigger.stderr
+        wait_for(lambda: sum(r["mirror"] == "a2" and r["outcome"] == "success"
+                             for r in fleet_runs(store)) == 2, timeout=60,
+                 what="a2 synced again after the Redis restart")
+
+        # Never two runs of one mirror at once, fleet-wide.
+        by_mirror: dict[str, list[dict[str, Any]]] = {}
+        for run in fleet_runs(store):
+            by_mirror.setdefault(run["mirror"], []).append(run)
+        for name, runs in by_mirror.items():
+            done = [r for r in runs if r["finished_at"] is not None]
+            for before, after in zip(done, done[1:], strict=False):
+                assert before["finished_at"] <= after["started_at"], name
+    finally:
+        for daemon in daemons.values():
+            if daemon.proc.poll() is None:
+                daemon.stop()
+        for pid in processes_mentioning(str(tmp_path / "dest")):
+            os.kill(pid, signal.SIGKILL)
+        store.close()

@@ -36,11 +36,15 @@ def status_rows(config: Config, store: Store,
         recent = store.history(mirror.name, limit=2)
         pending, pending_since = store.pending_summary(mirror.name)
         last_ok = store.last_run(mirror.name, outcome="success")
-        running = is_locked(lock_dir(config), mirror.name)
+        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
+        host = config.host_of(mirror)
+        # Another fleet host's lock is not ours to see: its run row says (and is closed as
+        # interrupted when that host comes back from a crash).
+        running = (unfinished is not None if host != config.host
+                   else is_locked(lock_dir(config), mirror.name))
         live = store.live(mirror.name) if running else None
         # A row still 'running' is the current run, or, with no lock held, one whose process
         # died; the figures shown are those of the last run that finished.
-        unfinished = recent[0] if recent and recent[0].outcome == "running" else None
         last_done = next((r for r in recent if r.outcome != "running"), None)
         row: dict[str, Any] = run_json(last_done) if last_done else {
             "mirror": mirror.name, "run_id": None, "outcome": None}
@@ -52,6 +56,8 @@ def status_rows(config: Config, store: Store,
         upcoming = next_run(parse_schedule(mirror.settings.schedule),
                             recent[0].started_at if recent else None, mirror.name,
                             config.daemon.jitter, now, zone) if mirror.enabled else None
+        if config.fleet is not None:
+            row["host"] = host
         row.update({
             "mirror": mirror.name,
             "state": state,
