@@ -142,6 +142,17 @@ def test_a_real_sync_is_recorded_in_the_fleet_store(tmp_path: Path, postgres: Po
         assert host == "node-a"
     finally:
         store.close()
+    # On node-b, deb is node-a's: a named sync is refused, --all leaves it alone.
+    on_b = fleet_config(tmp_path / "b.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "b-mirror"), "upstreams": [served],
+                "host": "node-a"}}, url, redis_server.url, "node-b")
+    refused = subprocess.run([*python_cli(), "-c", str(on_b), "sync", "deb"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 64 and "synced by fleet host node-a" in refused.stderr
+    everything = subprocess.run([*python_cli(), "-c", str(on_b), "sync", "--all"],
+                                capture_output=True, text=True, timeout=60)
+    assert everything.returncode == 0, everything.stderr
+    assert not (tmp_path / "b-mirror").exists()
     status = subprocess.run([*python_cli(), "-c", str(path), "status", "--json"],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
