@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -278,6 +279,11 @@ def host_config(root: Path, host: str, mirrors: dict[str, dict[str, Any]], store
         [web]
         listen = "127.0.0.1:{free_port()}"
         token_file = "{home / 'token'}"
+
+        [[alerts.plugins]]
+        name = "jsonl"
+        command = ["{Path(sys.executable).with_name('mirrorkeeper-alert-jsonl')}",
+                   "{root / 'alerts.jsonl'}"]
         """))
     return path
 
@@ -344,15 +350,24 @@ def test_three_host_daemons_share_one_store_and_queues(
         for pid in processes_mentioning(str(tmp_path / "dest" / "c1")):
             os.kill(pid, signal.SIGKILL)
 
+        def sent() -> list[str]:
+            """The codes the three hosts' jsonl plugins wrote, one line per notification."""
+            alerts_file = tmp_path / "alerts.jsonl"
+            if not alerts_file.exists():
+                return []
+            return [json.loads(line)["code"] for line in alerts_file.read_text().splitlines()]
+
         def down_alerts() -> list[Any]:
             with store.engine.connect() as conn:
                 return list(conn.execute(sa.text(
                     "SELECT id, resolved_at FROM alerts WHERE code = 'host.down' "
                     "AND mirror = 'host:node-c'")))
         wait_for(lambda: len(down_alerts()) == 1, timeout=30, what="host.down for node-c")
-        time.sleep(2.5)  # two more ticks of node-a and node-b: still one alert
+        wait_for(lambda: "host.down" in sent(), timeout=20, what="host.down sent")
+        time.sleep(2.5)  # two more ticks of node-a and node-b: still one alert, sent once
         [alert] = down_alerts()
         assert alert.resolved_at is None
+        assert sent().count("host.down") == 1
 
         # Redis restarts (jobs waiting in it are lost: the schedule queues again).
         redis_server.stop()
@@ -365,6 +380,8 @@ def test_three_host_daemons_share_one_store_and_queues(
                  what="host.down resolved")
         c1 = [r for r in fleet_runs(store) if r["mirror"] == "c1"]
         assert c1[0]["outcome"] == "interrupted"
+        wait_for(lambda: sent().count("host.down") == 2, timeout=20,
+                 what="the resolved notice sent")
 
         # After the Redis restart, a trigger from node-b still reaches node-a's daemon.
         trigger = subprocess.run([*python_cli(), "-c", str(configs["node-b"]), "trigger", "a2"],
@@ -373,6 +390,8 @@ def test_three_host_daemons_share_one_store_and_queues(
         wait_for(lambda: sum(r["mirror"] == "a2" and r["outcome"] == "success"
                              for r in fleet_runs(store)) == 2, timeout=60,
                  what="a2 synced again after the Redis restart")
+
+        assert sent().count("host.down") == 2  # new and resolved, once each fleet-wide
 
         # Never two runs of one mirror at once, fleet-wide.
         by_mirror: dict[str, list[dict[str, Any]]] = {}
