@@ -157,7 +157,13 @@ def test_a_real_sync_is_recorded_in_the_fleet_store(tmp_path: Path, postgres: Po
     status = subprocess.run([*python_cli(), "-c", str(path), "status", "--json"],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
-    assert '"success"' in status.stdout
+    [row] = json.loads(status.stdout)
+    assert (row["mirror"], row["host"], row["outcome"]) == ("deb", "node-a", "success")
+    table = subprocess.run([*python_cli(), "-c", str(on_b), "status"],
+                           capture_output=True, text=True, timeout=60, env={
+                               **os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert "host" in table.stdout and "node-a" in table.stdout  # seen from node-b
 
 
 # -- one run per mirror, fleet-wide --------------------------------------------------------------

@@ -283,10 +283,33 @@ class Store:
 
     @classmethod
     def for_config(cls, config: Config, *, readonly: bool = False) -> Store:
-        """The store ``config`` names: the fleet's shared one, else the state dir's SQLite."""
-        if config.fleet is not None:
+        """The store ``config`` names: the fleet's shared one, else the state dir's SQLite.
+        A reader of the fleet store never migrates it (a writer, the daemon, does)."""
+        if config.fleet is None:
+            return cls.open(config.settings.state_dir, readonly=readonly)
+        if not readonly:
             return cls.from_url(config.fleet.store, host=config.fleet.host)
-        return cls.open(config.settings.state_dir, readonly=readonly)
+        engine = sa.create_engine(config.fleet.store, pool_pre_ping=True)
+        where = engine.url.render_as_string()
+        try:
+            with engine.connect() as conn:
+                revision = schema_revision(conn)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise StateUnavailable("fleet store", where,
+                                   str(exc.orig) if exc.orig else str(exc),
+                                   "fix: start the database or correct [fleet] store") from exc
+        if revision is None:  # no daemon has created it yet: nothing has synced
+            engine.dispose()
+            return cls.empty()
+        if revision != HEAD_REVISION:
+            engine.dispose()
+            raise StateUnavailable(
+                "fleet store", where, f"its schema is at revision {revision}, this "
+                f"Mirrorkeeper reads {HEAD_REVISION}, and a read-only command does not migrate",
+                "fix: restart a fleet host's daemon (systemctl restart mirrorkeeper) to "
+                "migrate it")
+        return cls(engine, readonly=True, host=config.fleet.host)
 
     def close(self) -> None:
         """Close every connection; a writer that was the last one leaves the file readable
