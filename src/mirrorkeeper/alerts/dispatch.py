@@ -337,16 +337,21 @@ def host_alerts(config: Config, store: Store, now: float | None = None) -> list[
     host's own ``host.down`` when it beats again."""
     assert config.fleet is not None
     now = now or time.time()
-    me = config.fleet.host
+    me, down_after = config.fleet.host, config.fleet.down_after
     notices: list[Notice] = []
-    if store.beat(me, now):
+    back, since = store.beat(me, now, gap=down_after)
+    if back:
         event("fleet.host_back", host=me)
         notices += update_alerts(config, store, host_alert_name(me), [], complete=True, now=now)
+    if now - since < down_after:
+        # Just started, or back from being cut off (from the store, or all hosts at once
+        # after a database restart): the others get as long to beat as they would be given.
+        return notices
     for row in store.hosts():
         name = row["name"]
-        if name == me or not store.claim_down(name, now - config.fleet.down_after, now):
+        if name == me or not store.claim_down(name, now - down_after, now):
             continue
-        finding = host_down_finding(name, row["beat_at"], now, config.fleet.down_after, me)
+        finding = host_down_finding(name, row["beat_at"], now, down_after, me)
         event("fleet.host_down", level=logging.CRITICAL, host=name, noticed_by=me)
         notices += update_alerts(config, store, finding.mirror, [Ruled(finding)],
                                  complete=True, now=now)

@@ -154,6 +154,7 @@ hosts = sa.Table(
     "hosts", metadata,
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    #: Since when it has beaten without a gap (its start, or its return after one).
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("beat_at", sa.Float, nullable=False),
     #: When another host noticed it had stopped beating (NULL: beating).

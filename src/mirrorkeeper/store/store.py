@@ -450,19 +450,23 @@ class Store:
             row = conn.execute(query).first()
         return f"{row.host}:{row.pid}" if row else ""
 
-    def beat(self, host: str, now: float | None = None) -> bool:
-        """This host's heartbeat. True when it was marked down (it comes back)."""
+    def beat(self, host: str, now: float | None = None,
+             gap: float = float("inf")) -> tuple[bool, float]:
+        """This host's heartbeat: (was it marked down, since when it has beaten without a gap
+        longer than ``gap``). A host cut off from the store must not judge the others as soon
+        as it is back: they may not have had a tick to beat yet."""
         now = now or time.time()
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(hosts.c.down_since).where(
-                hosts.c.name == host)).first()
+            row = conn.execute(sa.select(hosts.c.down_since, hosts.c.beat_at,
+                                         hosts.c.started_at).where(hosts.c.name == host)).first()
             if row is None:
                 conn.execute(hosts.insert().values(name=host, pid=os.getpid(),
                                                    started_at=now, beat_at=now))
-                return False
+                return False, now
+            since = row.started_at if now - row.beat_at <= gap else now
             conn.execute(hosts.update().where(hosts.c.name == host).values(
-                beat_at=now, pid=os.getpid(), down_since=None))
-            return row.down_since is not None
+                beat_at=now, started_at=since, pid=os.getpid(), down_since=None))
+            return row.down_since is not None, since
 
     def leave(self, host: str) -> None:
         """A host's daemon stops on purpose: no longer watched (it beats again on start)."""
