@@ -54,11 +54,7 @@ class Postgres:
         subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
                                   "-U", self.user, "--no-sync", "-E", "UTF8"]),
                        check=True, capture_output=True)
-        subprocess.run(_as_owner([
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-            "-o", f"-c listen_addresses='' -c unix_socket_directories={self.sock} "
-                  "-c fsync=off -c max_connections=200", "start"]),
-            check=True, capture_output=True)
+        self.resume()
         return self
 
     def create_database(self) -> str:
@@ -71,6 +67,18 @@ class Postgres:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@/{database}?host={self.sock}"
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again)."""
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
+                                  "fast", "-w", "stop"]), check=True, capture_output=True)
+
+    def resume(self) -> None:
+        subprocess.run(_as_owner([
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
+            "-o", f"-c listen_addresses='' -c unix_socket_directories={self.sock} "
+                  "-c fsync=off -c max_connections=200", "start"]),
+            check=True, capture_output=True)
 
     def stop(self) -> None:
         subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",

@@ -457,3 +457,37 @@ def test_store_migrate_moves_a_hosts_history_into_postgresql(
         assert len(fleet.history("deb")) == 1  # nothing doubled
     finally:
         fleet.close()
+
+
+@pytest.mark.slow
+def test_a_daemon_outlives_a_database_restart(tmp_path: Path, postgres: Postgres,
+                                              redis_server: Redis, served: str) -> None:
+    """PostgreSQL goes away for a few ticks: the daemon says so, keeps running, and syncs
+    what it is asked to once the database is back. (Runs last: it restarts the module's
+    server, which the other tests share.)"""
+    from .test_daemon import RunningDaemon
+
+    url = postgres.create_database()
+    mirrors = {"a1": {"profile": "debian", "dest": str(tmp_path / "dest" / "a1"),
+                      "upstreams": [served], "delete_grace": "0s"}}
+    path = host_config(tmp_path, "node-a", mirrors, url, redis_server.url)
+    port = int(load_config(path).web.listen.rpartition(":")[2])
+    daemon = RunningDaemon(path, port)
+    store = Store.from_url(url)
+    try:
+        def successes() -> int:
+            return sum(r["outcome"] == "success" for r in fleet_runs(store))
+        wait_for(lambda: successes() == 1, timeout=60, what="a1 synced")
+        postgres.pause()
+        time.sleep(3)  # three ticks without a store
+        assert daemon.proc.poll() is None
+        postgres.resume()
+        trigger = subprocess.run([*python_cli(), "-c", str(path), "trigger", "a1"],
+                                 capture_output=True, text=True, timeout=60)
+        assert trigger.returncode == 0, trigger.stderr
+        wait_for(lambda: successes() == 2, timeout=60, what="a1 synced after the restart")
+    finally:
+        code, err = daemon.stop()
+        store.close()
+    assert code == 0
+    assert "tick.failed" in err or "fleet.failure" in err  # it said so while the store was gone
