@@ -491,3 +491,23 @@ def test_a_daemon_outlives_a_database_restart(tmp_path: Path, postgres: Postgres
         store.close()
     assert code == 0
     assert "tick.failed" in err or "fleet.failure" in err  # it said so while the store was gone
+
+
+def test_jobs_lost_in_a_redis_restart_are_planned_again(tmp_path: Path, postgres: Postgres,
+                                                        redis_server: Redis) -> None:
+    from mirrorkeeper.daemon.service import Daemon
+
+    mirrors = {"a1": {"profile": "debian", "dest": str(tmp_path / "a1"),
+                      "upstreams": ["rsync://127.0.0.1:9/x/"]}}
+    path = host_config(tmp_path, "node-a", mirrors, postgres.create_database(),
+                       redis_server.url)
+    daemon = Daemon(load_config(path))  # not run: no workers take the job
+    try:
+        daemon.tick()
+        assert daemon.queue.pending() == [("a1", "first run")]
+        daemon.queue.huey.flush()  # what a Redis restart without persistence leaves
+        daemon.tick()
+        assert daemon.queue.pending() == [("a1", "first run")]  # planned again
+    finally:
+        daemon.queue.huey.flush()
+        daemon.close()

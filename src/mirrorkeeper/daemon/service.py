@@ -304,6 +304,8 @@ class Daemon:
     def tick(self, now: float | None = None) -> TickPlan:
         now = now or time.time()
         config = self.mine
+        if config.fleet is not None:
+            self._forget_lost_jobs()
         with self._lock:
             running = set(self.running) | locked_mirrors(config)
             queued = set(self.queued)
@@ -319,6 +321,18 @@ class Daemon:
                 self._start_poll(name)
         self._housekeeping(now)
         return plan
+
+    def _forget_lost_jobs(self) -> None:
+        """Redis restarted without persistence: the jobs this daemon counts as queued are
+        gone, and would never be planned again. Keep only those still waiting."""
+        waiting = {mirror for mirror, _ in self.queue.pending()}
+        with self._lock:
+            lost = self.queued - waiting
+            self.queued -= lost
+            self._queued_urgent -= lost
+        if lost:
+            event("job.lost", level=logging.WARNING, mirrors=sorted(lost),
+                  why="no longer in the queue (Redis restarted?); planned again")
 
     def _start_poll(self, name: str) -> None:
         with self._lock:
@@ -459,6 +473,8 @@ class Daemon:
                 try:
                     self.tick(now)
                 except StateUnavailable as exc:
+                    self._failing("tick", "tick.failed", exc)
+                except sa.exc.OperationalError as exc:  # the fleet store is unreachable
                     self._failing("tick", "tick.failed", exc)
                 except Exception as exc:
                     log.exception("tick failed")
