@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from mirrorkeeper.config.load import inspect_config, load_config
+from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon
+from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.store import Store
 from mirrorkeeper.store.store import HEAD_REVISION
 
@@ -308,17 +310,25 @@ def fleet_runs(store: Store) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_three_host_daemons_share_one_store_and_queues(
-        tmp_path: Path, postgres: Postgres, redis_server: Redis, served: str) -> None:
+        tmp_path: Path, postgres: Postgres, redis_server: Redis, served: str,
+        rsyncd: Callable[[list[Module]], RsyncDaemon]) -> None:
+    """The issue's acceptance, but for the schedules (the shortest is a minute): 30 mirrors
+    on 3 hosts, each synced once on its host, a push routed across hosts, a host killed and
+    back, a Redis restart, one notification per notice."""
     from .test_daemon import TOKEN, RunningDaemon
 
+    small = DebianLikeTree(tmp_path / "small", seed=5)
+    small.create(packages=120)
+    small_url = rsyncd([Module("small", small.root)]).url("small")
     url = postgres.create_database()
     mirrors: dict[str, dict[str, Any]] = {}
     for host in HOSTS:
-        for i in (1, 2):
+        for i in range(1, 11):
             name = f"{host[-1]}{i}"
             mirrors[name] = {"profile": "debian", "dest": str(tmp_path / "dest" / name),
-                             "upstreams": [served], "delete_grace": "0s", "host": host}
-    mirrors["c1"]["bwlimit"] = 200  # still running when node-c is killed
+                             "upstreams": [small_url], "delete_grace": "0s", "host": host}
+    # Still running when node-c is killed: the larger tree, slowly.
+    mirrors["c1"].update(upstreams=[served], bwlimit=50)
     configs = {host: host_config(tmp_path, host, mirrors, url, redis_server.url)
                for host in HOSTS}
     daemons: dict[str, RunningDaemon] = {}
@@ -334,7 +344,7 @@ def test_three_host_daemons_share_one_store_and_queues(
             return set(names) <= done
 
         others = [m for m in mirrors if m != "c1"]
-        wait_for(lambda: synced(others), timeout=90, what="every mirror but c1 synced")
+        wait_for(lambda: synced(others), timeout=120, what="every mirror but c1 synced")
         wait_for(lambda: any(r["mirror"] == "c1" and r["outcome"] == "running"
                              for r in fleet_runs(store)), what="c1 running on node-c")
 
