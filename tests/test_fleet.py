@@ -358,6 +358,8 @@ def test_three_host_daemons_share_one_store_and_queues(
         assert {r["mirror"]: r["host"] for r in rows} == {
             name: m["host"] for name, m in mirrors.items()}
         assert {r["mirror"]: r["state"] for r in rows}["c1"] == "running"
+        assert sorted(r["mirror"] for r in daemons["node-b"].get("/api/status?host=node-c")) \
+            == sorted(m for m in mirrors if m.startswith("c"))
 
         # The HTTP push on node-a queues b1 on node-b, which runs it.
         status, _ = daemons["node-a"].post("/api/mirrors/b1/sync", token=TOKEN)

@@ -185,7 +185,9 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
     # -- JSON API ---------------------------------------------------------------------------
     async def api_status(request: Request) -> Response:
         rows = await run_in_threadpool(overview, backend)
-        return JSONResponse([public_row(row) for row in rows])
+        host = request.query_params.get("host")  # a fleet: one host's mirrors
+        return JSONResponse([public_row(row) for row in rows
+                             if host is None or row.get("host") == host])
 
     async def api_mirror(request: Request) -> Response:
         mirror = config_mirror(request.path_params["name"])
