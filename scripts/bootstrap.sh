@@ -4,9 +4,9 @@
 # (the dashboard), collectd, carbon-cache and a Nagios 4 core (the monitoring), sshd (push
 # triggers through an ssh forced command), Debian's ftpsync (its trace and runmirrors' pushes,
 # for the interop tests), apt-ftparchive and gpg (the apt-client consistency tests build and
-# sign a real archive), and zfs-fuse and btrfs-progs (the snapshot tests run a file-backed ZFS
-# pool and a btrfs loop device). Installs nothing that is already there; needs root only to
-# install.
+# sign a real archive), zfs-fuse and btrfs-progs (the snapshot tests run a file-backed ZFS
+# pool and a btrfs loop device), and redis-server and PostgreSQL 15 (fleet mode: a shared store
+# and queues). Installs nothing that is already there; needs root only to install.
 set -eu
 
 need=""
@@ -23,6 +23,9 @@ if [ "${1:-}" = "--test" ]; then
     command -v gpg-agent >/dev/null 2>&1 || need="$need gpg-agent"  # signing needs the agent
     command -v zfs-fuse >/dev/null 2>&1 || [ -x /usr/sbin/zfs-fuse ] || need="$need zfs-fuse"
     command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || need="$need btrfs-progs"
+    # fleet mode: a shared PostgreSQL store and Redis queues (tests/test_fleet.py)
+    command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+    [ -x /usr/lib/postgresql/15/bin/initdb ] || need="$need postgresql-15"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"

@@ -35,8 +35,9 @@ def status_rows(config: Config, store: Store,
     """One row per mirror (all of them, or ``names``): state, live progress, the last finished
     run's figures, last success, next scheduled run. Three reads however long the histories:
     the summaries, live progress, and each mirror's lock."""
-    return rows_from(config, store.summaries(names), store.all_live(),
-                     running_mirrors(config, names), time.time(), names,
+    summaries = store.summaries(names)
+    return rows_from(config, summaries, store.all_live(),
+                     running_mirrors(config, names, summaries), time.time(), names,
                      snapshot_summaries(config, store, names))
 
 
@@ -48,10 +49,23 @@ def snapshot_summaries(config: Config, store: Store, names: list[str] | None = N
             if config.mirrors[name].settings.snapshots != "none"}
 
 
-def running_mirrors(config: Config, names: list[str] | None = None) -> set[str]:
-    """The mirrors (all, or ``names``) whose lock some process holds: a sync is running."""
+def running_mirrors(config: Config, names: list[str] | None = None,
+                    summaries: dict[str, MirrorSummary] | None = None) -> set[str]:
+    """The mirrors (all, or ``names``) that are syncing: this host's hold their lock; another
+    fleet host's lock is not ours to see, so its newest run row says (a crashed host's is
+    closed as interrupted when it comes back)."""
     locks = lock_dir(config)
-    return {name for name in names or config.mirrors if is_locked(locks, name)}
+    running = set()
+    for name in names or config.mirrors:
+        if config.host_of(config.mirrors[name]) == config.host:
+            if is_locked(locks, name):
+                running.add(name)
+        else:
+            newest = (summaries or {}).get(name)
+            if newest is not None and newest.newest is not None \
+                    and newest.newest.outcome == "running":
+                running.add(name)
+    return running
 
 
 def rows_from(config: Config, summaries: dict[str, MirrorSummary],
@@ -102,6 +116,8 @@ def status_row(config: Config, mirror: MirrorSpec, summary: MirrorSummary,
     upcoming = next_run(parse_schedule(mirror.settings.schedule),
                         newest.started_at if newest else None, mirror.name,
                         config.daemon.jitter, now, zone) if mirror.enabled else None
+    if config.fleet is not None:
+        row["host"] = config.host_of(mirror)
     row.update({
         "mirror": mirror.name,
         "state": state,

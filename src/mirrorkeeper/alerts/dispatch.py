@@ -17,7 +17,7 @@ from typing import Any
 
 from ..classify.codes import default_severity
 from ..classify.findings import Finding, Severity
-from ..classify.judge import classify_run, stale_finding
+from ..classify.judge import classify_run, host_alert_name, host_down_finding, stale_finding
 from ..classify.rules import Ruled, apply_rules
 from ..config.spec import AlertSettings, BrokenMirror, Config, MirrorSpec, PluginSpec
 from ..logs import event
@@ -328,4 +328,31 @@ def watchdog(config: Config, store: Store, now: float | None = None) -> list[Not
         ruled += apply_rules([profile_finding(broken)], config.alerts, {})
         notices += update_alerts(config, store, broken.name, ruled, complete=True, now=now,
                                  carried=carried)
+    return notices
+
+
+def host_alerts(config: Config, store: Store, now: float | None = None) -> list[Notice]:
+    """Fleet mode, once per daemon tick: beat for this host, raise ``host.down`` for each host
+    that stopped beating (the store's claim lets exactly one host raise it), and resolve this
+    host's own ``host.down`` when it beats again."""
+    assert config.fleet is not None
+    now = now or time.time()
+    me, down_after = config.fleet.host, config.fleet.down_after
+    notices: list[Notice] = []
+    back, since = store.beat(me, now, gap=down_after)
+    if back:
+        event("fleet.host_back", host=me)
+        notices += update_alerts(config, store, host_alert_name(me), [], complete=True, now=now)
+    if now - since < down_after:
+        # Just started, or back from being cut off (from the store, or all hosts at once
+        # after a database restart): the others get as long to beat as they would be given.
+        return notices
+    for row in store.hosts():
+        name = row["name"]
+        if name == me or not store.claim_down(name, now - down_after, now):
+            continue
+        finding = host_down_finding(name, row["beat_at"], now, down_after, me)
+        event("fleet.host_down", level=logging.CRITICAL, host=name, noticed_by=me)
+        notices += update_alerts(config, store, finding.mirror, [Ruled(finding)],
+                                 complete=True, now=now)
     return notices

@@ -94,6 +94,10 @@ CODES: dict[str, Code] = {
     # The mirror as a whole.
     "mirror.stale": Code(S.CRITICAL, "no successful sync for longer than stale_after",
                          protected=True),
+    # Fleet mode: a sync host stopped beating in the shared store.
+    "host.down": Code(S.CRITICAL, "a fleet host's daemon has not beaten for longer than "
+                                  "[fleet] down_after; its mirrors are not synced",
+                      protected=True),
     # The run itself.
     "run.interrupted": Code(S.INFO, "the run was stopped by a signal"),
     "run.budget": Code(S.ERROR, "the run's time budget ran out before a sync succeeded"),

@@ -287,3 +287,20 @@ def stale_finding(mirror: str, last_success_at: float | None, first_seen_at: flo
     return Finding(mirror, "mirror.stale", Severity.CRITICAL,
                    f"{what} {age / 3600:.1f} h ago (stale after {stale_after / 3600:.1f} h)",
                    {"age_seconds": round(age), "stale_after_seconds": stale_after})
+
+
+def host_alert_name(host: str) -> str:
+    """The name a fleet host's alerts are kept under, beside the mirrors' names (``host:``
+    cannot be a mirror name, so the two never mix)."""
+    return f"host:{host}"
+
+
+def host_down_finding(host: str, beat_at: float, now: float, down_after: float,
+                      noticed_by: str) -> Finding:
+    """A fleet host stopped beating: critical, outside the rules like staleness."""
+    silent = now - beat_at
+    return Finding(host_alert_name(host), "host.down", Severity.CRITICAL,
+                   f"fleet host `{host}` has not beaten for {silent:.0f} s (down after "
+                   f"{down_after:.0f} s); its mirrors are not synced",
+                   {"host": host, "beat_at": beat_at, "silent_seconds": round(silent),
+                    "noticed_by": noticed_by})

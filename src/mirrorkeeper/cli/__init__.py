@@ -57,6 +57,8 @@ VERBS: dict[str, tuple[str, str, str]] = {
                   "kept."),
     "status": ("look", "status",
                "Every mirror: state, progress if running, last success and its age."),
+    "store": ("store", "store_group",
+              "The run history's store: move it into a fleet's PostgreSQL."),
     "sync": ("sync", "sync",
              "Sync the named mirrors (or --all, or --due) once, one after the other."),
     "trigger": ("sync", "trigger", "Ask for a sync of NAME now: push mirroring's entry point."),

@@ -54,7 +54,7 @@ def _set_alert(ctx: click.Context, alert_id: int, **values: Any) -> int:
     from ..store.alerts import AlertStore
 
     config = load(ctx)
-    store = Store.open(config.settings.state_dir)
+    store = Store.for_config(config)
     try:
         astore = AlertStore(store.engine)
         if astore.get(alert_id) is None:
@@ -118,7 +118,7 @@ def alerts_watchdog(ctx: click.Context) -> int:
 
     with SignalStop() as signals:
         config = load(ctx)
-        store = Store.open(config.settings.state_dir)
+        store = Store.for_config(config)
         try:
             for notice in watchdog(config, store):
                 console.print(f"alert {notice.kind}: {notice.mirror} {notice.code} "

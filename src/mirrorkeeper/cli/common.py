@@ -75,7 +75,7 @@ def reader(config: Config) -> Store:
     """The store for a command that only looks: opened read-only, nothing created."""
     from ..store import Store
 
-    return Store.open(config.settings.state_dir, readonly=True)
+    return Store.for_config(config, readonly=True)
 
 
 def print_problems(problems: list[Problem]) -> None:

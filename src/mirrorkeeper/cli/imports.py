@@ -164,7 +164,7 @@ def _record(config_path: Path, name: str, past: object) -> None:
 
     assert isinstance(past, PastRun)
     config = load_config(config_path)
-    store = Store.open(config.settings.state_dir)
+    store = Store.for_config(config)
     try:
         if store.history(name, limit=1):
             return

@@ -23,7 +23,7 @@ from .signals import SignalStop
 
 def run_trigger(ctx: click.Context, name: str | None, flags: tuple[str, ...],
                 signals: SignalStop) -> int:
-    from ..daemon.queue import SyncQueue
+    from ..daemon.queue import open_queue
     from ..daemon.service import daemon_running
     from ..sync.run import request_update
     from .common import UsageProblem, err_console, load, not_runnable
@@ -58,14 +58,21 @@ def run_trigger(ctx: click.Context, name: str | None, flags: tuple[str, ...],
                           "call back; ignored", markup=False)
     marker = request_update(config, mirror)  # first: never lose a push
     origin = "ssh" if command is not None else "push"
-    if request.scope == "all" and daemon_running(config.settings.state_dir):
-        queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
+    host = config.host_of(mirror)
+    if request.scope == "all" and (config.fleet is not None
+                                   or daemon_running(config.settings.state_dir)):
+        # In a fleet the mirror's host's daemon takes it from its queue (it runs there only).
+        queue = open_queue(config, host)
         try:
             queue.enqueue(name, "push", urgent=True)
         finally:
             queue.close()
-        click.echo(f"{name}: sync queued with the daemon")
+        click.echo(f"{name}: sync queued with the daemon"
+                   + (f" of fleet host {host}" if config.fleet is not None else ""))
         return signals.exit_status or Exit.OK
+    if host != config.host:
+        raise UsageProblem(f"mirror `{name}` is synced by fleet host {host}, not this one "
+                           f"({config.host}); a staged push goes to that host")
     click.echo(f"{name}: no daemon is running; syncing now" if request.scope == "all"
                else f"{name}: {request.scope} of a staged push, now")
     code = _sync_mirrors(config, [mirror], signals, quiet=True, as_json=False,

@@ -69,8 +69,10 @@ def run_summary(record: RunRecord) -> Table:
 
 def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="mirrors", title_justify="left")
-    for column in ("mirror", "state", "progress", "last success", "age", "last outcome",
-                   "size", "files", "to delete", "last duration", "next run"):
+    fleet = bool(rows) and "host" in rows[0]  # a fleet: which host syncs each
+    for column in ("mirror", *(("host",) if fleet else ()), "state", "progress",
+                   "last success", "age", "last outcome", "size", "files", "to delete",
+                   "last duration", "next run"):
         table.add_column(column)
     now = time.time()
     for row in rows:
@@ -83,7 +85,8 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
                 progress += f" ETA {format_duration(row['eta_seconds'])}"
         age = row.get("last_success_epoch")
         table.add_row(
-            row["mirror"], row["state"], progress, row.get("last_success_at") or "never",
+            row["mirror"], *((row["host"],) if fleet else ()), row["state"], progress,
+            row.get("last_success_at") or "never",
             format_duration(now - age) if age else "-", row.get("outcome") or "-",
             human_bytes(row.get("size_bytes")), str(row.get("files_total") or "-"),
             str(row.get("pending_deletions") or "-"),

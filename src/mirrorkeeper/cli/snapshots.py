@@ -45,7 +45,7 @@ def snapshots_cmd(ctx: click.Context, name: str, as_json: bool, hold: str | None
     mirror = _mirror(config, name)
     backend = backend_for(mirror.settings.snapshots, mirror.dest)
     assert backend is not None
-    store = Store.open(config.settings.state_dir,
+    store = Store.for_config(config,
                        readonly=hold is None and release is None)
     try:
         for target, held in ((hold, True), (release, False)):
@@ -124,7 +124,7 @@ def rollback_cmd(ctx: click.Context, name: str, snapshot: str | None) -> int:
                           markup=False)
         return Exit.LOCKED
     try:
-        store = Store.open(config.settings.state_dir)
+        store = Store.for_config(config)
     except BaseException:
         lock.release()
         raise

@@ -43,12 +43,19 @@ def sync(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, quiet: b
     start_guardian()  # forked while this process has one thread: see rsync/guard.py
     with SignalStop() as signals:  # from the start: a signal must never kill a run midway
         config = load(ctx)
+        for name in names:  # in a fleet, another host's mirror is that host's to sync
+            spec = config.mirrors.get(name)
+            if spec is not None and config.host_of(spec) != config.host:
+                raise UsageProblem(
+                    f"mirror `{name}` is synced by fleet host {config.host_of(spec)}, not "
+                    f"this one ({config.host}); `mirrorkeeper trigger {name}` queues it there")
+        config = config.local()  # --all and --due: this host's mirrors
         if not names:
             warn_not_runnable(config)
         if due:
             from ..daemon.service import plan_once
 
-            store = Store.open(config.settings.state_dir)
+            store = Store.for_config(config)
             try:
                 names = tuple(d.mirror for d in plan_once(config, store))
             finally:
@@ -87,7 +94,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
     from .progress import ProgressDisplay
 
     stop = signals.stop
-    store = Store.open(config.settings.state_dir)
+    store = Store.for_config(config)
     sink = None
     if config.metrics.enabled:
         from ..metrics.sink import MetricsSink

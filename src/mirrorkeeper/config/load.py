@@ -21,6 +21,7 @@ from .spec import (
     BrokenMirror,
     Config,
     DaemonSettings,
+    FleetSettings,
     GlobalSettings,
     MetricsSettings,
     MirrorSpec,
@@ -34,8 +35,12 @@ from .validate import field_names, validate_partial
 T = TypeVar("T")
 DEFAULT_PATH = "/etc/mirrorkeeper/mirrorkeeper.toml"
 ENV_VAR = "MIRRORKEEPER_CONFIG"
-TOP_KEYS = ("global", "mirrors", "alerts", "metrics", "daemon", "web")
-MIRROR_KEYS = frozenset({"profile", "dest", "enabled"})
+TOP_KEYS = ("global", "mirrors", "alerts", "metrics", "daemon", "web", "fleet")
+MIRROR_KEYS = frozenset({"profile", "dest", "enabled", "host"})
+#: A fleet host's name: what ``[fleet] host`` and a mirror's ``host`` say.
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STORE_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite")
+QUEUE_SCHEMES = ("redis", "rediss", "unix")
 MIRROR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -147,6 +152,10 @@ def _table_problems(name: str, table: dict[str, Any], file: str,
                                 "is required (the directory to mirror into)"))
     if not isinstance(table.get("enabled", True), bool):
         problems.append(Problem(file, prefix + "enabled", "should be true or false"))
+    host = table.get("host", "")
+    if not isinstance(host, str) or (host and not HOST_NAME.match(host)):
+        problems.append(Problem(file, prefix + "host", f"`{host}` is not a fleet host name",
+                                "the `host` of one [fleet] host, e.g. \"node-a\""))
     return problems
 
 
@@ -213,7 +222,8 @@ def _load_mirror(name: str, table: Any, file: str, base: Path,
                                 "publish_path = \"/srv/mirror/debian\"")], dest=dest)
     return _Mirror([], MirrorSpec(name=name, profile=profile_name, dest=dest,
                                   enabled=bool(enabled), settings=settings,
-                                  info=catalogue.profiles[profile_name].info), dest=dest)
+                                  info=catalogue.profiles[profile_name].info,
+                                  host=str(table.get("host", ""))), dest=dest)
 
 
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -321,8 +331,15 @@ def inspect_config(path: Path | str) -> Inspection:
     metrics = _load_metrics(data.get("metrics"), file, problems)
     daemon = _load_daemon(data.get("daemon"), file, problems)
     web = _load_web(data.get("web"), file, base, problems)
+    fleet = _load_fleet(data.get("fleet"), file, problems)
+    if fleet is not None and fleet.down_after < 3 * daemon.tick:
+        problems.append(Problem(file, "fleet.down_after",
+                                f"is shorter than three [daemon] ticks ({3 * daemon.tick:g}s)",
+                                "a host beats once per tick; a busy tick must not look like "
+                                "a dead host"))
+    problems.extend(_host_problems(raw_mirrors, fleet, file))
     config = Config(path=file, settings=settings, mirrors=mirrors, alerts=alerts,
-                    metrics=metrics, daemon=daemon, web=web, broken=broken,
+                    metrics=metrics, daemon=daemon, web=web, fleet=fleet, broken=broken,
                     profile_problems=tuple(catalogue.problems))
     return Inspection(config, problems)
 
@@ -371,6 +388,44 @@ def _load_daemon(raw: Any, file: str, problems: list[Problem]) -> DaemonSettings
     if daemon.jitter < 0:
         problems.append(Problem(file, "daemon.jitter", "cannot be negative"))
     return daemon
+
+
+def _load_fleet(raw: Any, file: str, problems: list[Problem]) -> FleetSettings | None:
+    """``[fleet]``: absent, a single host; present, all three keys, each checked here (the
+    store and the queue are only reached when a command needs them)."""
+    raw = _section(raw, "fleet", file, problems)
+    if not raw:
+        return None
+    fleet, found, bad = validate_partial(FleetSettings, raw, file, "fleet.")
+    problems.extend(found)
+    if fleet is None:
+        return None
+    scheme = fleet.store.partition("://")[0]
+    if "store" not in bad and (scheme not in STORE_SCHEMES or "://" not in fleet.store):
+        problems.append(Problem(file, "fleet.store", f"`{fleet.store}` is not a store URL",
+                                "e.g. \"postgresql+psycopg://mirrorkeeper@db.example.org/"
+                                "mirrorkeeper\" (the psycopg driver: pip install "
+                                "'mirrorkeeper[fleet]')"))
+    if "queue" not in bad and (fleet.queue.partition("://")[0] not in QUEUE_SCHEMES
+                               or "://" not in fleet.queue):
+        problems.append(Problem(file, "fleet.queue", f"`{fleet.queue}` is not a Redis URL",
+                                "e.g. \"redis://queue.example.org:6379/0\" or "
+                                "\"unix:///run/redis/redis.sock\""))
+    if "host" not in bad and not HOST_NAME.match(fleet.host):
+        problems.append(Problem(file, "fleet.host", f"`{fleet.host}` is not a fleet host name",
+                                "letters, digits, '.', '_' and '-', e.g. \"node-a\""))
+    return fleet
+
+
+def _host_problems(raw_mirrors: Any, fleet: FleetSettings | None,
+                   file: str) -> list[Problem]:
+    """A mirror's ``host`` means something only in a fleet."""
+    if fleet is not None or not isinstance(raw_mirrors, dict):
+        return []
+    return [Problem(file, f"mirrors.{name}.host", "is set, but there is no [fleet] table",
+                    "add [fleet] (store, queue, host) or remove the key")
+            for name, table in raw_mirrors.items()
+            if isinstance(table, dict) and table.get("host")]
 
 
 def _load_web(raw: Any, file: str, base: Path, problems: list[Problem]) -> WebSettings:

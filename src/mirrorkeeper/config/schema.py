@@ -18,6 +18,7 @@ from .spec import (
     AlertRule,
     AlertSettings,
     DaemonSettings,
+    FleetSettings,
     GlobalSettings,
     MetricsSettings,
     PluginSpec,
@@ -89,6 +90,8 @@ def config_schema() -> dict[str, Any]:
         "profile": {"type": "string", "description": "the profile (see `mirrorkeeper profiles`)"},
         "dest": {"type": "string", "description": "the directory to mirror into"},
         "enabled": {"type": "boolean", "description": "false: configured, but not synced"},
+        "host": {"type": "string", "description": "the [fleet] host that syncs it "
+                 "(empty: this host)"},
     })
     mirror["required"] = ["profile", "dest"]
     alerts = table(AlertSettings)
@@ -109,5 +112,6 @@ def config_schema() -> dict[str, Any]:
             "metrics": table(MetricsSettings),
             "daemon": table(DaemonSettings),
             "web": table(WebSettings),
+            "fleet": table(FleetSettings),
         },
     }

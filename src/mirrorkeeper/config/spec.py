@@ -6,12 +6,12 @@ strict validators from these dataclasses, so a new setting is added in one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .problems import Problem
 
 #: Keys whose values are durations ("6h") in the TOML and seconds in the dataclasses.
-DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter",
+DURATION_KEYS = frozenset({"tick", "poll_interval", "jitter", "down_after",
                            "stale_after", "timeout", "contimeout", "no_output_timeout",
                            "retry_backoff", "run_budget", "upstream_cooldown", "suppress_for",
                            "digest", "renotify_critical", "renotify_error", "renotify_warning",
@@ -208,6 +208,8 @@ class MirrorSpec:
     settings: SyncSettings
     #: What its profile says about the project (the public pages show it).
     info: ProfileInfo = field(default_factory=ProfileInfo)
+    #: The fleet host that syncs it (``[fleet] host`` names each one); empty: this host.
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,22 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """``[fleet]``: several sync hosts sharing one store and one set of queues (docs/fleet.md).
+    Without the table a host keeps its SQLite store and queue in its state directory."""
+
+    #: The shared store, a SQLAlchemy URL: ``postgresql+psycopg://USER@HOST/DB``.
+    store: str
+    #: The shared queues (one per host): ``redis://HOST:6379/0`` or ``unix:///run/redis.sock``.
+    queue: str
+    #: This host's name in the fleet; mirrors whose ``host`` is this name run here.
+    host: str
+    #: A host whose daemon has not beaten (once per ``[daemon] tick``) for this long is down:
+    #: ``host.down``, raised once by another host. At least three ticks.
+    down_after: float = 180.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     settings: GlobalSettings
@@ -372,6 +390,8 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    #: None: a single host (SQLite store and queue in the state directory).
+    fleet: FleetSettings | None = None
     #: Mirrors that cannot run because their profile does not validate.
     broken: dict[str, BrokenMirror] = field(default_factory=dict)
     #: Every problem in the profile catalogue, used by a mirror or not (``config check`` and
@@ -380,6 +400,23 @@ class Config:
 
     def enabled(self) -> list[MirrorSpec]:
         return [m for m in self.mirrors.values() if m.enabled]
+
+    @property
+    def host(self) -> str:
+        """This host's name in the fleet (the hostname outside one)."""
+        return self.fleet.host if self.fleet else self.settings.hostname
+
+    def host_of(self, mirror: MirrorSpec) -> str:
+        """The host that syncs ``mirror``."""
+        return mirror.host or self.host
+
+    def local(self) -> Config:
+        """This config as this host's daemon sees it: only the mirrors it syncs. Every other
+        command (status, the dashboard, ``trigger``) keeps the whole fleet."""
+        if self.fleet is None:
+            return self
+        mine = {name: m for name, m in self.mirrors.items() if self.host_of(m) == self.host}
+        return replace(self, mirrors=mine)
 
     def broken_enabled(self) -> list[BrokenMirror]:
         return [b for b in self.broken.values() if b.enabled]

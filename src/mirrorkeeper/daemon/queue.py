@@ -4,6 +4,10 @@ The queue is a SQLite file in the state directory (Huey's ``SqliteHuey``), so a 
 another process — ``mirrorkeeper trigger`` run by sshd as a forced command — reaches the
 daemon's workers, and jobs survive a daemon restart. The daemon's thread workers are the
 parallel limit. Only this module knows Huey; replacing it means rewriting this file.
+
+In a fleet (``[fleet] queue``) each host has its own queue in the shared Redis (Huey's
+``PriorityRedisHuey``, named after the host): a host's daemon consumes only its own, and
+``trigger`` on any host puts the job on the queue of the mirror's host.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from huey import SqliteHuey
+from huey import PriorityRedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from ..access import Place, os_problem, require_writable, sqlite_problem
+from ..config.spec import Config
+from ..errors import StateUnavailable
 
 #: Push triggers and changed update signals go ahead of scheduled runs.
 PRIORITY_URGENT = 10
@@ -38,9 +45,16 @@ class SyncQueue:
     """Raises :class:`~mirrorkeeper.errors.StateUnavailable` (exit 73) for a queue file this
     user may not write or a full disk, naming the file, instead of SQLite's bare error."""
 
-    def __init__(self, state_dir: str | Path, host: str) -> None:
+    def __init__(self, state_dir: str | Path, host: str, redis_url: str | None = None) -> None:
         state = Path(state_dir)
         self.path = state / QUEUE_FILE
+        self.redis_url = redis_url
+        self.handler: Handler | None = None
+        if redis_url is not None:
+            self.huey: Any = PriorityRedisHuey(name=f"mirrorkeeper.{host}", url=redis_url,
+                                               results=False, utc=True, clean_name=False)
+            self._sync = self.huey.task(name="sync")(self._execute)
+            return
         try:
             state.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -51,10 +65,13 @@ class SyncQueue:
                                    results=False, utc=True, timeout=30)
         except sqlite3.Error as exc:
             raise self._problem(exc) from exc
-        self.handler: Handler | None = None
         self._sync = self.huey.task(name="sync")(self._execute)
 
-    def _problem(self, exc: sqlite3.Error) -> Exception:
+    def _problem(self, exc: Exception) -> Exception:
+        if self.redis_url is not None:
+            return StateUnavailable("fleet queue", self.redis_url, str(exc),
+                                    "fix: start Redis or correct [fleet] queue")
+        assert isinstance(exc, sqlite3.Error)
         return sqlite_problem(exc, self.path, self.path.parent, what="queue") or exc
 
     def _execute(self, mirror: str, reason: str, queued_at: float = 0.0) -> None:
@@ -70,12 +87,15 @@ class SyncQueue:
         try:
             self._sync(mirror, reason, time.time(),
                        priority=PRIORITY_URGENT if urgent else PRIORITY_SCHEDULED, delay=delay)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, *_redis_errors()) as exc:  # type: ignore[misc]
             raise self._problem(exc) from exc
 
     def pending(self) -> list[tuple[str, str]]:
         """(mirror, reason) of every job waiting for a worker (not those scheduled later)."""
-        return [(task.args[0], task.args[1]) for task in self.huey.pending()]
+        try:
+            return [(task.args[0], task.args[1]) for task in self.huey.pending()]
+        except _redis_errors() as exc:
+            raise self._problem(exc) from exc
 
     def consumer(self, workers: int) -> Consumer:
         """Thread workers that poll the queue at least once a second; no periodic tasks
@@ -85,4 +105,24 @@ class SyncQueue:
                                          check_worker_health=True)
 
     def close(self) -> None:
-        self.huey.storage.close()
+        if self.redis_url is None:
+            self.huey.storage.close()
+        else:
+            self.huey.storage.conn.close()
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    """Redis' own errors, when its client is installed (the ``fleet`` extra)."""
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:
+        return ()
+    return (RedisError,)
+
+
+def open_queue(config: Config, host: str | None = None) -> SyncQueue:
+    """The queue of ``host`` (default: this one): the fleet's Redis, else the state dir's."""
+    fleet = config.fleet
+    if fleet is None:
+        return SyncQueue(config.settings.state_dir, config.settings.hostname)
+    return SyncQueue(config.settings.state_dir, host or fleet.host, fleet.queue)

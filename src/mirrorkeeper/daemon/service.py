@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import sqlalchemy as sa
+
 from ..access import Place, require_writable
 from ..clock import local_zone
 from ..config.files import web_file_problems
@@ -43,7 +45,7 @@ from ..web.hosts import beyond_loopback
 from .deliveries import Deliverer
 from .facts import free_slots, gather_facts
 from .poller import poll_signal
-from .queue import SyncQueue, queue_places
+from .queue import open_queue, queue_places
 
 log = logging.getLogger("mirrorkeeper")
 
@@ -79,7 +81,7 @@ def daemon_places(config: Config) -> list[Place]:
     """Everything the daemon writes: its lock, the queue, and each enabled mirror's files."""
     state = Path(config.settings.state_dir)
     places = [Place("lock file", state / f"{DAEMON_LOCK}.lock", state),
-              *queue_places(state)]
+              *(queue_places(state) if config.fleet is None else [])]
     for mirror in config.enabled():
         places += writer_places(config, mirror)
     return places
@@ -123,10 +125,13 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         """Raises :class:`StateUnavailable` (exit 73) before anything starts if a state or log
         file is not this user's to write, naming the file and the fix."""
+        #: The whole config: the dashboard and API show every fleet host's mirrors.
         self.config = config
-        require_writable(daemon_places(config))
-        self.store = Store.open(config.settings.state_dir)
-        self.queue = SyncQueue(config.settings.state_dir, config.settings.hostname)
+        #: ... and the mirrors this host syncs (all of them outside a fleet).
+        self.mine = config.local()
+        require_writable(daemon_places(self.mine))
+        self.store = Store.for_config(config)
+        self.queue = open_queue(config)
         self.queue.handler = self.execute
         self.stop = StopRequest()
         self.wake = threading.Event()
@@ -165,6 +170,11 @@ class Daemon:
         if self.sink is not None:
             self.sink.close()
         self.queue.close()
+        if self.config.fleet is not None:  # a planned stop is no host.down
+            try:
+                self.store.leave(self.config.fleet.host)
+            except sa.exc.SQLAlchemyError as exc:
+                event("fleet.leave_failed", level=logging.WARNING, error=str(exc))
         self.store.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -178,6 +188,8 @@ class Daemon:
         spec = self.config.mirrors.get(mirror)
         if spec is None or not spec.enabled:
             return False
+        if mirror not in self.mine.mirrors:  # another fleet host's: onto its queue
+            return self._enqueue_remote(spec.name, reason)
         urgent = reason in URGENT_REASONS
         with self._lock:
             absorbed = mirror in self.queued and (mirror in self._queued_urgent or not urgent)
@@ -197,9 +209,19 @@ class Daemon:
         event("job.queued", mirror=mirror, reason=reason)
         return True
 
+    def _enqueue_remote(self, mirror: str, reason: str) -> bool:
+        host = self.config.host_of(self.config.mirrors[mirror])
+        queue = open_queue(self.config, host)
+        try:
+            queue.enqueue(mirror, reason, urgent=reason in URGENT_REASONS)
+        finally:
+            queue.close()
+        event("job.queued", mirror=mirror, reason=reason, host=host)
+        return True
+
     def execute(self, name: str, reason: str, queued_at: float = 0.0) -> None:
         """A queue worker runs this for each job; it never raises."""
-        config = self.config
+        config = self.mine
         mirror = config.mirrors.get(name)
         with self._lock:
             self.queued.discard(name)
@@ -281,7 +303,9 @@ class Daemon:
     # -- the tick -------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> TickPlan:
         now = now or time.time()
-        config = self.config
+        config = self.mine
+        if config.fleet is not None:
+            self._forget_lost_jobs()
         with self._lock:
             running = set(self.running) | locked_mirrors(config)
             queued = set(self.queued)
@@ -298,10 +322,22 @@ class Daemon:
         self._housekeeping(now)
         return plan
 
+    def _forget_lost_jobs(self) -> None:
+        """Redis restarted without persistence: the jobs this daemon counts as queued are
+        gone, and would never be planned again. Keep only those still waiting."""
+        waiting = {mirror for mirror, _ in self.queue.pending()}
+        with self._lock:
+            lost = self.queued - waiting
+            self.queued -= lost
+            self._queued_urgent -= lost
+        if lost:
+            event("job.lost", level=logging.WARNING, mirrors=sorted(lost),
+                  why="no longer in the queue (Redis restarted?); planned again")
+
     def _start_poll(self, name: str) -> None:
         with self._lock:
             self._polling.add(name)
-        future = self._pollers.submit(poll_signal, self.config, self.config.mirrors[name],
+        future = self._pollers.submit(poll_signal, self.mine, self.mine.mirrors[name],
                                       self.store)
         future.add_done_callback(partial(self._poll_done, name))
 
@@ -326,7 +362,7 @@ class Daemon:
         """Alerts that need no sync (staleness, retries of failed deliveries) and ages."""
         from ..alerts.dispatch import watchdog
 
-        config = self.config
+        config = self.mine
         try:
             watchdog(config, self.store, now)  # queues; the delivery workers send
         except StateUnavailable as exc:
@@ -337,6 +373,8 @@ class Daemon:
         else:
             self._recovered("alerts")
         self.deliverer.kick()
+        if config.fleet is not None:
+            self._fleet_watch(config, now)
         if self.sink is not None:
             for mirror in config.enabled():
                 age = age_seconds(self.store, mirror.name, now)  # not the whole last run
@@ -346,6 +384,21 @@ class Daemon:
         if now - self._last_pruned > 3600:
             self._last_pruned = now
             self.store.prune_polls(now - POLL_KEEP_SECONDS)
+
+    def _fleet_watch(self, config: Config, now: float) -> None:
+        """Beat for this host; notice the hosts that stopped (one ``host.down`` fleet-wide:
+        the claim is one UPDATE). A host that comes back resolves its own alert."""
+        from ..alerts.dispatch import host_alerts
+
+        assert config.fleet is not None
+        try:
+            host_alerts(config, self.store, now)
+        except StateUnavailable as exc:
+            self._failing("fleet", "fleet.failure", exc)
+        except sa.exc.SQLAlchemyError as exc:  # the store is down: it says so, keeps going
+            self._failing("fleet", "fleet.failure", exc)
+        else:
+            self._recovered("fleet")
 
     # -- config reload ------------------------------------------------------------------------
     def reload(self, path: str) -> bool:
@@ -370,7 +423,7 @@ class Daemon:
             if self.sink is not None:
                 self.sink.close()
             self.sink = MetricsSink(new) if new.metrics.enabled else None
-        self.config = new
+        self.config, self.mine = new, new.local()
         event("config.reloaded", mirrors=sorted(new.mirrors))
         log_profile_problems(new)
         self.wake.set()
@@ -379,10 +432,14 @@ class Daemon:
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Main thread only."""
-        config = self.config
+        config = self.mine
         setup_event_log(config.settings.log_dir)
         log_to_stderr()
         with MirrorLock(config.settings.state_dir, DAEMON_LOCK):
+            if config.fleet is not None:  # runs this host left when it died: interrupted
+                closed = self.store.close_host_runs(config.host)
+                if closed:
+                    event("fleet.runs_closed", host=config.host, runs=closed)
             server = self._start_web()  # first: a port that is taken ends the start here
             consumer = self.queue.consumer(config.daemon.max_parallel)
             consumer.start()
@@ -416,6 +473,8 @@ class Daemon:
                 try:
                     self.tick(now)
                 except StateUnavailable as exc:
+                    self._failing("tick", "tick.failed", exc)
+                except sa.exc.OperationalError as exc:  # the fleet store is unreachable
                     self._failing("tick", "tick.failed", exc)
                 except Exception as exc:
                     log.exception("tick failed")

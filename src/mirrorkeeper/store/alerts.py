@@ -19,6 +19,9 @@ import sqlalchemy as sa
 
 from .schema import alerts, deliveries, plugin_backoff, runs
 
+#: The PostgreSQL advisory lock that serializes alert updates across a fleet ("mkalerts").
+ALERTS_LOCK_KEY = 0x6D6B616C65727473
+
 
 def _open_alerts(conn: sa.Connection, mirror: str | None) -> list[dict[str, Any]]:
     query = alerts.select().where(alerts.c.resolved_at.is_(None))
@@ -83,14 +86,21 @@ class AlertStore:
 
     @contextmanager
     def exclusive(self) -> Iterator[AlertTx]:
-        """A transaction that holds SQLite's write lock from its first statement.
+        """A transaction that holds SQLite's write lock (PostgreSQL: the fleet's alert lock)
+        from its first statement.
 
         SQLite takes its one write lock at a transaction's first write; a write that changes
         nothing comes first, so the reads that follow and the writes that depend on them are a
         single step for every thread and process (others wait, up to the busy timeout).
         """
         with self.engine.begin() as conn:
-            conn.execute(alerts.update().where(sa.false()).values(id=alerts.c.id))
+            if conn.dialect.name == "postgresql":
+                # A fleet store: PostgreSQL locks rows, not the database, so every host's
+                # alert update takes one transaction-scoped advisory lock instead.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                             {"k": ALERTS_LOCK_KEY})
+            else:
+                conn.execute(alerts.update().where(sa.false()).values(id=alerts.c.id))
             yield AlertTx(conn)
 
     def open_alerts(self, mirror: str | None = None) -> list[dict[str, Any]]:

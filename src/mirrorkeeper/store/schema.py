@@ -169,3 +169,15 @@ mirror_summary = sa.Table(
     #: When the oldest pending deletion was first seen (NULL: none pending).
     sa.Column("pending_since", sa.Float, nullable=True),
 )
+
+#: Fleet mode: each sync host's daemon beats here; one that stops beating is ``host.down``.
+hosts = sa.Table(
+    "hosts", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    #: Since when it has beaten without a gap (its start, or its return after one).
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("beat_at", sa.Float, nullable=False),
+    #: When another host noticed it had stopped beating (NULL: beating).
+    sa.Column("down_since", sa.Float, nullable=True),
+)

@@ -18,16 +18,18 @@ alone can read, and the next writer switches it back to WAL.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import socket
 import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -35,14 +37,17 @@ from ..access import Place, first_unreadable, read_denied, require_writable, sql
 from ..errors import StateUnavailable
 from ..record import Attempt, Deletions, DownstreamResult, RunRecord, StageResult
 from ..record.progress import LiveProgress
-from .schema import live, metadata, polls, runs
+from .schema import hosts, live, metadata, polls, runs
 from .schema import pending_deletions as pending_table
 from .summary import MirrorSummary, read_summaries, refresh_summary
+
+if TYPE_CHECKING:
+    from ..config.spec import Config
 
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -147,19 +152,44 @@ def stage_from_json(data: dict[str, Any]) -> StageResult:
     return StageResult(**kwargs)
 
 
+def advisory_key(mirror: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory locks, one per mirror name."""
+    digest = hashlib.blake2b(f"mirrorkeeper.mirror:{mirror}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Store:
     def __init__(self, engine: sa.Engine, db: Path | None = None,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, host: str | None = None) -> None:
         self.engine = engine
         #: The SQLite file (None for other databases and the empty read-only store).
         self.db = db
         self.readonly = readonly
+        #: The name runs are recorded under: the fleet host, or this machine's hostname.
+        self.host = host or socket.gethostname()
         #: A connection of its own for :meth:`change_token` (opened on first use).
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
         self._closed = False
         #: Records of finished runs, by id, kept between :meth:`summaries` reads.
         self._finished: dict[int, RunRecord] = {}
+
+    @property
+    def shared(self) -> bool:
+        """A fleet store (PostgreSQL) that other hosts write too."""
+        return self.engine.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, state_dir: str | Path, *, readonly: bool = False) -> Store:
@@ -244,12 +274,53 @@ class Store:
         return cls(engine, readonly=True)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        engine = sa.create_engine(url)
+    def from_url(cls, url: str, host: str | None = None) -> Store:
+        """A store at a SQLAlchemy URL (the fleet's PostgreSQL), migrated to the newest
+        schema. Raises :class:`StateUnavailable` naming the store when it cannot be reached."""
+        engine = sa.create_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _writer_pragmas)
-        migrate(engine)
-        return cls(engine)
+        try:
+            migrate(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise StateUnavailable("fleet store", engine.url.render_as_string(),
+                                   str(exc.orig) if exc.orig else str(exc),
+                                   "fix: start the database or correct [fleet] store") from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, host=host)
+
+    @classmethod
+    def for_config(cls, config: Config, *, readonly: bool = False) -> Store:
+        """The store ``config`` names: the fleet's shared one, else the state dir's SQLite.
+        A reader of the fleet store never migrates it (a writer, the daemon, does)."""
+        if config.fleet is None:
+            return cls.open(config.settings.state_dir, readonly=readonly)
+        if not readonly:
+            return cls.from_url(config.fleet.store, host=config.fleet.host)
+        engine = sa.create_engine(config.fleet.store, pool_pre_ping=True)
+        where = engine.url.render_as_string()
+        try:
+            with engine.connect() as conn:
+                revision = schema_revision(conn)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise StateUnavailable("fleet store", where,
+                                   str(exc.orig) if exc.orig else str(exc),
+                                   "fix: start the database or correct [fleet] store") from exc
+        if revision is None:  # no daemon has created it yet: nothing has synced
+            engine.dispose()
+            return cls.empty()
+        if revision != HEAD_REVISION:
+            engine.dispose()
+            raise StateUnavailable(
+                "fleet store", where, f"its schema is at revision {revision}, this "
+                f"Mirrorkeeper reads {HEAD_REVISION}, and a read-only command does not migrate",
+                "fix: restart a fleet host's daemon (systemctl restart mirrorkeeper) to "
+                "migrate it")
+        return cls(engine, readonly=True, host=config.fleet.host)
 
     def close(self) -> None:
         """Close every connection; a writer that was the last one leaves the file readable
@@ -289,7 +360,7 @@ class Store:
         with self.engine.begin() as conn:
             result = conn.execute(runs.insert().values(
                 mirror=mirror, upstream=upstream, started_at=started_at, outcome="running",
-                host=socket.gethostname(), pid=os.getpid()))
+                host=self.host, pid=os.getpid()))
             key = result.inserted_primary_key
             assert key is not None
             refresh_summary(conn, mirror)
@@ -384,6 +455,92 @@ class Store:
             conn.execute(live.delete().where(live.c.mirror == mirror))
             refresh_summary(conn, mirror)
             return int(result.rowcount)
+
+    # -- fleet: one run per mirror across hosts, heartbeats ------------------------------------
+    @contextmanager
+    def fleet_lock(self, mirror: str) -> Iterator[bool]:
+        """Hold the mirror fleet-wide for the block: True if held, False if another host (or
+        process) holds it. A PostgreSQL session advisory lock on a connection kept for the
+        block: the server drops it when that connection dies, so a host that crashes or loses
+        the network never leaves it behind. On SQLite (one host) the flock is enough: True."""
+        if not self.shared:
+            yield True
+            return
+        conn = self.engine.connect()
+        try:
+            key = advisory_key(mirror)
+            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                     {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        finally:
+            conn.close()
+
+    def holder(self, mirror: str) -> str:
+        """``host:pid`` of the mirror's running run, for a "busy" message (empty: unknown)."""
+        query = (sa.select(runs.c.host, runs.c.pid).where(
+            runs.c.mirror == mirror, runs.c.outcome == "running")
+            .order_by(runs.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return f"{row.host}:{row.pid}" if row else ""
+
+    def beat(self, host: str, now: float | None = None,
+             gap: float = float("inf")) -> tuple[bool, float]:
+        """This host's heartbeat: (was it marked down, since when it has beaten without a gap
+        longer than ``gap``). A host cut off from the store must not judge the others as soon
+        as it is back: they may not have had a tick to beat yet."""
+        now = now or time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(hosts.c.down_since, hosts.c.beat_at,
+                                         hosts.c.started_at).where(hosts.c.name == host)).first()
+            if row is None:
+                conn.execute(hosts.insert().values(name=host, pid=os.getpid(),
+                                                   started_at=now, beat_at=now))
+                return False, now
+            since = row.started_at if now - row.beat_at <= gap else now
+            conn.execute(hosts.update().where(hosts.c.name == host).values(
+                beat_at=now, started_at=since, pid=os.getpid(), down_since=None))
+            return row.down_since is not None, since
+
+    def leave(self, host: str) -> None:
+        """A host's daemon stops on purpose: no longer watched (it beats again on start)."""
+        with self.engine.begin() as conn:
+            conn.execute(hosts.delete().where(hosts.c.name == host))
+
+    def hosts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(
+                hosts.select().order_by(hosts.c.name))]
+
+    def claim_down(self, host: str, silent_since: float, now: float) -> bool:
+        """Mark ``host`` down if it has not beaten since ``silent_since``; True only for the
+        one caller fleet-wide that marked it (an atomic UPDATE: one ``host.down`` alert)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(hosts.update().where(
+                hosts.c.name == host, hosts.c.beat_at < silent_since,
+                hosts.c.down_since.is_(None)).values(down_since=now))
+            return bool(result.rowcount)
+
+    def close_host_runs(self, host: str, now: float | None = None) -> list[int]:
+        """Runs ``host`` left ``running`` whose process is gone (the host died or restarted)
+        become ``interrupted``; their ids. Call it on the host itself: it checks the pids."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.pid, runs.c.mirror).where(
+                runs.c.host == host, runs.c.outcome == "running")).all()
+            dead = [row for row in rows if not pid_alive(row.pid)]
+            if dead:
+                conn.execute(runs.update().where(runs.c.id.in_([r.id for r in dead])).values(
+                    outcome="interrupted", finished_at=now or time.time()))
+                conn.execute(live.delete().where(live.c.mirror.in_([r.mirror for r in dead])))
+                for mirror in sorted({r.mirror for r in dead}):
+                    refresh_summary(conn, mirror)
+            return [row.id for row in dead]
 
     # -- deletions the mirror holds back -------------------------------------------------------
     def pending_deletions(self, mirror: str) -> dict[str, float]:

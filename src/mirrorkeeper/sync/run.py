@@ -51,7 +51,7 @@ from ..store import Store
 from ..store.store import DB_NAME
 from .budget import ConnectionBudget, unlimited
 from .deletions import delete_paths
-from .lock import MirrorLock
+from .lock import MirrorLock, MirrorLocked
 from .prefetch import ProbePrefetch
 from .preflight import (
     MTIME_SLACK_SECONDS,
@@ -194,7 +194,10 @@ def sync_mirror(
     stop = stop or threading.Event()
     setup_event_log(config.settings.log_dir)
     require_writable(writer_places(config, mirror))
-    with MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir):
+    with (MirrorLock(lock_dir(config), mirror.name, root=config.settings.state_dir),
+          store.fleet_lock(mirror.name) as held):
+        if not held:  # another fleet host runs it (a shared store only)
+            raise MirrorLocked(mirror.name, store.holder(mirror.name))
         abandoned = store.mark_abandoned(mirror.name)
         hooks = _Hooks(on_progress, on_line, on_stage)
         with _InProgress(config, mirror):

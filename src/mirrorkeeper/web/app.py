@@ -223,6 +223,10 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
 
     # -- JSON API ---------------------------------------------------------------------------
     async def api_status(request: Request) -> Response:
+        host = request.query_params.get("host")  # a fleet: one host's mirrors
+        if host is not None:  # rare, and any string: filtered per request, not kept
+            rows = (await shared.get()).value.rows
+            return JSONResponse([public_row(row) for row in rows if row.get("host") == host])
         return Response(await derived("api_status", lambda o: json_body(
             [public_row(row) for row in o.rows])), media_type="application/json")
 

@@ -61,7 +61,8 @@ def read_overview(backend: Backend) -> Overview:
     config, store = backend.config, backend.store
     now = time.time()
     summaries = store.summaries()
-    rows = rows_from(config, summaries, store.all_live(), running_mirrors(config), now,
+    rows = rows_from(config, summaries, store.all_live(),
+                     running_mirrors(config, summaries=summaries), now,
                      snapshots=snapshot_summaries(config, store))
     alerts = AlertStore(store.engine).open_alerts()
     queued = set(backend.queued)
