@@ -139,7 +139,7 @@ def entry() -> None:
     Freeing every module and object of a process that is about to end takes longer than a
     no-change sync's own work after its last rsync. The exit handlers still run (the logs are
     flushed and closed), then the process ends at once; a process that still has other
-    non-daemon threads exits the ordinary way, which waits for them.
+    non-daemon threads, or runs under a profiler or tracer, exits the ordinary way.
     """
     try:
         main()
@@ -149,8 +149,8 @@ def entry() -> None:
         code = 0
     others = [t for t in threading.enumerate()
               if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if others or not isinstance(code, int | None):
-        sys.exit(code)
+    if others or not isinstance(code, int | None) or sys.getprofile() or sys.gettrace():
+        sys.exit(code)  # a profiler or coverage writes its data at the ordinary exit
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say

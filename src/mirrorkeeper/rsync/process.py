@@ -24,6 +24,13 @@ from .lines import LineSplitter
 
 #: How long rsync gets to exit after SIGTERM before SIGKILL.
 TERM_GRACE_SECONDS = 5.0
+#: A read smaller than this means rsync writes slowly: wait ``BATCH_WAIT_SECONDS`` before the
+#: next, so that one wake-up handles many lines (a large sync prints two lines per file; woken
+#: per line, the loop itself cost more than parsing them).
+BATCH_BYTES = 16384
+BATCH_WAIT_SECONDS = 0.02
+#: How often, at most, we ask whether rsync's main process has exited.
+EXIT_CHECK_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,16 +93,21 @@ def run_process(
         kill_at = time.monotonic() + TERM_GRACE_SECONDS
         _signal_group(proc, signal.SIGTERM)
 
+    next_exit_check = 0.0
     try:
         while streams:
             # Keep draining both pipes while rsync stops: a full pipe would block its exit.
-            for key, _ in selector.select(timeout=poll_seconds):
+            ready = selector.select(timeout=poll_seconds)
+            trickle = bool(ready)
+            for key, _ in ready:
                 fd = int(key.fd)
                 name, splitter = streams[fd]
                 try:
                     chunk = os.read(fd, 65536)
                 except BlockingIOError:
                     continue
+                if len(chunk) >= BATCH_BYTES:
+                    trickle = False
                 if chunk:
                     last_output = time.monotonic()
                     lines = splitter.feed(chunk)
@@ -107,12 +119,13 @@ def run_process(
                         deliver(name, lines)
                     selector.unregister(fd)
                     del streams[fd]
-            if not reaped and _exited(proc):
+            now = time.monotonic()
+            if not reaped and (now >= next_exit_check or not streams) and _exited(proc):
                 # rsync's main process is gone: nothing left of its group (a receiver trying a
                 # "controlled shutdown" after SIGTERM) may write on or keep our pipes open.
                 reaped = True
                 _signal_group(proc, signal.SIGKILL)
-            now = time.monotonic()
+            next_exit_check = now + EXIT_CHECK_SECONDS
             if stopped_by is None and stop.is_set():
                 begin_stop("signal")
             elif stopped_by is None and now - last_output > no_output_timeout:
@@ -124,6 +137,10 @@ def run_process(
                                 "after SIGTERM; sending SIGKILL"])
                 _signal_group(proc, signal.SIGKILL)
                 kill_at = None
+            if trickle and stopped_by is None:
+                # rsync writes a line at a time: let a few accumulate rather than wake per
+                # line (it fills the 64 KiB pipe in no less than this at any real rate).
+                time.sleep(BATCH_WAIT_SECONDS)
     finally:
         selector.close()
         proc.stdout.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..plan.argv import RSYNC_ENV, SyncPlan
 from ..plan.seed import big_enough, is_far_behind, listing_argv, stream_argv
 from ..plan.shares import Share, split_shares
-from ..rsync.parse import Progress, parse_list_line, unescape_name
+from ..rsync.parse import Progress, list_file_entry, unescape_name
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
 from .budget import ConnectionBudget
@@ -44,16 +44,14 @@ def list_upstream(plan: SyncPlan, budget: ConnectionBudget, stop: threading.Even
     errors: list[str] = []
 
     def handle(stream: str, lines: list[str]) -> None:
+        if stream == "err":
+            errors.extend(lines[:5 - len(errors)])
+            return
         for line in lines:
-            entry = parse_list_line(line) if stream == "out" else None
-            if entry is None:
-                if stream == "err" and len(errors) < 5:
-                    errors.append(line)
-                continue
-            if entry.mode[0] not in "-l" or entry.name == ".":
-                continue
-            name = entry.name.split(" -> ", 1)[0] if entry.mode[0] == "l" else entry.name
-            entries.append((unescape_name(name), entry.size))
+            entry = list_file_entry(line)
+            if entry is not None:
+                name, size = entry
+                entries.append((unescape_name(name) if "\\#" in name else name, size))
 
     with budget.slot(plan.upstream, stop) as held:
         if not held:
