@@ -114,7 +114,11 @@ _PROGRESS = re.compile(
     r"(?P<eta>-?\d+:\d\d(?::\d\d)?)"
     r"(?:\s+\(xfr#(?P<xfr>\d+),\s+(?P<ir>ir|to)-chk=(?P<left>\d+)/(?P<total>\d+)\))?\s*"
 )
-_ITEM = re.compile(r"^(?P<code>[<>ch.][fdLDS][.+?cstpoguaxn ]{9}) (?P<path>.+)$")
+#: An itemized change code (``%i``): how the entry changed, and its kind.
+_ITEM_CODE = r"[<>ch.][fdLDS][.+?cstpoguaxn ]{9}"
+_ITEM = re.compile(rf"^(?P<code>{_ITEM_CODE}) (?P<path>.+)$")
+#: The same line matched without capturing (:meth:`~.tally.StageTally.feed`'s hot path).
+ITEM_LINE = re.compile(rf"{_ITEM_CODE} .")
 _DELETING = re.compile(r"^\*deleting\s+(?P<path>.+)$")
 _STAT = re.compile(r"^(?P<name>[A-Z][A-Za-z ]+?): (?P<value>[\d,]+(?:\.\d+)?)(?: .*)?$")
 _SENT = re.compile(
@@ -133,7 +137,7 @@ _DELETE_ITEM = re.compile(r"^delete_item\((?P<path>.+)\) mode=(?P<mode>[0-7]+) f
 _ESCAPE = re.compile(r"\\#([0-7]{3})")
 #: A progress line starts with blanks or a digit; an itemized one with one of these.
 _PROGRESS_FIRST = frozenset(" 0123456789")
-_ITEM_FIRST = frozenset("<>ch.")
+ITEM_FIRST = frozenset("<>ch.")
 _KNOWN_INFO = re.compile(
     r"^(?:receiving|sending) (?:incremental )?file list$|^building file list|^done$|"
     r"^created directory |^delta-transmission |^total: matches=|^Number of files: 0$|"
@@ -248,17 +252,29 @@ def parse_list_line(line: str) -> ListEntry | None:
     return ListEntry(m.group("mode"), int(_num(m.group("size"))), float(stamp), m.group("name"))
 
 
+def leading_progress(line: str) -> tuple[list[re.Match[str]], str]:
+    """The progress updates a line starts with, and the rest of it. rsync ends an update with
+    ``\\r`` or nothing, so the next message can arrive glued to it
+    (``... to-chk=0/9)*deleting   a/b``)."""
+    matches: list[re.Match[str]] = []
+    if line[:1] in _PROGRESS_FIRST:  # most lines: an item or a message, never progress
+        while line and (m := _PROGRESS.match(line)):
+            matches.append(m)
+            line = line[m.end():]
+    return matches, line
+
+
+def item_kind(code: str) -> str:
+    """The kind of entry an itemized change code is about (a hard link first of all)."""
+    return "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]
+
+
 def parse_output(line: str) -> list[Event]:
-    """Events of one output line. rsync ends a progress update with ``\\r`` or nothing, so the
-    next message can arrive glued to it (``... to-chk=0/9)*deleting   a/b``): split those."""
-    first = line[:1]
-    if first not in _PROGRESS_FIRST:  # most lines: an item or a message, never progress
-        return [parse_line(line)]
-    events: list[Event] = []
-    while (m := _PROGRESS.match(line)) and m.end() < len(line):
-        events.append(progress_from(m))
-        line = line[m.end():]
-    events.append(parse_line(line))
+    """Events of one output line: its glued progress updates, then the rest of it."""
+    matches, rest = leading_progress(line)
+    events: list[Event] = [progress_from(m) for m in matches]
+    if rest or not matches:
+        events.append(parse_line(rest))
     return events
 
 
@@ -293,9 +309,9 @@ def unescape_name(name: str) -> str:
 
 def parse_line(line: str) -> Event:
     """Classify one line of rsync's stdout or stderr (see :func:`parse_output` for glued ones)."""
-    if line[:1] in _ITEM_FIRST and (m := _ITEM.match(line)):  # the bulk: itemized changes
+    if line[:1] in ITEM_FIRST and (m := _ITEM.match(line)):  # the bulk: itemized changes
         code = m.group("code")
-        kind = "hardlink" if code[0] == "h" else _ITEM_KINDS[code[1]]
+        kind = item_kind(code)
         return Item(code=code, path=m.group("path"), kind=kind, transferred=code[0] in "<>")
     if line.startswith("delete_in_dir("):  # one per directory of the deleting stage: cheap
         return Info(line)

@@ -6,11 +6,9 @@ import re
 from collections import Counter
 
 from .parse import (
-    _ITEM_FIRST,
-    _ITEM_KINDS,
-    _PROGRESS,
-    _PROGRESS_FIRST,
     FILE_ERROR_KINDS,
+    ITEM_FIRST,
+    ITEM_LINE,
     DeleteCandidate,
     DryRun,
     Error,
@@ -20,6 +18,8 @@ from .parse import (
     Progress,
     Stat,
     Unparsed,
+    item_kind,
+    leading_progress,
     parse_line,
     progress_from,
 )
@@ -28,8 +28,6 @@ SAMPLE_LIMIT = 20
 #: Paths of per-file errors kept for protecting deletions; past this, no deletion is trusted.
 ERROR_PATH_LIMIT = 10_000
 _HELD = re.compile(r"\((\d+) skipped\)")
-#: An itemized line's change code, matched without capturing (the bulk of a sync's output).
-_ITEM_CODE = re.compile(r"[<>ch.][fdLDS][.+?cstpoguaxn ]{9} .")
 
 
 class StageTally:
@@ -86,22 +84,18 @@ class StageTally:
         Everything else goes through :func:`~mirrorkeeper.rsync.parse.parse_line`.
         """
         first = line[:1]
-        if first in _ITEM_FIRST and _ITEM_CODE.match(line):
-            kind = "hardlink" if first == "h" else _ITEM_KINDS[line[1]]
+        if first in ITEM_FIRST and ITEM_LINE.match(line):
+            kind = item_kind(line)
             self.items[kind] += 1
             if kind == "file" and first in "<>":
                 self.items_received += 1
             return False
-        progressed = False
-        if first in _PROGRESS_FIRST:
-            # rsync ends an update with \r or nothing: the next message may be glued to it.
-            while m := _PROGRESS.match(line):
-                self._progress, progressed = m, True
-                line = line[m.end():]
-                if not line:
-                    return True
-        self.add(parse_line(line))
-        return progressed
+        matches, rest = leading_progress(line)
+        if matches:
+            self._progress = matches[-1]
+        if rest or not matches:
+            self.add(parse_line(rest))
+        return bool(matches)
 
     def add(self, event: Event) -> None:
         if isinstance(event, Progress):
