@@ -178,6 +178,15 @@ def test_with_a_previous_list_only_what_it_dropped_is_looked_up() -> None:
     assert (walked.content, walked.candidates) == (plan.content, plan.candidates)
 
 
+def test_a_previous_list_line_that_could_leave_the_mirror_names_nothing_to_delete() -> None:
+    # The mirror's copy of the list is read unchecked (only its dropped lines matter); a line
+    # there that is not a sound list line must not become a deletion outside the mirror.
+    new = _list(a=(1, "d", 0), a__x=(1, "f", 5))
+    old = lines(new) | {"1\tf\t1\t../../etc/passwd", "1\tf\t1\t/etc/shadow",
+                        "1\tf\t1\ta/../../x", "x\tf\t1\ta/y", "1\tf\t1\ta/gone"}
+    assert dropped([ModuleList("", new, frozenset(old))]) == ["a/gone"]
+
+
 def test_patterns_match_like_rsync_filters() -> None:
     p = Patterns(["repodata/", "fullfiletimelist-*", "/top/only"])
     assert p.matches("a/repodata/x.xml", False) and p.matches("a/repodata", True)

@@ -88,17 +88,21 @@ class Malformed:
 _BAD_PATH = re.compile(r"\A\Z|\A/|//|/\Z|(?:\A|/)\.\.?(?:/|\Z)|[\0\n]")
 
 
-def _bad_path(path: str) -> bool:
+def bad_path(path: str) -> bool:
     return _BAD_PATH.search(path) is not None
 
 
 _TYPES = {"f": ("f", False), "d": ("d", False), "l": ("l", False),
           **{k + s: (k, True) for k in KINDS for s in "-*"}}
-#: The first ``[Files]`` line that is not time, type, size and path (one pass in C).
-_NOT_A_LINE = re.compile(r"^(?!\d+\t[fdl][-*]?\t\d+\t[^\n]).*", re.M)
-#: The first ``[Files]`` line whose path could leave the mirror (see ``_BAD_PATH``).
+#: Every ``[Files]`` line is time, type, size and path (matched as one run of lines, in C:
+#: a list has millions of them); where the match stops is the first line that is not.
+_LINES = re.compile(r"(?:\d+\t[fdl][-*]?\t\d+\t[^\n]+\n)*")
+#: A ``[Files]`` line whose path could leave the mirror (see ``_BAD_PATH``).
 _BAD_LINE = re.compile(r"^\d+\t[^\t\n]*\t\d+\t(?:/|\.\.?(?:/|$)|[^\n]*//|[^\n]*/\.\.?(?:/|$)"
                        r"|[^\n]*/$|[^\n]*\x00)", re.M)
+#: Text that a bad path puts in the block: when none is there (the usual case), the block is
+#: not searched line by line for one.
+_BAD_HINTS = ("\t/", "\t.", "//", "/./", "/../", "/.\n", "/..\n", "/\n", "\x00")
 
 
 def entry_of(line: str) -> tuple[str, Entry]:
@@ -110,23 +114,26 @@ def entry_of(line: str) -> tuple[str, Entry]:
 
 def _check_files(block: str, first_line: int) -> str | None:
     """What is wrong with the first bad line of a ``[Files]`` block, if any."""
-    for pattern, why in ((_NOT_A_LINE, "a [Files] line is a time, a type (f, d or l, "
-                                       "optionally followed by - or *), a size and a path, "
-                                       "separated by tabs"),
-                         (_BAD_LINE, "the path is absolute, empty or has '.'/'..' parts")):
-        found = pattern.search(block)
+    text = block + "\n"
+    end = _LINES.match(text).end()  # type: ignore[union-attr]  # (?:…)* always matches
+    if end != len(text):
+        number = first_line + block.count("\n", 0, end)
+        return (f"line {number}: a [Files] line is a time, a type (f, d or l, optionally "
+                f"followed by - or *), a size and a path, separated by tabs: "
+                f"{text[end:text.index(chr(10), end)][:80]!r}")
+    if any(hint in text for hint in _BAD_HINTS):
+        found = _BAD_LINE.search(block)
         if found:
             number = first_line + block.count("\n", 0, found.start())
-            return f"line {number}: {why}: {found.group(0)[:80]!r}"
+            return (f"line {number}: the path is absolute, empty or has '.'/'..' parts: "
+                    f"{found.group(0)[:80]!r}")
     return None
-
-
-_BLOCK_END = re.compile(r"\n(?:\n|\[)|\n?\Z")
 
 
 def _files_block(text: str) -> tuple[int, int] | None:
     """Where the ``[Files]`` lines are in ``text`` (start, end), or None: they are most of a
-    list, so they are found and checked as one block, not line by line in Python."""
+    list, so they are found and checked as one block, not line by line in Python. The block
+    ends at a blank line or the next section's header."""
     if text.startswith("[Files]\n"):
         begin = len("[Files]\n")
     else:
@@ -134,8 +141,10 @@ def _files_block(text: str) -> tuple[int, int] | None:
         if found < 0:
             return None
         begin = found + len("\n[Files]\n")
-    ending = _BLOCK_END.search(text, begin)
-    return begin, ending.start() if ending else len(text)
+    ends = [i for i in (text.find("\n\n", begin), text.find("\n[", begin)) if i >= 0]
+    if ends:
+        return begin, min(ends)
+    return begin, max(begin, len(text) - 1 if text.endswith("\n") else len(text))
 
 
 def parse(text: str) -> FileList | Malformed:
@@ -184,7 +193,7 @@ def parse(text: str) -> FileList | Malformed:
         elif match := _CHECKSUM_SECTION.match(section):
             algorithm = match.group(1).upper()
             fields = line.split("\t", 1)
-            if len(fields) != 2 or not _HEX.match(fields[0]) or _bad_path(fields[1]):
+            if len(fields) != 2 or not _HEX.match(fields[0]) or bad_path(fields[1]):
                 return Malformed(f"{line[:60]!r}: a [Checksums] line is a hex digest, a tab "
                                  "and a relative path")
             if algorithm in DIGEST_LENGTHS and len(fields[0]) != DIGEST_LENGTHS[algorithm]:

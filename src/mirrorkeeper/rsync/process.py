@@ -114,6 +114,7 @@ def run_process(
                     if lines:
                         deliver(name, lines)
                 else:
+                    trickle = False  # rsync is ending: look for its exit now, not in 20 ms
                     lines = splitter.close()
                     if lines:
                         deliver(name, lines)

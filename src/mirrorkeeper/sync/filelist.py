@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..classify.judge import Verdict
 from ..config.spec import Config, MirrorSpec
 from ..filelist.compare import Local, ModuleList, Patterns, Plan, dropped, plan_transfer
-from ..filelist.format import DIGEST_LENGTHS, FileList, Malformed, parse
+from ..filelist.format import DIGEST_LENGTHS, Malformed, files_lines, parse
 from ..logs import event
 from ..plan.argv import (
     COMMON_OPTIONS,
@@ -263,8 +263,10 @@ def filelist_attempt(
             return ("filelist.unusable", f"{upstream}'s {name} is unusable: {parsed.reason}")
         old = None  # the mirror's copy, if it reads as a list: else the whole tree is compared
         if mine.is_file():
-            previous = parse(mine.read_text(encoding="utf-8", errors="surrogateescape"))
-            old = frozenset(previous.lines) if isinstance(previous, FileList) else None
+            # Only compared line by line with the new list (which is checked), so not parsed:
+            # a line of it that is not a list line matches no new line and is dropped.
+            previous = mine.read_text(encoding="utf-8", errors="surrogateescape")
+            old = files_lines(previous) if previous.rstrip("\n").endswith("[End]") else None
         prefix = name.rsplit("/", 1)[0] if "/" in name else ""
         lists.append(ModuleList(prefix, parsed, old))
 
