@@ -10,6 +10,11 @@ dropped), and one after a publish three times that size (1% rewritten, 1% added,
 every sync each mirror is compared with the upstream entry by entry (bytes, link targets, and
 which paths share an inode); a difference stops the bench. Times: the command's wall time, and
 the run's own duration from its record (the same minus the interpreter's start-up).
+
+The last columns are the floor under the file-list method on this tree: what any file-list run
+here pays whatever its planning costs — the command's start-up (its wall time minus the run)
+and its rsync processes (the list fetch and the two ``--files-from`` transfers, from the
+record) — as a share of the plain rsync's wall time.
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ def config(work: Path, url: str, method: str) -> list[str]:
     return [sys.executable, "-m", "mirrorkeeper", "-c", str(path), "sync", "fed", "--quiet"]
 
 
-def timed(argv: list[str], state: Path) -> tuple[float, float]:
-    """The command's wall time, and the run's own (its record: without the interpreter's
-    start-up and imports, which both methods pay alike)."""
+def timed(argv: list[str], state: Path) -> tuple[float, float, float]:
+    """The command's wall time, the run's own (its record: without the interpreter's
+    start-up and imports, which both methods pay alike), and its rsync processes' time."""
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
@@ -58,7 +63,7 @@ def timed(argv: list[str], state: Path) -> tuple[float, float]:
         store.close()
     if record.outcome != "success":
         raise SystemExit(f"{argv[-3:]}: {record.outcome}")
-    return elapsed, record.duration_seconds
+    return elapsed, record.duration_seconds, sum(x.duration_seconds for x in record.stages)
 
 
 def snapshot(root: Path) -> tuple[dict[str, object], set[frozenset[str]]]:
@@ -101,7 +106,7 @@ def main() -> None:
         tree = FedoraLikeTree(work / "upstream", seed=13)
         tree.create(files=args.files)
         entries = sum(1 for _ in tree.root.rglob("*"))
-        rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        rows: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
         with RsyncDaemon(work / "rsyncd", [Module("buffet", tree.root)]) as daemon:
             url = daemon.url("buffet")
             argv = {m: config(work, url, m) for m in ("rsync", "filelist")}
@@ -127,13 +132,16 @@ def main() -> None:
               f"hard links; rsync {version}; {os.cpu_count()} CPUs; no change: median of "
               f"{args.repeat}; others: 1 run; every mirror checked identical after each sync\n")
         print("| scenario | two-stage rsync s | filelist s | filelist / rsync | run only: "
-              "rsync s | filelist s | filelist / rsync |")
-        print("|---|---|---|---|---|---|---|")
+              "rsync s | filelist s | filelist / rsync | floor: start-up s | its rsyncs s "
+              "| floor / rsync |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, slot in rows.items():
-            plain = [statistics.median(x[i] for x in slot["rsync"]) for i in (0, 1)]
-            quick = [statistics.median(x[i] for x in slot["filelist"]) for i in (0, 1)]
+            plain = [statistics.median(x[i] for x in slot["rsync"]) for i in (0, 1, 2)]
+            quick = [statistics.median(x[i] for x in slot["filelist"]) for i in (0, 1, 2)]
+            start = quick[0] - quick[1]
             print(f"| {name} | {plain[0]:.2f} | {quick[0]:.2f} | {quick[0] / plain[0]:.3f} | "
-                  f"{plain[1]:.2f} | {quick[1]:.2f} | {quick[1] / plain[1]:.3f} |")
+                  f"{plain[1]:.2f} | {quick[1]:.2f} | {quick[1] / plain[1]:.3f} | "
+                  f"{start:.2f} | {quick[2]:.2f} | {(start + quick[2]) / plain[0]:.3f} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
