@@ -158,6 +158,23 @@ def test_admin_profiles_extend_and_override(tmp_path: Path) -> None:
     assert debian.settings.upstreams == ("rsync://internal.example.org/debian/",)
     assert "Packages*" in debian.settings.stage2  # inherited from ubuntu
     assert catalogue.profiles["inhouse"].settings.stage2 == ("index.json",)
+    # What ubuntu's users paste comes along (the public page's help), its own docs win, and
+    # what ubuntu's sources vouch for does not: this profile's values were not checked there.
+    ubuntu = load_catalogue(None).profiles["ubuntu"].info
+    assert ubuntu.help and debian.info.help == ubuntu.help
+    assert debian.info.docs == "https://example.org"
+    assert ubuntu.checked_against and debian.info.checked_against == ()
+
+
+def test_profiles_extending_in_a_loop_inherit_nothing_and_say_so(tmp_path: Path) -> None:
+    admin = tmp_path / "profiles"
+    admin.mkdir()
+    (admin / "a.toml").write_text('extends = "b"\nupstreams = ["rsync://h/m/"]\n')
+    (admin / "b.toml").write_text('extends = "c"\nupstreams = ["rsync://h/m/"]\n')
+    (admin / "c.toml").write_text('extends = "b"\nupstreams = ["rsync://h/m/"]\n'
+                                   'help = ["# x.list\\ndeb {url} x main"]\n')
+    catalogue = load_catalogue(str(admin))
+    assert any(p.key == "extends" and "loop" in p.message for p in catalogue.problems)
 
 
 def test_bad_admin_profile_is_reported_not_hidden(tmp_path: Path) -> None:

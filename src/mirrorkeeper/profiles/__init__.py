@@ -23,6 +23,10 @@ from ..config.validate import field_names, validate_partial, validate_table
 
 INFO_KEYS = frozenset(field_names(ProfileInfo))
 SETTING_KEYS = frozenset(field_names(SyncSettings))
+#: What a profile that ``extends`` another takes from it unless it says otherwise: the
+#: project's documentation, size and its users' snippets. Not what the base's own sources
+#: vouch for (``checked_against``, ``unverified``), nor its description.
+INHERITED_INFO = ("docs", "approx_size", "help", "restricted")
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,13 @@ def load_catalogue(admin_dir: str | None = None) -> Catalogue:
     for name, (source, table) in files.items():
         raw, origin = resolve(name)
         info_raw = {k: v for k, v in table.items() if k in INFO_KEYS}
+        for key in INHERITED_INFO:  # what the project's users need follows the settings
+            seen, ancestor = {name}, bases.get(name)
+            while key not in info_raw and ancestor in files and ancestor not in seen:
+                seen.add(ancestor)
+                if key in files[ancestor][1]:
+                    info_raw[key] = files[ancestor][1][key]
+                ancestor = bases.get(ancestor)
         info, info_problems = validate_table(ProfileInfo, info_raw, source, "")
         own[name] += info_problems
         for key in (k for k in raw if k not in SETTING_KEYS):
