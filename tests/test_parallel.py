@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
@@ -32,13 +33,15 @@ from mirrorkeeper.plan.argv import build_plan
 from mirrorkeeper.plan.budget import host_key, host_limits
 from mirrorkeeper.plan.due import MirrorFacts, plan_tick
 from mirrorkeeper.plan.seed import is_far_behind, listing_argv, stream_argv, wants_seed
-from mirrorkeeper.plan.shares import split_shares
+from mirrorkeeper.plan.shares import ShareTree, split_shares
 from mirrorkeeper.plan.upstreams import recent_failures
 from mirrorkeeper.record import RunRecord
 from mirrorkeeper.record.progress import LiveProgress
+from mirrorkeeper.rsync.process import ProcessResult
 from mirrorkeeper.store import Store
 from mirrorkeeper.sync.budget import ConnectionBudget
 from mirrorkeeper.sync.run import sync_mirror
+from mirrorkeeper.sync.seed import Listing, write_shares
 
 from .conftest import (
     CliResult,
@@ -112,6 +115,46 @@ def test_shares_cover_every_file_once_and_balance_by_size() -> None:
     assert all(owners(f) == 1 for f, _ in entries)  # every file in exactly one share
     assert split_shares([("only", 5)], 4)[0].paths == ("only",)
     assert split_shares([], 4) == []
+
+
+def test_the_share_tree_holds_directories_not_file_names() -> None:
+    # A first sync of Fedora lists 12 million entries: the first pass keeps a few numbers
+    # per directory, whatever the number of files (a list of names would be ~20 MB here).
+    tracemalloc.start()
+    try:
+        tree = ShareTree()
+        for i in range(200_000):
+            tree.add(f"pool/{i % 500}/{i}-a-long-name-of-a-package-1.0.noarch.rpm", 1000)
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tree.files, tree.size) == (200_000, 200_000_000)
+    assert held < 2_000_000, held
+
+
+def test_shares_written_from_a_spilled_listing_cover_every_file_once(tmp_path: Path) -> None:
+    # Names with a tab, a newline or bytes that are not UTF-8 survive the listing's file, and
+    # the flat directory that has to be opened is dealt file by file.
+    entries = [(f"flat/{i}.iso", 10_000 + i) for i in range(200)]
+    entries += [("odd/tab\tname", 5), ("odd/new\nline", 5), (os.fsdecode(b"odd/\xff"), 5),
+                ("top", 1), ("small/a", 3), ("small/b", 4)]
+    tree = ShareTree()
+    with open(tmp_path / "listing", "wb") as out:
+        for path, size in entries:
+            tree.add(path, size)
+            out.write(b"%d\t%s\0" % (size, os.fsencode(path)))
+    listing = Listing(tree, tmp_path / "listing", ProcessResult(0, None), None)
+    shares = write_shares(tmp_path, listing, 4)
+    assert len(shares) == 4 and [s.size for s in shares] == sorted((s.size for s in shares),
+                                                                  reverse=True)
+    named = [os.fsdecode(p) for s in shares
+             for p in s.list_file.read_bytes().split(b"\0")[:-1]]
+    assert sorted(named) == sorted({"odd", "top", "small", *(p for p, _ in entries
+                                                             if p.startswith("flat/"))})
+    assert sum(s.size for s in shares) == sum(size for _, size in entries)
+    assert sum(s.files for s in shares) == len(entries)
+    flat = [s.size for s in shares]
+    assert max(flat) - min(flat) <= 10_200  # list scheduling: at most one file apart
 
 
 def test_host_keys_and_the_smallest_budget_of_a_host_wins() -> None:

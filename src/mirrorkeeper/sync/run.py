@@ -729,8 +729,9 @@ def _seed(plan: SyncPlan, number: int, run: _RunContext, stages: list[StageResul
     token = current_stage.set(SEED_STAGE)
     try:
         shares, size = plan_seed(plan, run.mirror.dest, s.seed_parallel, s.seed_below,
-                                 run.budget, run.stop, run.runlog.note, s.seed_min_gib)
+                                 run.budget, run.stop, run.runlog.note, s.seed_min_gib, scratch)
         if len(shares) < 2:
+            shutil.rmtree(scratch, ignore_errors=True)
             return None
         live = _LiveStage(StagePlan(SEED_STAGE, (), deletes=False), 0, len(plan.stages), run,
                           plan.max_delete)

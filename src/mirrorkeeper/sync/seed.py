@@ -11,17 +11,18 @@ trouble and are judged as always.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..plan.argv import RSYNC_ENV, SyncPlan
 from ..plan.seed import big_enough, is_far_behind, listing_argv, stream_argv
-from ..plan.shares import Share, split_shares
+from ..plan.shares import ShareTree
 from ..rsync.parse import Progress, list_file_entry, unescape_name
 from ..rsync.process import ProcessResult, run_process
 from ..rsync.tally import StageTally
@@ -31,38 +32,66 @@ from .streams import StreamLines, Streams, fold
 
 @dataclass(frozen=True)
 class Listing:
-    entries: list[tuple[str, int]]
-    size: int
+    #: Sizes per directory (no names: see :mod:`..plan.shares`).
+    tree: ShareTree
+    #: Every file and symlink as ``size<TAB>path<NUL>``, for the second pass.
+    spill: Path
     result: ProcessResult
     error: str | None
 
 
+@dataclass(frozen=True)
+class SeedShare:
+    """One stream's ``--files-from`` list, written, and what it holds."""
+
+    list_file: Path
+    paths: int
+    files: int
+    size: int
+
+
 def list_upstream(plan: SyncPlan, budget: ConnectionBudget, stop: threading.Event,
-                  ) -> Listing:
-    """(path, size) of every file and symlink the seed would copy, from ``--list-only``."""
-    entries: list[tuple[str, int]] = []
+                  spill: Path) -> Listing:
+    """Every file and symlink the seed would copy, from ``--list-only``: added up per
+    directory, and written to ``spill`` as it arrives."""
+    tree = ShareTree()
     errors: list[str] = []
+    with open(spill, "wb") as out:
 
-    def handle(stream: str, lines: list[str]) -> None:
-        if stream == "err":
-            errors.extend(lines[:5 - len(errors)])
-            return
-        for line in lines:
-            entry = list_file_entry(line)
-            if entry is not None:
-                name, size = entry
-                entries.append((unescape_name(name) if "\\#" in name else name, size))
+        def handle(stream: str, lines: list[str]) -> None:
+            if stream == "err":
+                errors.extend(lines[:5 - len(errors)])
+                return
+            for line in lines:
+                entry = list_file_entry(line)
+                if entry is not None:
+                    name, size = entry
+                    path = unescape_name(name) if "\\#" in name else name
+                    tree.add(path, size)
+                    out.write(b"%d\t%s\0" % (size, os.fsencode(path)))
 
-    with budget.slot(plan.upstream, stop) as held:
-        if not held:
-            return Listing([], 0, ProcessResult(None, "signal"), "stopped")
-        result = run_process(listing_argv(plan), None, on_lines=handle,
-                             env={**RSYNC_ENV, "TZ": "UTC"},
-                             no_output_timeout=plan.no_output_timeout, stop=stop)
+        with budget.slot(plan.upstream, stop) as held:
+            if not held:
+                return Listing(tree, spill, ProcessResult(None, "signal"), "stopped")
+            result = run_process(listing_argv(plan), None, on_lines=handle,
+                                 env={**RSYNC_ENV, "TZ": "UTC"},
+                                 no_output_timeout=plan.no_output_timeout, stop=stop)
     error = None
     if result.exit_code not in (0, 24):
         error = "; ".join(errors) or f"rsync --list-only exit {result.exit_code}"
-    return Listing(entries, sum(size for _, size in entries), result, error)
+    return Listing(tree, spill, result, error)
+
+
+def _spilled(spill: Path) -> Iterator[tuple[str, int]]:
+    """The listing's (path, size) again, read a block at a time."""
+    rest = b""
+    with open(spill, "rb") as handle:
+        while block := handle.read(1 << 20):
+            records = (rest + block).split(b"\0")
+            rest = records.pop()
+            for record in records:
+                size, _, path = record.partition(b"\t")
+                yield os.fsdecode(path), int(size)
 
 
 def count_local(dest: str, enough: int) -> int:
@@ -76,16 +105,33 @@ def count_local(dest: str, enough: int) -> int:
     return count
 
 
-def write_shares(directory: Path, shares: list[Share]) -> list[Path]:
-    """One NUL-separated ``--files-from`` list per share (names may hold newlines)."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    paths = []
-    for number, share in enumerate(shares, 1):
-        path = directory / f"share-{number}"
-        path.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in share.paths))
-        paths.append(path)
-    return paths
+def write_shares(directory: Path, listing: Listing, count: int) -> list[SeedShare]:
+    """One NUL-separated ``--files-from`` list per share (names may hold newlines), largest
+    share first: the directory pieces, then the listing read again for the files of opened
+    directories, each written as it is placed."""
+    plan = listing.tree.split(count)
+    files = [directory / f"part-{number}" for number in range(1, len(plan.paths) + 1)]
+    written = [len(paths) for paths in plan.paths]
+    outs = [open(path, "wb") for path in files]  # noqa: SIM115 - closed below, all at once
+    try:
+        for out, paths in zip(outs, plan.paths, strict=True):
+            out.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
+            paths.clear()
+        for path, size in _spilled(listing.spill):
+            index = plan.place(path, size)
+            if index is not None:
+                outs[index].write(os.fsencode(path) + b"\0")
+                written[index] += 1
+    finally:
+        for out in outs:
+            out.close()
+    shares = sorted((SeedShare(f, w, n, b) for f, w, n, b in zip(
+        files, written, plan.files, plan.sizes, strict=True) if n), key=lambda x: -x.size)
+    for number, share in enumerate(shares, 1):  # stream N reads share-N
+        named = directory / f"share-{number}"
+        share.list_file.rename(named)
+        shares[number - 1] = dataclasses.replace(share, list_file=named)
+    return shares
 
 
 @dataclass(frozen=True)
@@ -96,19 +142,19 @@ class SeedRun:
     started: float
     result: ProcessResult
     tally: StageTally
-    shares: list[Share]
+    shares: list[SeedShare]
 
 
-def run_seed(plan: SyncPlan, shares: list[Share], scratch: Path, *, budget: ConnectionBudget,
-             stop: threading.Event, on_lines: StreamLines, total_size: int,
-             on_progress: Callable[[Progress | None], None],
+def run_seed(plan: SyncPlan, shares: list[SeedShare], scratch: Path, *,
+             budget: ConnectionBudget, stop: threading.Event, on_lines: StreamLines,
+             total_size: int, on_progress: Callable[[Progress | None], None],
              note: Callable[[str], None]) -> SeedRun:
-    """Copy ``shares`` at once, one rsync each; their files-from lists live in ``scratch``."""
+    """Copy ``shares`` at once, one rsync each; their files-from lists live in ``scratch``
+    (removed at the end)."""
     started = time.time()
-    lists = write_shares(scratch, shares)
-    argvs = [stream_argv(plan, str(path)) for path in lists]
+    argvs = [stream_argv(plan, str(share.list_file)) for share in shares]
     for number, (share, argv) in enumerate(zip(shares, argvs, strict=True), 1):
-        note(f"seed stream {number}: {len(share.paths)} paths, {share.files} files, "
+        note(f"seed stream {number}: {share.paths} paths, {share.files} files, "
              f"{share.size} bytes: {' '.join(argv)}")
 
     def waiting(number: int, limit: int) -> None:
@@ -145,26 +191,43 @@ def run_seed(plan: SyncPlan, shares: list[Share], scratch: Path, *, budget: Conn
 
 def plan_seed(plan: SyncPlan, dest: str, parallel: int, below: float,
               budget: ConnectionBudget, stop: threading.Event,
-              note: Callable[[str], None], min_gib: float = 0.0) -> tuple[list[Share], int]:
-    """The shares to seed with and the listing's total size, or ([], 0) when the upstream is
-    smaller than ``min_gib``, the mirror is not far behind, the listing failed (said in the
-    log) or there is nothing to split."""
-    listing = list_upstream(plan, budget, stop)
-    if listing.error is not None:
-        note(f"seed: cannot list {plan.upstream} ({listing.error}); no parallel seed, the "
-             "ordinary stages run")
+              note: Callable[[str], None], min_gib: float, scratch: Path,
+              ) -> tuple[list[SeedShare], int]:
+    """The shares to seed with (their lists written in ``scratch``) and the listing's total
+    size, or ([], 0) when the upstream is smaller than ``min_gib``, the mirror is not far
+    behind, the listing failed (said in the log) or there is nothing to split."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        scratch.mkdir(parents=True)
+        listing = list_upstream(plan, budget, stop, scratch / "listing")
+    except OSError as exc:  # a full disk, say: the ordinary stages can still run
+        note(f"seed: cannot write the listing in {scratch} ({exc.strerror or exc}); no "
+             "parallel seed, the ordinary stages run")
+        shutil.rmtree(scratch, ignore_errors=True)
         return [], 0
-    if not big_enough(listing.size, min_gib):
-        note(f"seed: the upstream holds {listing.size} bytes, less than seed_min_gib "
-             f"({min_gib:g} GiB); no parallel seed")
-        return [], 0
-    upstream_files = len(listing.entries)
-    local = count_local(dest, max(1, int(below * upstream_files)))
-    if not is_far_behind(local, upstream_files, below):
-        note(f"seed: the mirror holds {local}+ of the upstream's {upstream_files} files; "
-             "no parallel seed")
-        return [], 0
-    shares = split_shares(listing.entries, parallel)
-    note(f"seed: the mirror holds {local} of the upstream's {upstream_files} files "
-         f"({listing.size} bytes): {len(shares)} streams")
-    return shares, listing.size
+    try:
+        if listing.error is not None:
+            note(f"seed: cannot list {plan.upstream} ({listing.error}); no parallel seed, "
+                 "the ordinary stages run")
+            return [], 0
+        if not big_enough(listing.tree.size, min_gib):
+            note(f"seed: the upstream holds {listing.tree.size} bytes, less than "
+                 f"seed_min_gib ({min_gib:g} GiB); no parallel seed")
+            return [], 0
+        upstream_files = listing.tree.files
+        local = count_local(dest, max(1, int(below * upstream_files)))
+        if not is_far_behind(local, upstream_files, below):
+            note(f"seed: the mirror holds {local}+ of the upstream's {upstream_files} files; "
+                 "no parallel seed")
+            return [], 0
+        try:
+            shares = write_shares(scratch, listing, parallel)
+        except OSError as exc:
+            note(f"seed: cannot write the streams' lists in {scratch} "
+                 f"({exc.strerror or exc}); no parallel seed, the ordinary stages run")
+            return [], 0
+        note(f"seed: the mirror holds {local} of the upstream's {upstream_files} files "
+             f"({listing.tree.size} bytes): {len(shares)} streams")
+        return shares, listing.tree.size
+    finally:
+        listing.spill.unlink(missing_ok=True)
