@@ -80,7 +80,7 @@ class SnapFs:
 
 
 @contextlib.contextmanager
-def btrfs_mounted(tmp_path: Path) -> Iterator[SnapFs]:
+def btrfs_mounted(tmp_path: Path, options: str = "") -> Iterator[SnapFs]:
     require("btrfs")
     image = tmp_path / "btrfs.img"
     with open(image, "wb") as handle:
@@ -90,7 +90,7 @@ def btrfs_mounted(tmp_path: Path) -> Iterator[SnapFs]:
     mountpoint.mkdir()
     try:
         _must("mkfs.btrfs", "-q", device)
-        _must("mount", device, str(mountpoint))
+        _must("mount", *(["-o", options] if options else []), device, str(mountpoint))
         yield SnapFs("btrfs", mountpoint)
     finally:
         for _ in range(5):

@@ -4,7 +4,9 @@ runs against a real daemon. The retention planner is pure and tested on its own 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +29,11 @@ from mirrorkeeper.store import snapshots as rows
 from mirrorkeeper.sync.lock import MirrorLock
 from mirrorkeeper.sync.run import lock_dir, sync_mirror
 
+from .accounts import Accounts, accounts, as_user, privileged_test, runnable_bin, shared
 from .conftest import TEST_HOSTNAME, CliResult, tree_files, write_config
 from .snapfs import SnapFs, btrfs_mounted, zfs_daemon_running, zfs_pool
+
+__all__ = ["accounts", "runnable_bin", "shared"]  # fixtures, imported for pytest
 
 
 @pytest.fixture(scope="session")
@@ -439,3 +444,60 @@ def test_snapshot_figures_on_the_api_and_the_dashboard(tmp_path: Path) -> None:
             assert "snapshot(s)" not in client.get("/mirrors/plain").text
     finally:
         daemon.close()
+
+
+@privileged_test
+def test_btrfs_snapshots_work_as_the_unprivileged_user_the_docs_name(
+        shared: Path, accounts: Accounts, runnable_bin: Path, served: str,
+        upstream: DebianLikeTree) -> None:
+    # As docs/snapshots.md sets it up: the filesystem mounted with user_subvol_rm_allowed, a
+    # directory on it owned by the service user, which makes the mirror's subvolume there
+    # itself; then it syncs, keeps what retention says (deleting read-only snapshots) and
+    # rolls back (moving its subvolume aside in that directory).
+    svc = accounts.create("svc")
+    with btrfs_mounted(shared, options="user_subvol_rm_allowed") as fs:
+        mirrors = fs.mountpoint / "mirrors"
+        dest = mirrors / "deb"
+        www, state, logs = shared / "www", shared / "state", shared / "logs"
+        for path in (mirrors, www, state, logs):
+            path.mkdir()
+            os.chown(path, svc.uid, svc.gid)
+        made = as_user(svc, ["btrfs", "subvolume", "create", str(dest)])
+        assert made.returncode == 0, made.stderr
+        config = write_config(shared / "mk.toml", {"deb": {
+            "profile": "debian", "dest": str(dest), "upstreams": [served],
+            "retry_backoff": "0.1s", "delete_grace": "0s", "snapshots": "btrfs",
+            "snapshot_before": True, "snapshot_keep_hourly": 1, "snapshot_keep_daily": 0,
+            "snapshot_keep_weekly": 0, "publish": "snapshot",
+            "publish_path": str(www / "debian")}},
+            {"state_dir": str(state), "log_dir": str(logs)})
+        config.chmod(0o644)
+
+        def mk(*args: str) -> subprocess.CompletedProcess[str]:
+            return as_user(svc, [str(runnable_bin / "mirrorkeeper"), "-c", str(config), *args])
+
+        # Set up short of the guide, the check says what is missing before any sync.
+        os.chown(mirrors, 0, 0)
+        refused = mk("config", "check")
+        assert refused.returncode == Exit.CONFIG
+        assert f"{mirrors} is not writable by this user" in refused.stdout + refused.stderr
+        os.chown(mirrors, svc.uid, svc.gid)
+        checked = mk("config", "check")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        for _ in range(3):
+            done = mk("sync", "deb", "--json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert json.loads(done.stdout)["outcome"] == "success"
+            upstream.mutate()
+        shown = mk("snapshots", "deb", "--json")
+        assert shown.returncode == 0, shown.stderr
+        kept = json.loads(shown.stdout)
+        # The published one and the one published before it (a reader may still be in it);
+        # the first run's and every pre-run snapshot were deleted, read-only as they were.
+        assert [s["run_id"] for s in kept] == [3, 2] and not any(s["pre"] for s in kept)
+        views = mirrors / "deb.snapshots"
+        assert sorted(p.name for p in views.iterdir()) == sorted(s["name"] for s in kept)
+        back = mk("rollback", "deb", kept[1]["name"])
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert tree_files(dest) == tree_files(views / kept[1]["name"])
+        assert sorted(p.name for p in views.iterdir()) == sorted(s["name"] for s in kept)

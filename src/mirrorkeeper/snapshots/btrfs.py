@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from . import Snapshot, SnapshotError, view_root
 from .command import run, succeeds
@@ -22,18 +23,56 @@ def _age_order(name: str) -> tuple[float, int, bool, str]:
     return (parsed.created_at, parsed.run_id, not parsed.pre, name)
 
 
+#: The inode number of every btrfs subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID).
+SUBVOLUME_INODE = 256
+
+
+class _Mount(NamedTuple):
+    kind: str
+    options: frozenset[str]
+
+
+def _mounts() -> dict[str, _Mount] | None:
+    """Mount point → its filesystem type and options (``/proc/self/mounts``; the last mount
+    of a point wins), or None when it cannot be read."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            fields = [line.split() for line in mounts]
+    except OSError:
+        return None
+    return {f[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\"):
+            _Mount(f[2], frozenset(f[3].split(","))) for f in fields if len(f) > 3}
+
+
+def _mount_of(path: str, points: dict[str, _Mount]) -> str:
+    """The mount point ``path`` lies under (the longest that contains it)."""
+    here = os.path.realpath(path)
+    return max((p for p in points if here == p or here.startswith(p.rstrip("/") + "/")),
+               key=len, default="/")
+
+
 def is_mount_point(path: str) -> bool:
     """Mounted there (``/proc/self/mounts``): ``os.path.ismount`` says yes for every btrfs
     subvolume, since each has a device number of its own."""
-    wanted = os.path.realpath(path)
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            points = [line.split()[1] for line in mounts if len(line.split()) > 1]
-    except OSError:
+    points = _mounts()
+    if points is None:
         return os.path.ismount(path)
-    decoded = {p.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-               for p in points}
-    return wanted in decoded
+    return os.path.realpath(path) in points
+
+
+def is_subvolume(path: str) -> bool:
+    """A btrfs subvolume's root: inode 256 on a btrfs mount. Read from the tree, not asked of
+    ``btrfs subvolume show``, which needs root (it searches the filesystem's B-tree)."""
+    try:
+        if os.stat(path).st_ino != SUBVOLUME_INODE:
+            return False
+    except OSError:
+        return False
+    points = _mounts()
+    if points is None:
+        return True
+    mount = points.get(_mount_of(path, points))
+    return mount is not None and mount.kind == "btrfs"
 
 
 class BtrfsBackend:
@@ -50,13 +89,32 @@ class BtrfsBackend:
         path = Path(self.dest)
         if not path.is_dir():
             return f"{self.dest} does not exist yet; create it with `btrfs subvolume create`"
-        if not succeeds([self.btrfs, "subvolume", "show", self.dest]) or \
-                os.stat(self.dest).st_ino != 256:
+        if not is_subvolume(self.dest):
             return (f"{self.dest} is not a btrfs subvolume; create one (`btrfs subvolume "
                     f"create {self.dest}`) and move the mirror's files into it")
         if is_mount_point(self.dest):
             return (f"{self.dest} is a mount point; a rollback replaces the subvolume, so "
                     "mount the filesystem above it and use the subvolume as a directory")
+        if os.geteuid() != 0:
+            return self._unprivileged_problem()
+        return None
+
+    def _unprivileged_problem(self) -> str | None:
+        """What a user other than root lacks to snapshot, prune and roll back here."""
+        parent = Path(self.dest).parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (f"{parent} is not writable by this user: a rollback moves {self.dest} "
+                    f"aside there, and the snapshots go beside it in {self.root}. Give the "
+                    f"mirror's subvolume a directory the user owns (`install -d -o USER "
+                    f"{parent}`), or run as root")
+        if self.root.is_dir() and not os.access(self.root, os.W_OK | os.X_OK):
+            return f"{self.root} is not writable by this user; make it the user's, or run as root"
+        points = _mounts() or {}
+        where = _mount_of(str(parent), points)
+        mount = points.get(where)
+        if mount is not None and "user_subvol_rm_allowed" not in mount.options:
+            return (f"this user may make btrfs snapshots but not delete them: mount {where} "
+                    "with -o user_subvol_rm_allowed (in /etc/fstab), or run as root")
         return None
 
     def create(self, name: str) -> None:
@@ -75,7 +133,22 @@ class BtrfsBackend:
         return [Snapshot(n) for n in sorted(found, key=_age_order)]
 
     def destroy(self, name: str) -> None:
-        run([self.btrfs, "subvolume", "delete", str(self.root / name)])
+        self._delete(self.root / name)
+
+    def _delete(self, path: Path) -> None:
+        """Delete a subvolume. A user other than root (on a filesystem mounted with
+        ``user_subvol_rm_allowed``) may delete only writable ones, so a read-only snapshot of
+        its own is made writable first, and read-only again if it still cannot go."""
+        if os.geteuid() == 0:
+            run([self.btrfs, "subvolume", "delete", str(path)])
+            return
+        readonly = [self.btrfs, "property", "set", "-ts", str(path), "ro"]
+        run([*readonly, "false"])
+        try:
+            run([self.btrfs, "subvolume", "delete", str(path)])
+        except SnapshotError:
+            succeeds([*readonly, "true"])
+            raise
 
     def view(self, name: str) -> Path:
         path = self.root / name
@@ -102,8 +175,9 @@ class BtrfsBackend:
         except SnapshotError:
             os.rename(aside, self.dest)
             raise
-        run([self.btrfs, "subvolume", "delete", str(aside)])
+        self._delete(aside)
         return []
 
     def space_used(self) -> int | None:
         return None  # exclusive sizes need btrfs quotas (qgroups), which cost on every write
+
