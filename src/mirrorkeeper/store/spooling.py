@@ -213,6 +213,12 @@ class SpoolingStore(Store):
         event("run.spooled", mirror=record.mirror, run_id=record.run_id,
               outcome=record.outcome, path=str(path))
 
+    def replay_run(self, record: RunRecord, uuid: str, host: str,
+                   pid: int | None) -> int | None:
+        stored = super().replay_run(record, uuid, host, pid)
+        self._retry_at = 0.0  # it answers: the runs' calls need not wait any longer
+        return stored
+
     def deferred(self, run_id: int) -> bool:
         with self._mutex:
             return run_id in self._deferred
