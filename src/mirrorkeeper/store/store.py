@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import socket
 import sqlite3
@@ -58,12 +59,20 @@ PG_TIMEOUTS = {"connect_timeout": 5, "tcp_user_timeout": 15000, "keepalives": 1,
                "keepalives_idle": 15, "keepalives_interval": 5, "keepalives_count": 3}
 
 
-def fleet_engine(url: str) -> sa.Engine:
-    """An engine for a fleet store URL, with :data:`PG_TIMEOUTS` on PostgreSQL."""
+def application_name(host: str | None) -> str:
+    """How this host's sessions show in ``pg_stat_activity`` (see :meth:`Store.fleet_lock`)."""
+    return f"mirrorkeeper:{host or socket.gethostname()}"[:63]
+
+
+def fleet_engine(url: str, host: str | None = None) -> sa.Engine:
+    """An engine for a fleet store URL, with :data:`PG_TIMEOUTS` on PostgreSQL and the
+    sessions named after the host."""
     parsed = sa.engine.make_url(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
-        options = {k: v for k, v in PG_TIMEOUTS.items() if k not in parsed.query}
+        options = {k: v for k, v in {**PG_TIMEOUTS,
+                                     "application_name": application_name(host)}.items()
+                   if k not in parsed.query}
     return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
 
 
@@ -335,7 +344,7 @@ class Store:
     def from_url(cls, url: str, host: str | None = None) -> Store:
         """A store at a SQLAlchemy URL (the fleet's PostgreSQL), migrated to the newest
         schema. Raises :class:`StateUnavailable` naming the store when it cannot be reached."""
-        engine = fleet_engine(url)
+        engine = fleet_engine(url, host)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _writer_pragmas)
         try:
@@ -361,7 +370,7 @@ class Store:
 
             return spooling(cls.from_url(config.fleet.store, host=config.fleet.host),
                             config.settings.state_dir)
-        engine = fleet_engine(config.fleet.store)
+        engine = fleet_engine(config.fleet.store, config.fleet.host)
         where = engine.url.render_as_string()
         try:
             with engine.connect() as conn:
@@ -530,16 +539,24 @@ class Store:
         """Hold the mirror fleet-wide for the block: True if held, False if another host (or
         process) holds it. A PostgreSQL session advisory lock on a connection kept for the
         block: the server drops it when that connection dies, so a host that crashes or loses
-        the network never leaves it behind. On SQLite (one host) the flock is enough: True."""
+        the network never leaves it behind. On SQLite (one host) the flock is enough: True.
+
+        Only once the server sees that connection die, though: after a network partition it
+        may keep the session of a run that ended meanwhile (until its own TCP keepalive, two
+        hours by default). Such a session of *this* host is stale for sure — the caller holds
+        the mirror's flock here, so no live process of this host runs it — and is ended."""
         if not self.shared:
             yield True
             return
         conn = self.engine.connect()
         try:
             key = advisory_key(mirror)
-            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
-                                     {"k": key}).scalar())
-            conn.commit()
+            held = self._try_lock(conn, key)
+            if not held and self._end_stale_holder(conn, key):
+                deadline = time.monotonic() + 5
+                while not held and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    held = self._try_lock(conn, key)
             try:
                 yield held
             finally:
@@ -551,6 +568,38 @@ class Store:
                         pass  # the connection is gone, and the server let go with it
         finally:
             conn.close()
+
+    @staticmethod
+    def _try_lock(conn: sa.Connection, key: int) -> bool:
+        held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                 {"k": key}).scalar())
+        conn.commit()
+        return held
+
+    def _end_stale_holder(self, conn: sa.Connection, key: int) -> bool:
+        """End the session of this host that holds ``key`` (see :meth:`fleet_lock`); True if
+        there was one. Another host's holder is left alone: it runs the mirror."""
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        rows = conn.execute(sa.text(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid::bigint = :high AND l.objid::bigint = :low "
+            "AND a.application_name = :name AND l.pid <> pg_backend_pid()"),
+            {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF,
+             "name": application_name(self.host)}).all()
+        ended = False
+        for row in rows:
+            ended = bool(conn.execute(sa.text("SELECT pg_terminate_backend(:p)"),
+                                      {"p": row.pid}).scalar()) or ended
+        conn.commit()
+        if ended:
+            from ..logs import event
+
+            event("fleet.stale_lock_ended", level=logging.WARNING,
+                  sessions=[row.pid for row in rows],
+                  why="a session of this host held the mirror's lock after its run ended "
+                      "(a network partition); the server had not noticed it die")
+        return ended
 
     def holder(self, mirror: str) -> str:
         """``host:pid`` of the mirror's running run, for a "busy" message (empty: unknown)."""
