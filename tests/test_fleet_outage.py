@@ -316,3 +316,47 @@ def test_a_host_cut_off_from_postgresql_keeps_its_schedule_spools_and_replays(
             server.stop()
         partition.remove()
         shutil.rmtree(tmp_path / "large", ignore_errors=True)
+
+
+def test_a_manual_sync_outlives_the_store_and_its_end_is_spooled(
+        tmp_path: Path, postgres: Postgres) -> None:
+    """`mirrorkeeper sync` on a fleet host, PostgreSQL stopped under it mid-transfer: the sync
+    finishes (exit 0), says where its record waits, and the replay stores it once."""
+    from mirrorkeeper.daemon.replay import replay_spool
+
+    from .conftest import python_cli
+
+    tree = DebianLikeTree(tmp_path / "upstream", seed=6)
+    tree.create(packages=120)
+    url = postgres.create_database()
+    path = fleet_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "mirror"),
+                "upstreams": [str(tree.root) + "/"], "delete_grace": "0s", "bwlimit": 300}},
+        url, "redis://127.0.0.1:1/0", "node-a")
+    store = Store.from_url(url)
+    sync = subprocess.Popen([*python_cli(), "-c", str(path), "sync", "deb"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: [r["outcome"] for r in fleet_runs(store)] == ["running"],
+                 timeout=30, what="the sync running")
+        store.engine.dispose()
+        postgres.pause()
+        try:
+            _out, err = sync.communicate(timeout=120)
+        finally:
+            postgres.resume()
+        assert sync.returncode == 0, err
+        assert "the fleet store is unreachable" in err and "spooled" in err
+        spool = Spool(spool_dir(tmp_path / "state"))
+        [spooled] = [spool.read(p) for p in spool.pending()]
+        assert spooled.record.outcome == "success" and spooled.record.files_transferred > 0
+        assert [r["outcome"] for r in fleet_runs(store)] == ["running"]  # nothing written
+        assert replay_spool(load_config(path), store, spool) == 1
+        [run] = fleet_runs(store)
+        assert run["outcome"] == "success"
+        assert store.run(run["id"]) == dataclasses.replace(spooled.record, run_id=run["id"])
+    finally:
+        if sync.poll() is None:
+            sync.kill()
+            sync.communicate()
+        store.close()

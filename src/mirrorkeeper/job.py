@@ -54,6 +54,10 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
             from .metrics.wire import run_values
 
             sink.send(record.mirror, run_values(record))
+        result.problems.append(
+            f"the fleet store is unreachable: run {record.run_id} is spooled in "
+            f"{config.settings.state_dir}/spool; the host's daemon stores it, and raises its "
+            "alerts, when the store is back")
         return
     if sink is not None:
         sink.run(record, store)
