@@ -773,11 +773,11 @@ def _apply_deletions(plan: SyncPlan, result: StageResult, tally: StageTally, run
     try:
         pending = run.store.pending_deletions(run.mirror.name)
     except StateUnavailable as exc:  # a fleet store cut off mid-run: delete nothing now
-        run.runlog.note(f"deletions: none this run: {exc}")
-        run.deletions = Deletions(listed=tally.candidates_total, skipped="the store is "
-                                  "unreachable", skipped_runs=run.previous_skipped_runs + 1)
-        event("deletions.skipped", candidates=tally.candidates_total,
-              why="the store is unreachable")
+        why = "the store cannot be read (their grace times are kept there)"
+        run.runlog.note(f"deletions: none this run, {why}: {exc}")
+        run.deletions = Deletions(listed=tally.candidates_total, skipped=why,
+                                  skipped_runs=run.previous_skipped_runs + 1)
+        event("deletions.skipped", candidates=tally.candidates_total, why=why, error=str(exc))
         return Verdict("ok", None, "complete")
     decided = plan_deletions(
         tally.candidates, tally.candidates_total, settings=s, bound=plan.max_delete,
