@@ -361,3 +361,58 @@ def test_a_manual_sync_outlives_the_store_and_its_end_is_spooled(
             sync.kill()
             sync.communicate()
         store.close()
+
+
+def test_a_spooled_runs_critical_finding_is_sent_at_once_and_only_once(
+        tmp_path: Path, postgres: Postgres) -> None:
+    """A run that ends with the store down tripped the mass-delete guard (critical): the plugin
+    hears it now, not when the store is back; the replay raises the alert in the store without
+    notifying a second time."""
+    from mirrorkeeper.alerts.dispatch import deliver_pending
+    from mirrorkeeper.daemon.replay import replay_spool
+    from mirrorkeeper.job import JobResult, after_run
+    from mirrorkeeper.record import Attempt
+    from mirrorkeeper.store.alerts import AlertStore
+
+    url = postgres.create_database()
+    sent = tmp_path / "sent.jsonl"
+    plugin = Path(sys.executable).with_name("mirrorkeeper-alert-jsonl")
+    config = load_config(fleet_config(tmp_path / "mk.toml", {
+        "deb": {"profile": "debian", "dest": str(tmp_path / "deb")}},
+        url, "redis://127.0.0.1:1/0", "node-a", extra=f"""
+[[alerts.plugins]]
+name = "jsonl"
+command = ["{plugin}", "{sent}"]
+"""))
+    store = Store.for_config(config)
+    spool = Spool(spool_dir(config.settings.state_dir))
+
+    def codes() -> list[tuple[str, bool]]:
+        return [(d["code"], d["resolved"]) for d in map(
+            json.loads, sent.read_text().splitlines())] if sent.exists() else []
+    try:
+        postgres.pause()
+        try:
+            started = time.time() - 30
+            run_id = store.start_run("deb", "rsync://u/m/", started)
+            guard = Attempt(1, "rsync://u/m/", "guard", "guard.mass_delete",
+                            "the upstream dropped 5000 files", "stage2", 0, started,
+                            started + 20)
+            record = dataclasses.replace(a_record("deb", started, "failed", run_id=run_id),
+                                         attempts=(guard,))
+            store.finish_run(record)
+            result = JobResult(record)
+            after_run(config, config.mirrors["deb"], store, record, None, result)
+            assert codes() == [("guard.mass_delete", False)]  # now, through the plugin
+            assert any("spooled" in p for p in result.problems)
+            [path] = spool.pending()
+            assert spool.read(path).sent == ("guard.mass_delete",)
+        finally:
+            postgres.resume()
+        assert replay_spool(config, store, spool) == 1
+        [alert] = AlertStore(store.engine).open_alerts("deb")
+        assert alert["code"] == "guard.mass_delete" and alert["severity"] == "critical"
+        assert deliver_pending(config, store) == 0
+        assert codes() == [("guard.mass_delete", False)]  # not a second time
+    finally:
+        store.close()

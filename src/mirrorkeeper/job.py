@@ -54,6 +54,18 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
             from .metrics.wire import run_values
 
             sink.send(record.mirror, run_values(record))
+        from .alerts.direct import notify_spooled_run
+        from .store.spooling import SpoolingStore
+
+        try:
+            sent = notify_spooled_run(config, mirror, store, record, stop)
+            if sent and isinstance(store, SpoolingStore):
+                store.sent_directly(record.run_id, sent)
+            result.notices += [f"alert sent directly: {mirror.name} {code} (critical)"
+                               for code in sent]
+        except Exception as exc:  # noqa: BLE001 - the run is done and spooled
+            event("alert.failure", level=logging.ERROR, error=repr(exc))
+            result.problems.append(f"alerting failed: {exc!r}")
         result.problems.append(
             f"the fleet store is unreachable: run {record.run_id} is spooled in "
             f"{config.settings.state_dir}/spool; the host's daemon stores it, and raises its "

@@ -44,6 +44,8 @@ class SpooledRun:
     #: The record; its ``run_id`` is the store's when the run started with the store up,
     #: else a provisional negative one (the store gives it an id on replay).
     record: RunRecord
+    #: Finding codes already sent straight through the plugins (not to be sent again).
+    sent: tuple[str, ...] = ()
 
 
 def spool_dir(state_dir: str | Path) -> Path:
@@ -72,7 +74,7 @@ class Spool:
         target = self.path / self.name_of(run)
         temporary = target.with_name(f".{target.name}.tmp")
         data = {"format": FORMAT, "uuid": run.uuid, "host": run.host, "pid": run.pid,
-                "run_id": run.record.run_id, "mirror": run.record.mirror,
+                "sent": list(run.sent), "run_id": run.record.run_id, "mirror": run.record.mirror,
                 "started_at": run.record.started_at, **run_values(run.record)}
         with open(temporary, "w", encoding="utf-8") as out:
             json.dump(data, out, sort_keys=True)
@@ -105,7 +107,8 @@ class Spool:
         try:
             record = record_from_values(int(data["run_id"]), data)
             return SpooledRun(uuid=str(data["uuid"]), host=str(data["host"]),
-                              pid=data["pid"], record=record)
+                              pid=data["pid"], record=record,
+                              sent=tuple(str(c) for c in data.get("sent", [])))
         except (KeyError, TypeError, ValueError) as exc:
             raise BadSpoolFile(f"{path.name} lacks a run's fields: {exc!r}") from exc
 

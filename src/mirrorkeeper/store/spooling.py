@@ -13,6 +13,7 @@ that the store receives (and judges) every mirror's runs in the order they ran.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -60,6 +61,8 @@ class SpoolingStore(Store):
         self.spool = spool
         self._runs: dict[int, _Run] = {}
         self._deferred: set[int] = set()
+        #: What was spooled of each deferred run (to add what was sent directly).
+        self._spooled: dict[int, SpooledRun] = {}
         self._history: dict[str, list[RunRecord]] = {}
         self._mutex = threading.Lock()
         self._live_failed: set[int] = set()
@@ -203,13 +206,17 @@ class SpoolingStore(Store):
                 event("store.unreachable", level=logging.WARNING, mirror=record.mirror,
                       what="run end", run_id=record.run_id, error=self._unreachable(exc),
                       why="the record is spooled")
+        spooled = SpooledRun(run.uuid, self.host, os.getpid(), record)
         try:
-            path = self.spool.write(SpooledRun(run.uuid, self.host, os.getpid(), record))
+            path = self.spool.write(spooled)
         except OSError as exc:
             raise StateUnavailable("spool", str(self.spool.path), exc.strerror or str(exc),
                                    "fix: free space on the state disk") from exc
         with self._mutex:
             self._deferred.add(record.run_id)
+            self._spooled[record.run_id] = spooled
+            while len(self._spooled) > KEEP_RUNS:
+                del self._spooled[next(iter(self._spooled))]
         event("run.spooled", mirror=record.mirror, run_id=record.run_id,
               outcome=record.outcome, path=str(path))
 
@@ -218,6 +225,22 @@ class SpoolingStore(Store):
         stored = super().replay_run(record, uuid, host, pid)
         self._retry_at = 0.0  # it answers: the runs' calls need not wait any longer
         return stored
+
+    def sent_directly(self, run_id: int, codes: list[str]) -> None:
+        """Note in the run's spool file the findings already sent through the plugins, so
+        that the replay does not send them again (unless it was replayed meanwhile)."""
+        with self._mutex:
+            spooled = self._spooled.get(run_id)
+        if spooled is None or not (self.spool.path / self.spool.name_of(spooled)).exists():
+            return
+        spooled = dataclasses.replace(spooled, sent=tuple(sorted({*spooled.sent, *codes})))
+        try:
+            self.spool.write(spooled)
+        except OSError as exc:  # they may be sent twice: better than not at all
+            event("spool.write_failed", level=logging.ERROR, error=str(exc))
+            return
+        with self._mutex:
+            self._spooled[run_id] = spooled
 
     def deferred(self, run_id: int) -> bool:
         with self._mutex:
