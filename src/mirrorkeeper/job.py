@@ -67,9 +67,9 @@ def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecor
             event("alert.failure", level=logging.ERROR, error=repr(exc))
             result.problems.append(f"alerting failed: {exc!r}")
         result.problems.append(
-            f"the fleet store is unreachable: run {record.run_id} is spooled in "
-            f"{config.settings.state_dir}/spool; the host's daemon stores it, and raises its "
-            "alerts, when the store is back")
+            f"run {record.run_id} is spooled in {config.settings.state_dir}/spool (the fleet "
+            "store is unreachable, or runs spooled earlier wait to be stored first); the "
+            "host's daemon stores it, and raises its alerts, when the store takes it")
         return
     if sink is not None:
         sink.run(record, store)
