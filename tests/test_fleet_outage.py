@@ -6,6 +6,7 @@ a host daemon and PostgreSQL, each in a network namespace of its own.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import shutil
@@ -95,6 +96,29 @@ def test_spool_files_are_whole_ordered_and_bad_ones_set_aside(tmp_path: Path) ->
     (spool.path / ".x.json.tmp").write_text("{")  # a crash mid-write: never replayed
     spool.clear_leftovers()
     assert not (spool.path / ".x.json.tmp").exists()
+
+
+def test_without_the_store_the_schedule_runs_on_the_last_facts_it_gave() -> None:
+    from mirrorkeeper.config.schedule import parse_schedule
+    from mirrorkeeper.daemon.facts import offline_facts
+    from mirrorkeeper.plan.due import MirrorFacts, SignalSeen, plan_tick
+
+    hourly = parse_schedule("every 1h")
+    known = [MirrorFacts("a", hourly, last_started=1000.0, has_signal=True, last_polled_at=1.0,
+                         signal=SignalSeen(5000.0, 1.0, 1.0), local_signal_mtime=10.0,
+                         deletions_due_at=1500.0),
+             MirrorFacts("b", hourly, last_started=None)]
+    # "a" was started by this daemon at 4000 (with the store gone); "b" is running now.
+    facts = offline_facts(known, {"a": 4000.0}, running={"b"}, queued=set())
+    assert [(f.name, f.last_started, f.running, f.has_signal, f.signal, f.deletions_due_at)
+            for f in facts] == [("a", 4000.0, False, False, None, None),
+                                ("b", None, True, False, None, None)]
+    def due(now: float) -> list[str]:
+        plan = plan_tick(facts, now, jitter=0.0, poll_interval=0.0, tz=datetime.UTC)
+        assert plan.polls == ()  # a poll needs the store
+        return [d.mirror for d in plan.due]
+    assert due(5000.0) == []  # neither the stale signal nor the grace start a run again
+    assert due(4000.0 + 3600) == ["a"]  # an hour after the run it started: due again
 
 
 # -- the store's side: spooled, replayed once --------------------------------------------
