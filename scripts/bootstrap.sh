@@ -26,6 +26,9 @@ if [ "${1:-}" = "--test" ]; then
     # fleet mode: a shared PostgreSQL store and Redis queues (tests/test_fleet.py)
     command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
     [ -x /usr/lib/postgresql/15/bin/initdb ] || need="$need postgresql-15"
+    # fleet partition tests: PostgreSQL and a host daemon in network namespaces (as root)
+    command -v ip >/dev/null 2>&1 || need="$need iproute2"
+    command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 fi
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v make >/dev/null 2>&1 || need="$need make"

@@ -38,12 +38,17 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    """``listen``: also listen on this TCP address (trusting ``trust_net``), inside the network
+    namespace ``netns`` when one is given (see tests/netns.py); the unix socket stays."""
+
+    def __init__(self, listen: str = "", trust_net: str = "", netns: str | None = None,
+                 ) -> None:
         # Not under pytest's tmp_path: as root that is 0700, where ``nobody`` cannot reach.
         self.dir = Path(tempfile.mkdtemp(prefix="mk-pg-"))
         self.data = self.dir / "data"
         self.sock = self.dir / "sock"
         self.user = "mk"
+        self.listen, self.trust_net, self.netns = listen, trust_net, netns
 
     def start(self) -> Postgres:
         self.sock.mkdir(parents=True)
@@ -54,8 +59,15 @@ class Postgres:
         subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
                                   "-U", self.user, "--no-sync", "-E", "UTF8"]),
                        check=True, capture_output=True)
+        if self.trust_net:
+            with open(self.data / "pg_hba.conf", "a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.trust_net} trust\n")
         self.resume()
         return self
+
+    def tcp_url(self, database: str) -> str:
+        """The URL of ``database`` over TCP, for a client in the server's network."""
+        return f"postgresql+psycopg://{self.user}@{self.listen}:5432/{database}"
 
     def create_database(self) -> str:
         """A fresh database; its SQLAlchemy URL."""
@@ -74,11 +86,13 @@ class Postgres:
                                   "fast", "-w", "stop"]), check=True, capture_output=True)
 
     def resume(self) -> None:
-        subprocess.run(_as_owner([
+        argv = _as_owner([
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-            "-o", f"-c listen_addresses='' -c unix_socket_directories={self.sock} "
-                  "-c fsync=off -c max_connections=200", "start"]),
-            check=True, capture_output=True)
+            "-o", f"-c listen_addresses='{self.listen}' -c unix_socket_directories={self.sock} "
+                  "-c fsync=off -c max_connections=200", "start"])
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        subprocess.run(argv, check=True, capture_output=True)
 
     def stop(self) -> None:
         subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",

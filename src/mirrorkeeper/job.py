@@ -47,6 +47,30 @@ def write_textfile(config: Config, store: Store) -> str | None:
 def after_run(config: Config, mirror: MirrorSpec, store: Store, record: RunRecord,
               sink: MetricsSink | None, result: JobResult, *, deliver: bool = True,
               stop: threading.Event | None = None) -> None:
+    if store.deferred(record.run_id):
+        # Spooled (the fleet store is unreachable): the figures go out now, without the
+        # store's age; the store judges the run (alerts) when the daemon replays it.
+        if sink is not None:
+            from .metrics.wire import run_values
+
+            sink.send(record.mirror, run_values(record))
+        from .alerts.direct import notify_spooled_run
+        from .store.spooling import SpoolingStore
+
+        try:
+            sent = notify_spooled_run(config, mirror, store, record, stop)
+            if sent and isinstance(store, SpoolingStore):
+                store.sent_directly(record.run_id, sent)
+            result.notices += [f"alert sent directly: {mirror.name} {code} (critical)"
+                               for code in sent]
+        except Exception as exc:  # noqa: BLE001 - the run is done and spooled
+            event("alert.failure", level=logging.ERROR, error=repr(exc))
+            result.problems.append(f"alerting failed: {exc!r}")
+        result.problems.append(
+            f"run {record.run_id} is spooled in {config.settings.state_dir}/spool (the fleet "
+            "store is unreachable, or runs spooled earlier wait to be stored first); the "
+            "host's daemon stores it, and raises its alerts, when the store takes it")
+        return
     if sink is not None:
         sink.run(record, store)
     problem = write_textfile(config, store)

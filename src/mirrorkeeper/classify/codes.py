@@ -98,6 +98,11 @@ CODES: dict[str, Code] = {
     "host.down": Code(S.CRITICAL, "a fleet host's daemon has not beaten for longer than "
                                   "[fleet] down_after; its mirrors are not synced",
                       protected=True),
+    # Fleet mode: this host cannot reach the fleet store. Sent by the host itself straight
+    # through the plugins (the store it would be kept in is the thing that is down); the
+    # host's runs go on and are spooled. Resolved when it is back, with the runs replayed.
+    "store.unreachable": Code(S.CRITICAL, "a fleet host cannot reach the fleet store; its "
+                                          "runs are spooled on the host until it is back"),
     # The run itself.
     "run.interrupted": Code(S.INFO, "the run was stopped by a signal"),
     "run.budget": Code(S.ERROR, "the run's time budget ran out before a sync succeeded"),

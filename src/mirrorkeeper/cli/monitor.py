@@ -18,15 +18,19 @@ from .common import load, reader
 
 @click.command()
 @click.argument("names", nargs=-1)
-@click.option("--all", "all_mirrors", is_flag=True, help="Every enabled mirror, one line each.")
+@click.option("--all", "all_mirrors", is_flag=True, help="Every enabled mirror, one line each "
+              "(in a fleet: every host's, from the shared store).")
+@click.option("--host", "fleet_host", metavar="NAME", help="With --all in a fleet: only the "
+              "mirrors that fleet host NAME syncs.")
 @click.option("--warning", "-w", metavar="RANGE", help="Age range in seconds (default: twice "
               "the schedule's interval).")
 @click.option("--critical", "-c", metavar="RANGE", help="Age range in seconds (default: "
               "stale_after).")
 @click.option("--verbose", "-v", count=True)
 @click.pass_context
-def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning: str | None,
-          critical: str | None, verbose: int) -> int:
+def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool,
+          fleet_host: str | None, warning: str | None, critical: str | None,
+          verbose: int) -> int:
     """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     from ..config.load import find_config, load_config
     from ..nagios import run_check
@@ -49,6 +53,15 @@ def check(ctx: click.Context, names: tuple[str, ...], all_mirrors: bool, warning
                                                   else "name a mirror or use --all"))
         return 3
     mirrors = config.enabled() if all_mirrors else [config.mirrors[n] for n in names]
+    if fleet_host is not None:
+        if not all_mirrors or config.fleet is None:
+            click.echo("MIRRORKEEPER UNKNOWN - --host needs --all and a [fleet] table")
+            return 3
+        mirrors = [m for m in mirrors if config.host_of(m) == fleet_host]
+        if not mirrors:
+            click.echo(f"MIRRORKEEPER UNKNOWN - no enabled mirror is synced by fleet host "
+                       f"{fleet_host}")
+            return 3
     try:
         store = reader(config)
     except Exception as exc:  # noqa: BLE001 - any unreadable state is UNKNOWN for Nagios
@@ -99,16 +112,23 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
 @click.command("nagios-config")
 @click.option("--host", default=None,
               help="Attach the services to this host, which your Nagios already defines "
-                   "(default: [global] hostname, and a host definition for it is printed too).")
+                   "(default: [global] hostname, and a host definition for it is printed too; "
+                   "in a fleet: each mirror's fleet host, each defined).")
+@click.option("--this-host", is_flag=True,
+              help="In a fleet: only the mirrors this host syncs, as outside a fleet.")
 @click.option("--command", "command", default=None,
               help="The mirrorkeeper that Nagios runs (default: the one running now, e.g. "
                    "/usr/local/bin/mirrorkeeper as docs/deploy.md installs it).")
 @click.pass_context
-def nagios_config_cmd(ctx: click.Context, host: str | None, command: str | None) -> int:
-    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror."""
+def nagios_config_cmd(ctx: click.Context, host: str | None, this_host: bool,
+                      command: str | None) -> int:
+    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror
+    (in a fleet: every host's mirrors, each on its host, unless --this-host or --host)."""
     from ..nagios import nagios_config, running_command
 
     config = load(ctx, events=False)
-    click.echo(nagios_config(config, command or running_command(),
-                             host or config.settings.hostname, define_host=host is None))
+    fleet = config.fleet is not None and not this_host and host is None
+    click.echo(nagios_config(config.local() if this_host else config,
+                             command or running_command(), host or config.settings.hostname,
+                             define_host=host is None, fleet=fleet))
     return Exit.OK

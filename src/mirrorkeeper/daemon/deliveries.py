@@ -18,6 +18,7 @@ from ..alerts.dispatch import deliver_pending
 from ..config.spec import Config
 from ..logs import event
 from ..store import Store
+from ..store.store import STORE_DOWN
 
 log = logging.getLogger("mirrorkeeper")
 #: Plugins sending at the same time.
@@ -51,6 +52,9 @@ class Deliverer:
         while True:
             try:
                 deliver_pending(self._config(), self._store, stop=self._stop, only=name)
+            except STORE_DOWN as exc:  # the fleet store is away: the daemon says so once
+                event("alert.delivery_waits", level=logging.WARNING, plugin=name,
+                      why="the fleet store is unreachable", error=type(exc).__name__)
             except Exception as exc:
                 log.exception("alert delivery failed")
                 event("alert.failure", level=logging.ERROR, plugin=name, error=repr(exc))

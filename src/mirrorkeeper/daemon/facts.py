@@ -6,6 +6,8 @@ part of a tick that reads anything.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..config.schedule import parse_schedule
 from ..config.spec import Config
 from ..plan.budget import host_key, host_limits
@@ -58,3 +60,17 @@ def free_slots(config: Config, queued: set[str]) -> dict[str, int]:
 def _last_success(store: Store, mirror: str) -> float | None:
     last = store.last_run(mirror, outcome="success")
     return last.finished_at if last else None
+
+
+def offline_facts(known: list[MirrorFacts], started: dict[str, float], running: set[str],
+                  queued: set[str]) -> list[MirrorFacts]:
+    """The facts while the fleet store is unreachable: the last ones read from it, with the
+    runs this daemon started since. The schedule goes on; update signals wait for the store
+    (their polls are stored there, and a stale copy would start the same run again and
+    again), and so do deletions held back by ``delete_grace``."""
+    return [dataclasses.replace(
+        facts, running=facts.name in running, queued=facts.name in queued,
+        last_started=max(filter(None, (facts.last_started, started.get(facts.name))),
+                         default=None),
+        has_signal=False, signal=None, last_polled_at=None, deletions_due_at=None)
+        for facts in known]

@@ -36,16 +36,19 @@ from ..errors import StateUnavailable
 from ..job import run_job, write_textfile
 from ..logs import event, log_to_stderr, setup_event_log
 from ..metrics.sink import MetricsSink, age_seconds
-from ..plan.due import Due, TickPlan, plan_tick
+from ..plan.due import Due, MirrorFacts, TickPlan, plan_tick
 from ..stop import TERMINATING_SIGNALS, StopRequest
 from ..store import Store
+from ..store.spool import Spool, spool_dir
+from ..store.store import STORE_DOWN
 from ..sync.lock import MirrorLock, MirrorLocked, is_locked
 from ..sync.run import lock_dir, writer_places
 from ..web.hosts import beyond_loopback
 from .deliveries import Deliverer
-from .facts import free_slots, gather_facts
+from .facts import free_slots, gather_facts, offline_facts
 from .poller import poll_signal
 from .queue import open_queue, queue_places
+from .replay import replay_spool
 
 log = logging.getLogger("mirrorkeeper")
 
@@ -93,9 +96,12 @@ def locked_mirrors(config: Config) -> set[str]:
 
 
 def make_plan(config: Config, store: Store, running: set[str], queued: set[str],
-              now: float) -> TickPlan:
-    """Gather the facts and ask the planner; a start owed to a changed signal marks its poll."""
-    plan = plan_tick(gather_facts(config, store, running, queued), now,
+              now: float, facts: list[MirrorFacts] | None = None) -> TickPlan:
+    """Gather the facts (unless given) and ask the planner; a start owed to a changed signal
+    marks its poll."""
+    if facts is None:
+        facts = gather_facts(config, store, running, queued)
+    plan = plan_tick(facts, now,
                      jitter=config.daemon.jitter, poll_interval=config.daemon.poll_interval,
                      tz=local_zone(), free_slots=free_slots(config, queued))
     if plan.held:
@@ -157,6 +163,19 @@ class Daemon:
         self.sink: MetricsSink | None = MetricsSink(config) if config.metrics.enabled else None
         self._pollers = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self.deliverer = Deliverer(lambda: self.config, self.store, self.stop)
+        #: Fleet mode: runs spooled while the store was unreachable, replayed by the tick.
+        self.spool = Spool(spool_dir(self.mine.settings.state_dir))
+        #: The planner's facts as last read from the store (the schedule runs on them while
+        #: the store is unreachable), and since when it is (None: it is not).
+        self._facts: list[MirrorFacts] = []
+        self.store_down_since: float | None = None
+        self._replayed = 0
+        #: Notices about the store itself, sent in order without it (see alerts.direct).
+        self._notifier = ThreadPoolExecutor(1, thread_name_prefix="notify")
+        #: Jobs run here because the fleet queue (Redis) is unreachable.
+        self._local_jobs = ThreadPoolExecutor(config.daemon.max_parallel,
+                                              thread_name_prefix="local-job")
+        self._local_queued: set[str] = set()
         self._last_pruned = 0.0
         self._closed = False
 
@@ -166,6 +185,8 @@ class Daemon:
             return
         self._closed = True
         self._pollers.shutdown(wait=True, cancel_futures=True)
+        self._local_jobs.shutdown(wait=True, cancel_futures=True)
+        self._notifier.shutdown(wait=True, cancel_futures=True)
         self.deliverer.close()
         if self.sink is not None:
             self.sink.close()
@@ -174,7 +195,7 @@ class Daemon:
             try:
                 self.store.leave(self.config.fleet.host)
             except sa.exc.SQLAlchemyError as exc:
-                event("fleet.leave_failed", level=logging.WARNING, error=str(exc))
+                event("fleet.leave_failed", level=logging.WARNING, error=str(exc).split("\n")[0])
         self.store.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -201,13 +222,33 @@ class Daemon:
             return True
         try:
             self.queue.enqueue(mirror, reason, urgent=urgent)
+        except StateUnavailable as exc:
+            if self.config.fleet is None:
+                with self._lock:  # not queued after all: the next plan must try again
+                    self.queued.discard(mirror)
+                    self._queued_urgent.discard(mirror)
+                raise
+            # The fleet's Redis is unreachable; the job is this host's anyway: run it here.
+            self._failing("queue", "queue.unreachable", exc,
+                          why="jobs of this host run without the queue until it is back")
+            with self._lock:
+                self._local_queued.add(mirror)
+            self._local_jobs.submit(self._run_local, mirror, reason, time.time())
+            event("job.queued", mirror=mirror, reason=reason, where="local")
+            return True
         except BaseException:
             with self._lock:  # not queued after all: the next plan must try again
                 self.queued.discard(mirror)
                 self._queued_urgent.discard(mirror)
             raise
+        self._recovered("queue")
         event("job.queued", mirror=mirror, reason=reason)
         return True
+
+    def _run_local(self, mirror: str, reason: str, queued_at: float) -> None:
+        with self._lock:
+            self._local_queued.discard(mirror)
+        self.execute(mirror, reason, queued_at)
 
     def _enqueue_remote(self, mirror: str, reason: str) -> bool:
         host = self.config.host_of(self.config.mirrors[mirror])
@@ -254,6 +295,8 @@ class Daemon:
                   outcome=result.record.outcome, notices=result.notices,
                   problems=result.problems)
             self._recovered(f"job {name}")
+            if self.store.deferred(result.record.run_id):
+                self.wake.set()  # spooled: the tick replays it as soon as the store takes it
         except MirrorLocked as exc:
             with self._lock:  # no run of ours started after all
                 if before is None:
@@ -304,16 +347,38 @@ class Daemon:
     def tick(self, now: float | None = None) -> TickPlan:
         now = now or time.time()
         config = self.mine
+        reachable = True
         if config.fleet is not None:
             self._forget_lost_jobs()
+            reachable = self._replay()
         with self._lock:
             running = set(self.running) | locked_mirrors(config)
             queued = set(self.queued)
             polling = set(self._polling)
-        plan = make_plan(config, self.store, running, queued, now)
+        facts = None
+        if reachable:
+            try:
+                facts = gather_facts(config, self.store, running, queued)
+            except STORE_DOWN as exc:
+                if config.fleet is None:
+                    raise
+                self._store_unreachable(exc)
+                reachable = False
+        if facts is not None:
+            self._facts = facts
+            plan = make_plan(config, self.store, running, queued, now, facts)
+        else:  # the fleet store is unreachable: the schedule goes on from what was known
+            with self._lock:
+                started = dict(self._started)
+            plan = plan_tick(offline_facts(self._facts, started, running, queued), now,
+                             jitter=config.daemon.jitter, poll_interval=0.0, tz=local_zone(),
+                             free_slots=free_slots(config, queued))
         self._held = bool(plan.held)
         for due in plan.due:
             self.enqueue(due.mirror, due.reason)
+        if not reachable:
+            return plan
+        self._store_reachable()
         for name in plan.polls:
             failed = self._poll_failed.get(name)
             if name not in polling and (failed is None
@@ -322,12 +387,75 @@ class Daemon:
         self._housekeeping(now)
         return plan
 
+    # -- the fleet store down, and back -------------------------------------------------------
+    def _replay(self) -> bool:
+        """Replay the spooled runs, oldest first; False when the store is unreachable."""
+        if self.store_down_since is None and not self.spool.pending():
+            return True
+        try:
+            replayed = replay_spool(self.mine, self.store, self.spool)
+        except STORE_DOWN as exc:
+            self._store_unreachable(exc)
+            return False
+        if replayed:
+            self._replayed += replayed
+            self.deliverer.kick()  # the replayed runs' alerts
+        return True
+
+    def _store_unreachable(self, exc: Exception) -> None:
+        """Said once per outage: in the log, and through the plugins directly (the store, where
+        alerts are kept, is the thing that is down)."""
+        if self.store_down_since is not None:
+            return
+        self.store_down_since = time.time()
+        assert self.config.fleet is not None
+        host = self.config.fleet.host
+        error = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        event("store.unreachable", level=logging.ERROR, host=host, error=error,
+              why="runs go on and are spooled; the schedule goes on")
+        self._notify(f"host:{host}", "store.unreachable",
+                     f"fleet host {host} cannot reach the fleet store: its runs go on and are "
+                     f"spooled on the host until the store is back ({error})",
+                     {"host": host, "error": error, "store": self._store_where()},
+                     resolved=False, since=self.store_down_since)
+
+    def _store_reachable(self) -> None:
+        if self.store_down_since is None:
+            return
+        since, self.store_down_since = self.store_down_since, None
+        replayed, self._replayed = self._replayed, 0
+        assert self.config.fleet is not None
+        host = self.config.fleet.host
+        down = round(time.time() - since)
+        event("store.back", host=host, down_seconds=down, replayed=replayed)
+        self._notify(f"host:{host}", "store.unreachable",
+                     f"fleet host {host} reaches the fleet store again after {down}s; "
+                     f"{replayed} spooled run(s) replayed",
+                     {"host": host, "down_seconds": down, "replayed": replayed,
+                      "store": self._store_where()}, resolved=True, since=since)
+
+    def _store_where(self) -> str:
+        return self.store.engine.url.render_as_string()
+
+    def _notify(self, mirror: str, code: str, summary: str, details: dict[str, Any], *,
+                resolved: bool, since: float) -> None:
+        from ..alerts.direct import notify_directly
+
+        config = self.config
+        self._notifier.submit(notify_directly, config, mirror, code, summary, details,
+                              resolved=resolved, first_seen=since, stop=self.stop)
+
     def _forget_lost_jobs(self) -> None:
         """Redis restarted without persistence: the jobs this daemon counts as queued are
         gone, and would never be planned again. Keep only those still waiting."""
-        waiting = {mirror for mirror, _ in self.queue.pending()}
+        try:
+            waiting = {mirror for mirror, _ in self.queue.pending()}
+        except StateUnavailable as exc:  # Redis is down: the jobs run here meanwhile
+            self._failing("queue", "queue.unreachable", exc)
+            return
+        self._recovered("queue")
         with self._lock:
-            lost = self.queued - waiting
+            lost = self.queued - waiting - self._local_queued
             self.queued -= lost
             self._queued_urgent -= lost
         if lost:

@@ -62,9 +62,12 @@ class SummaryCollector(Collector):
         self.snapshots = snapshots
 
     def collect(self) -> Iterable[Metric]:
-        families = {name: GaugeMetricFamily(f"mirrorkeeper_{name}", text, labels=["mirror"])
+        fleet = self.config.fleet is not None  # a fleet's series say which host syncs it
+        labels = ["mirror", "host"] if fleet else ["mirror"]
+        families = {name: GaugeMetricFamily(f"mirrorkeeper_{name}", text, labels=labels)
                     for name, text in HELP.items()}
         for mirror in self.config.enabled():
+            label_values = [mirror.name, self.config.host_of(mirror)] if fleet else [mirror.name]
             summary = self.summaries.get(mirror.name)
             if summary is None:
                 continue
@@ -77,7 +80,7 @@ class SummaryCollector(Collector):
                 values.update(snapshot_gauges(self.snapshots[mirror.name]))
             for name, value in values.items():
                 if name in families:
-                    families[name].add_metric([mirror.name], value)
+                    families[name].add_metric(label_values, value)
         return list(families.values())
 
 

@@ -30,7 +30,11 @@ runs = sa.Table(
     sa.Column("stages", sa.JSON, nullable=True),
     sa.Column("log_path", sa.Text, nullable=False, server_default=""),
     sa.Column("findings", sa.JSON, nullable=True),
+    #: Set when the run starts (fleet mode): a run spooled while the store was down is
+    #: replayed under it, and stored once however often it is replayed.
+    sa.Column("uuid", sa.String(36), nullable=True),
     sa.Index("ix_runs_mirror_started", "mirror", "started_at"),
+    sa.Index("ix_runs_uuid", "uuid", unique=True),
 )
 
 live = sa.Table(

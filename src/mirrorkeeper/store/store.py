@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import socket
 import sqlite3
@@ -47,7 +48,32 @@ if TYPE_CHECKING:
 DB_NAME = "mirrorkeeper.db"
 #: The newest migration in ``migrations/versions``; a test keeps the two in step. Knowing it
 #: here lets every command skip importing Alembic (~170 ms) when the schema is current.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
+#: What a fleet store that cannot be reached raises (server down, network cut, connection
+#: lost mid-query).
+STORE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError)
+#: libpq's options for a fleet store over TCP (a unix socket ignores them): a store behind a
+#: cut link must fail a query within seconds, not after TCP's retries (~15 minutes), so that
+#: the daemon spools and keeps its schedule. A URL's own settings win.
+PG_TIMEOUTS = {"connect_timeout": 5, "tcp_user_timeout": 15000, "keepalives": 1,
+               "keepalives_idle": 15, "keepalives_interval": 5, "keepalives_count": 3}
+
+
+def application_name(host: str | None) -> str:
+    """How this host's sessions show in ``pg_stat_activity`` (see :meth:`Store.fleet_lock`)."""
+    return f"mirrorkeeper:{host or socket.gethostname()}"[:63]
+
+
+def fleet_engine(url: str, host: str | None = None) -> sa.Engine:
+    """An engine for a fleet store URL, with :data:`PG_TIMEOUTS` on PostgreSQL and the
+    sessions named after the host."""
+    parsed = sa.engine.make_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        options = {k: v for k, v in {**PG_TIMEOUTS,
+                                     "application_name": application_name(host)}.items()
+                   if k not in parsed.query}
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
 
 
 def schema_revision(conn: sa.Connection) -> str | None:
@@ -150,6 +176,47 @@ def stage_from_json(data: dict[str, Any]) -> StageResult:
     kwargs["argv"] = tuple(kwargs.get("argv", ()))
     kwargs["error_samples"] = tuple(kwargs.get("error_samples", ()))
     return StageResult(**kwargs)
+
+
+def run_values(record: RunRecord) -> dict[str, Any]:
+    """The ``runs`` columns a finished run sets (its figures and its stages as JSON)."""
+    return dict(
+        upstream=record.upstream,
+        finished_at=record.finished_at, outcome=record.outcome,
+        exit_code=record.exit_code, duration_seconds=record.duration_seconds,
+        bytes_transferred=record.bytes_transferred, size_bytes=record.size_bytes,
+        bitrate_bps=record.bitrate_bps, files_total=record.files_total,
+        files_transferred=record.files_transferred,
+        files_deleted=record.files_deleted, files_failed=record.files_failed,
+        errors=record.errors,
+        stages={"stages": [stage_to_json(s) for s in record.stages],
+                "skipped": list(record.skipped),
+                "attempts": [dataclasses.asdict(a) for a in record.attempts],
+                "deletions": (dataclasses.asdict(record.deletions)
+                              if record.deletions else None),
+                "notices": [list(n) for n in record.notices],
+                "downstreams": [dataclasses.asdict(d) for d in record.downstreams]},
+        log_path=record.log_path)
+
+
+def record_from_values(run_id: int, values: dict[str, Any]) -> RunRecord:
+    """The record :func:`run_values` (plus ``mirror`` and ``started_at``) describes: a row
+    of ``runs``, or a spool file's."""
+    stages_json = values.get("stages") or {}
+    return RunRecord(
+        run_id=run_id, mirror=values["mirror"], upstream=values["upstream"],
+        started_at=values["started_at"], finished_at=values["finished_at"],
+        outcome=values["outcome"], log_path=values["log_path"],
+        stages=tuple(stage_from_json(s) for s in stages_json.get("stages", [])),
+        skipped=tuple(stages_json.get("skipped", [])),
+        attempts=tuple(Attempt(**a) for a in stages_json.get("attempts", [])),
+        deletions=Deletions(**stages_json["deletions"]) if stages_json.get("deletions")
+        else None,
+        notices=tuple((n[0], n[1], n[2]) for n in stages_json.get("notices", [])),
+        downstreams=tuple(DownstreamResult(**{**d, "sent": tuple(d["sent"]),
+                                              "exit_codes": tuple(d["exit_codes"])})
+                          for d in stages_json.get("downstreams", [])),
+    )
 
 
 def advisory_key(mirror: str) -> int:
@@ -277,7 +344,7 @@ class Store:
     def from_url(cls, url: str, host: str | None = None) -> Store:
         """A store at a SQLAlchemy URL (the fleet's PostgreSQL), migrated to the newest
         schema. Raises :class:`StateUnavailable` naming the store when it cannot be reached."""
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = fleet_engine(url, host)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _writer_pragmas)
         try:
@@ -298,9 +365,12 @@ class Store:
         A reader of the fleet store never migrates it (a writer, the daemon, does)."""
         if config.fleet is None:
             return cls.open(config.settings.state_dir, readonly=readonly)
-        if not readonly:
-            return cls.from_url(config.fleet.store, host=config.fleet.host)
-        engine = sa.create_engine(config.fleet.store, pool_pre_ping=True)
+        if not readonly:  # a run's writes fall back to the host's spool (see .spooling)
+            from .spooling import spooling
+
+            return spooling(cls.from_url(config.fleet.store, host=config.fleet.host),
+                            config.settings.state_dir)
+        engine = fleet_engine(config.fleet.store, config.fleet.host)
         where = engine.url.render_as_string()
         try:
             with engine.connect() as conn:
@@ -356,11 +426,12 @@ class Store:
             return int(row[0])
 
     # -- runs ---------------------------------------------------------------------------------
-    def start_run(self, mirror: str, upstream: str, started_at: float) -> int:
+    def start_run(self, mirror: str, upstream: str, started_at: float,
+                  uuid: str | None = None) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(runs.insert().values(
                 mirror=mirror, upstream=upstream, started_at=started_at, outcome="running",
-                host=self.host, pid=os.getpid()))
+                host=self.host, pid=os.getpid(), uuid=uuid))
             key = result.inserted_primary_key
             assert key is not None
             refresh_summary(conn, mirror)
@@ -373,40 +444,46 @@ class Store:
     def finish_run(self, record: RunRecord) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.id == record.run_id).values(
-                upstream=record.upstream,
-                finished_at=record.finished_at, outcome=record.outcome,
-                exit_code=record.exit_code, duration_seconds=record.duration_seconds,
-                bytes_transferred=record.bytes_transferred, size_bytes=record.size_bytes,
-                bitrate_bps=record.bitrate_bps, files_total=record.files_total,
-                files_transferred=record.files_transferred,
-                files_deleted=record.files_deleted, files_failed=record.files_failed,
-                errors=record.errors,
-                stages={"stages": [stage_to_json(s) for s in record.stages],
-                        "skipped": list(record.skipped),
-                        "attempts": [dataclasses.asdict(a) for a in record.attempts],
-                        "deletions": (dataclasses.asdict(record.deletions)
-                                      if record.deletions else None),
-                        "notices": [list(n) for n in record.notices],
-                        "downstreams": [dataclasses.asdict(d) for d in record.downstreams]},
-                log_path=record.log_path))
+                **run_values(record)))
             conn.execute(live.delete().where(live.c.mirror == record.mirror))
             refresh_summary(conn, record.mirror)
 
+    def deferred(self, run_id: int) -> bool:
+        """True while this run's end waits in a local spool instead of the store (a fleet
+        host whose store was unreachable, see :mod:`.spooling`): what follows from a run
+        (its alerts) happens when it is replayed. Never, here."""
+        return False
+
+    def replay_run(self, record: RunRecord, uuid: str, host: str,
+                   pid: int | None) -> int | None:
+        """Store a spooled run's end under its ``uuid``: the row its start wrote, or a new
+        one for a run that started while the store was down. Returns its id, or None when it
+        is already stored and judged (a replay twice is stored once)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(runs.c.id, runs.c.outcome, runs.c.finished_at,
+                                         runs.c.findings).where(runs.c.uuid == uuid)).first()
+            if row is not None and row.outcome == record.outcome and \
+                    row.finished_at == record.finished_at and row.findings is not None:
+                return None
+            if row is None:
+                result = conn.execute(runs.insert().values(
+                    mirror=record.mirror, upstream=record.upstream,
+                    started_at=record.started_at, outcome="running", host=host, pid=pid,
+                    uuid=uuid))
+                key = result.inserted_primary_key
+                assert key is not None
+                run_id = int(key[0])
+            else:
+                run_id = int(row.id)
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                **run_values(record)))
+            conn.execute(live.delete().where(live.c.mirror == record.mirror,
+                                             live.c.run_id == run_id))
+            refresh_summary(conn, record.mirror)
+            return run_id
+
     def _record(self, row: sa.Row[Any]) -> RunRecord:
-        stages_json = row.stages or {}
-        return RunRecord(
-            run_id=row.id, mirror=row.mirror, upstream=row.upstream, started_at=row.started_at,
-            finished_at=row.finished_at, outcome=row.outcome, log_path=row.log_path,
-            stages=tuple(stage_from_json(s) for s in stages_json.get("stages", [])),
-            skipped=tuple(stages_json.get("skipped", [])),
-            attempts=tuple(Attempt(**a) for a in stages_json.get("attempts", [])),
-            deletions=Deletions(**stages_json["deletions"]) if stages_json.get("deletions")
-            else None,
-            notices=tuple((n[0], n[1], n[2]) for n in stages_json.get("notices", [])),
-            downstreams=tuple(DownstreamResult(**{**d, "sent": tuple(d["sent"]),
-                                                  "exit_codes": tuple(d["exit_codes"])})
-                              for d in stages_json.get("downstreams", [])),
-        )
+        return record_from_values(row.id, dict(row._mapping))
 
     def run(self, run_id: int) -> RunRecord | None:
         with self.engine.connect() as conn:
@@ -462,24 +539,67 @@ class Store:
         """Hold the mirror fleet-wide for the block: True if held, False if another host (or
         process) holds it. A PostgreSQL session advisory lock on a connection kept for the
         block: the server drops it when that connection dies, so a host that crashes or loses
-        the network never leaves it behind. On SQLite (one host) the flock is enough: True."""
+        the network never leaves it behind. On SQLite (one host) the flock is enough: True.
+
+        Only once the server sees that connection die, though: after a network partition it
+        may keep the session of a run that ended meanwhile (until its own TCP keepalive, two
+        hours by default). Such a session of *this* host is stale for sure — the caller holds
+        the mirror's flock here, so no live process of this host runs it — and is ended."""
         if not self.shared:
             yield True
             return
         conn = self.engine.connect()
         try:
             key = advisory_key(mirror)
-            held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
-                                     {"k": key}).scalar())
-            conn.commit()
+            held = self._try_lock(conn, key)
+            if not held and self._end_stale_holder(conn, key):
+                deadline = time.monotonic() + 5
+                while not held and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    held = self._try_lock(conn, key)
             try:
                 yield held
             finally:
                 if held:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    try:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+                    except STORE_DOWN:
+                        pass  # the connection is gone, and the server let go with it
         finally:
             conn.close()
+
+    @staticmethod
+    def _try_lock(conn: sa.Connection, key: int) -> bool:
+        held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                 {"k": key}).scalar())
+        conn.commit()
+        return held
+
+    def _end_stale_holder(self, conn: sa.Connection, key: int) -> bool:
+        """End the session of this host that holds ``key`` (see :meth:`fleet_lock`); True if
+        there was one. Another host's holder is left alone: it runs the mirror."""
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        rows = conn.execute(sa.text(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid::bigint = :high AND l.objid::bigint = :low "
+            "AND a.application_name = :name AND l.pid <> pg_backend_pid()"),
+            {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF,
+             "name": application_name(self.host)}).all()
+        ended = False
+        for row in rows:
+            ended = bool(conn.execute(sa.text("SELECT pg_terminate_backend(:p)"),
+                                      {"p": row.pid}).scalar()) or ended
+        conn.commit()
+        if ended:
+            from ..logs import event
+
+            event("fleet.stale_lock_ended", level=logging.WARNING,
+                  sessions=[row.pid for row in rows],
+                  why="a session of this host held the mirror's lock after its run ended "
+                      "(a network partition); the server had not noticed it die")
+        return ended
 
     def holder(self, mirror: str) -> str:
         """``host:pid`` of the mirror's running run, for a "busy" message (empty: unknown)."""

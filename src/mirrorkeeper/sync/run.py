@@ -771,7 +771,15 @@ def _apply_deletions(plan: SyncPlan, result: StageResult, tally: StageTally, run
     """Delete what the upstream dropped, as far as it is safe; record what stays."""
     s = run.mirror.settings
     now = time.time()
-    pending = run.store.pending_deletions(run.mirror.name)
+    try:
+        pending = run.store.pending_deletions(run.mirror.name)
+    except StateUnavailable as exc:  # a fleet store cut off mid-run: delete nothing now
+        why = "the store cannot be read (their grace times are kept there)"
+        run.runlog.note(f"deletions: none this run, {why}: {exc}")
+        run.deletions = Deletions(listed=tally.candidates_total, skipped=why,
+                                  skipped_runs=run.previous_skipped_runs + 1)
+        event("deletions.skipped", candidates=tally.candidates_total, why=why, error=str(exc))
+        return Verdict("ok", None, "complete")
     decided = plan_deletions(
         tally.candidates, tally.candidates_total, settings=s, bound=plan.max_delete,
         pending=pending, now=now, error_paths=tally.error_paths,

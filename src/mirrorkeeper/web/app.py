@@ -342,9 +342,19 @@ def create_app(backend: Backend, public_cache_seconds: float = 5.0) -> Starlette
                        home="/admin" if backend.config.web.public else "/")
         return templates.TemplateResponse(request, name, context)
 
+    def fleet_hosts(overview: Overview) -> list[str]:
+        """The hosts whose mirrors the page lists (none outside a fleet)."""
+        return sorted({row["host"] for row in overview.rows if row.get("host")})
+
     async def overview_page(request: Request) -> Response:
-        return HTMLResponse(await derived("overview_page", lambda o: render(
-            "overview.html", rows=o.rows)))
+        host = request.query_params.get("host") or None  # a fleet: one host's mirrors
+        reading = await shared.get()
+        hosts = fleet_hosts(reading.value)
+        if host is not None and host not in hosts:  # any string: rendered once, not kept
+            return HTMLResponse(render("overview.html", rows=[], hosts=hosts, host=host))
+        return HTMLResponse(await derived(("overview_page", host), lambda o: render(
+            "overview.html", hosts=hosts, host=host,
+            rows=[r for r in o.rows if host is None or r.get("host") == host])))
 
     async def mirror_page(request: Request) -> Response:
         name = config_mirror(request.path_params["name"]).name

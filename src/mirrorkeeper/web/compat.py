@@ -34,6 +34,8 @@ class MirrorState:
     last_ended_at: float | None  # end of the last finished run
     next_run_at: float | None
     size_bytes: int | None
+    #: The fleet host that syncs it (None outside a fleet: the formats stay as they are).
+    host: str | None = None
 
 
 def tunasync_time(epoch: float | None) -> tuple[str, int]:
@@ -79,6 +81,8 @@ def tunasync_job(state: MirrorState) -> dict[str, Any]:
         job[key], job[f"{key}_ts"] = tunasync_time(epoch)
     job["upstream"] = state.upstream
     job["size"] = size_text(state.size_bytes)
+    if state.host is not None:  # tunasync names a job's worker; front pages ignore it
+        job["host"] = state.host
     return job
 
 
@@ -113,5 +117,6 @@ def mirrorz(states: list[MirrorState], site: dict[str, str], now: float) -> dict
             "upstream": s.upstream,
             "size": size_text(s.size_bytes) if s.size_bytes is not None else "",
             **({"disable": True} if not s.enabled else {}),
+            **({"host": s.host} if s.host is not None else {}),
         } for s in states],
     }

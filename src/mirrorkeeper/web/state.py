@@ -96,7 +96,8 @@ def mirror_states(backend: Backend, rows: list[dict[str, Any]]) -> list[MirrorSt
         upstream=row.get("upstream") or config.mirrors[row["mirror"]].settings.upstreams[0],
         last_outcome=row["outcome"], last_success_at=row["last_success_epoch"],
         last_started_at=row["last_started_epoch"], last_ended_at=row["last_ended_epoch"],
-        next_run_at=row["next_run_epoch"], size_bytes=row["last_success_size_bytes"])
+        next_run_at=row["next_run_epoch"], size_bytes=row["last_success_size_bytes"],
+        host=row.get("host"))
         for row in rows]
 
 
