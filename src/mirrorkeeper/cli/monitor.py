@@ -122,8 +122,9 @@ def collectd_exec(ctx: click.Context, once: bool) -> int:
 @click.pass_context
 def nagios_config_cmd(ctx: click.Context, host: str | None, this_host: bool,
                       command: str | None) -> int:
-    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror
-    (in a fleet: every host's mirrors, each on its host, unless --this-host or --host)."""
+    """Print Nagios/Icinga definitions: a command, the host, one service per enabled mirror.
+
+    In a fleet: every host's mirrors, each on its host, unless --this-host or --host."""
     from ..nagios import nagios_config, running_command
 
     config = load(ctx, events=False)
