@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from mirrorkeeper.config.load import load_config
+from mirrorkeeper.daemon import poller
 from mirrorkeeper.demo.rsyncd import Module, RsyncDaemon, free_port
 from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.record import RunRecord
@@ -256,6 +258,83 @@ def test_sigterm_stops_running_syncs_and_records_them_interrupted(
     assert runs(config, "deb")[0].attempts[-1].reason == "stopped by SIGTERM"
     assert processes_mentioning(str(dest)) == []
     assert "daemon.stop" in err  # the events reach stderr, for journald
+
+
+@pytest.fixture
+def silent_upstream() -> Iterator[str]:
+    """An upstream that takes the connection and never says a word (a hung server, or a
+    firewall that swallows the session): the kernel completes the handshake, no one reads."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"rsync://127.0.0.1:{server.getsockname()[1]}/debian/"
+
+
+def test_sigterm_during_a_probe_of_a_hung_upstream_stops_at_once(
+        tmp_path: Path, silent_upstream: str,
+        start_daemon: Callable[[Path, int], RunningDaemon]) -> None:
+    # The first run's signal probe waits on an upstream that never answers (rsync's own
+    # --timeout is ten minutes); a stop must not wait for it, nor leave it behind.
+    port = silent_upstream.split(":")[2].split("/")[0]
+    config, web = daemon_config(tmp_path, {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [silent_upstream]}})
+    daemon = start_daemon(config, web)
+    wait_for(lambda: bool(processes_mentioning(f"127.0.0.1:{port}")), what="the probe's rsync")
+    began = time.monotonic()
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert time.monotonic() - began < 10
+    assert processes_mentioning(f"127.0.0.1:{port}") == []
+    assert [r.outcome for r in runs(config, "deb")] == ["interrupted"]
+
+
+def test_sigterm_to_a_sync_probing_a_hung_upstream_stops_it_at_once(
+        tmp_path: Path, silent_upstream: str) -> None:
+    # The same from the command line (a timer's `sync`), where the probe runs ahead of the
+    # run while the store is opened (sync/prefetch.py).
+    port = silent_upstream.split(":")[2].split("/")[0]
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [silent_upstream]}})
+    proc = subprocess.Popen([*python_cli(), "-c", str(path), "sync", "deb", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: bool(processes_mentioning(f"127.0.0.1:{port}")), what="the probe")
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - began < 10, err
+    assert proc.returncode != 0 and "Traceback" not in err
+    # Stopped before its run began (the store still opening), or as an interrupted run.
+    assert [r.outcome for r in runs(path, "deb")] in ([], ["interrupted"])
+    assert processes_mentioning(f"127.0.0.1:{port}") == []
+
+
+def test_a_poll_of_a_hung_upstream_ends_when_asked_and_records_nothing(
+        tmp_path: Path, silent_upstream: str) -> None:
+    path = write_config(tmp_path / "mk.toml", {"deb": {
+        "profile": "debian", "dest": str(tmp_path / "deb"), "upstreams": [silent_upstream]}})
+    config = load_config(path)
+    store = Store.open(config.settings.state_dir)
+    stop = threading.Event()
+    answer: list[object] = []
+    try:
+        poll = threading.Thread(target=lambda: answer.append(
+            poller.poll_signal(config, config.mirrors["deb"], store, stop)))
+        poll.start()
+        port = silent_upstream.split(":")[2].split("/")[0]
+        wait_for(lambda: bool(processes_mentioning(f"127.0.0.1:{port}")), what="the poll")
+        began = time.monotonic()
+        stop.set()
+        poll.join(10)
+        assert not poll.is_alive() and time.monotonic() - began < 5
+        assert answer == [None]
+        assert store.last_poll("deb") is None  # a stop is not the upstream's answer
+        assert processes_mentioning(f"127.0.0.1:{port}") == []
+    finally:
+        stop.set()
+        store.close()
 
 
 def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(

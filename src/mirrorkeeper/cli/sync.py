@@ -86,7 +86,7 @@ def _sync_mirrors(config: Config, mirrors: list[MirrorSpec], signals: SignalStop
     from ..sync.prefetch import ProbePrefetch
 
     # The first mirror's signal probe runs while the rest of the start-up (the store) happens.
-    prefetch = ProbePrefetch(config, mirrors[0]) if mirrors else None
+    prefetch = ProbePrefetch(config, mirrors[0], signals.stop) if mirrors else None
     from ..job import run_job
     from ..record.present import run_json
     from ..store import Store

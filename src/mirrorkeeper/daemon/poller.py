@@ -8,6 +8,7 @@ walks the whole tree. Whether the answer makes a mirror due is the planner's cal
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -41,17 +42,22 @@ def poll_upstream(store: Store, mirror: MirrorSpec) -> str:
     return mirror.settings.upstreams[0]
 
 
-def poll_signal(config: Config, mirror: MirrorSpec, store: Store) -> PollResult:
+def poll_signal(config: Config, mirror: MirrorSpec, store: Store,
+                stop: threading.Event | None = None) -> PollResult | None:
+    """Poll ``mirror``'s update signal and record what it saw; None when ``stop`` ended it
+    first (a daemon shutting down does not wait for an upstream that does not answer)."""
     s = mirror.settings
     assert s.update_signal is not None
     upstream = poll_upstream(store, mirror)
     polled_at = time.time()
     budget = ConnectionBudget(config.settings.state_dir, host_limits(config.mirrors.values()))
-    with budget.slot(upstream, timeout=POLL_SLOT_WAIT) as held:
-        result = (probe(config.settings.rsync, upstream, s.update_signal, s) if held else
+    with budget.slot(upstream, stop, timeout=POLL_SLOT_WAIT) as held:
+        result = (probe(config.settings.rsync, upstream, s.update_signal, s, stop) if held else
                   Probe(upstream, 0.0, None, error_kind="budget",
                         message=f"not polled: all {budget.limit(upstream)} connections this "
                                 "machine may open to the upstream's host are in use"))
+    if stop is not None and stop.is_set():
+        return None  # not an answer from the upstream: nothing to record
     ours = local_mtime(mirror.dest, s.update_signal, s.signal_kind)
     error = None if result.exists else (result.message or result.error_kind or "unknown error")
     store.record_poll(mirror.name, upstream, polled_at, result.seconds, result.exit_code,

@@ -466,7 +466,7 @@ class Daemon:
         with self._lock:
             self._polling.add(name)
         future = self._pollers.submit(poll_signal, self.mine, self.mine.mirrors[name],
-                                      self.store)
+                                      self.store, self.stop)
         future.add_done_callback(partial(self._poll_done, name))
 
     def _poll_done(self, name: str, future: Future[Any]) -> None:

@@ -22,7 +22,8 @@ from .preflight import Probe, probe
 class ProbePrefetch:
     """Probes of ``mirror``'s likely first upstream (every upstream for ``fastest``)."""
 
-    def __init__(self, config: Config, mirror: MirrorSpec) -> None:
+    def __init__(self, config: Config, mirror: MirrorSpec,
+                 stop: threading.Event | None = None) -> None:
         s = mirror.settings
         self.mirror = mirror.name
         self._futures: dict[str, Future[Probe | None]] = {}
@@ -40,7 +41,8 @@ class ProbePrefetch:
             def work(upstream: str = upstream, future: Future[Probe | None] = future) -> None:
                 try:
                     with budget.slot(upstream, at_once) as held:
-                        future.set_result(probe(rsync, upstream, signal, s) if held else None)
+                        future.set_result(probe(rsync, upstream, signal, s, stop) if held
+                                          else None)
                 except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
                     future.set_exception(exc)
 

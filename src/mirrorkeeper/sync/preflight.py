@@ -7,9 +7,9 @@ whether its copy is older than ours — an upstream that would roll the mirror b
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from ..plan.argv import connection_options
 from ..plan.due import SIGNAL_SLACK_SECONDS
 from ..plan.signals import MAX_SIGNAL_BYTES, content_parses, signal_time
 from ..rsync.parse import Error, parse_line, parse_list_line
+from ..rsync.process import run_process
 
 #: An upstream's signal may lag ours by this much (clock and filesystem granularity); the same
 #: slack that decides whether a polled signal is newer than ours.
@@ -38,21 +39,33 @@ class Probe:
     parsed: bool = True
 
 
-def run_short(argv: list[str], timeout: float,
+def run_short(argv: list[str], timeout: float, stop: threading.Event | None = None,
               ) -> subprocess.CompletedProcess[str] | tuple[str, str]:
     """Run a short rsync (a listing, one file) in the C locale and UTC; (error kind, message)
-    when it could not run or timed out."""
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, errors="backslashreplace",
-                              env={**os.environ, "LC_ALL": "C", "TZ": "UTC"},
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    when it could not run, was silent for ``timeout`` or was stopped by ``stop``. It runs as
+    every rsync does (:func:`~mirrorkeeper.rsync.process.run_process`): in a group of its
+    own that dies with us, and stopped at once on request — an upstream that accepts the
+    connection and never answers would otherwise hold a stop for ``timeout`` (ten minutes)."""
+    out: list[str] = []
+    err: list[str] = []
+
+    def collect(stream: str, lines: list[str]) -> None:
+        (out if stream == "out" else err).extend(lines)
+
+    result = run_process(argv, None, on_lines=collect, env={"LC_ALL": "C", "TZ": "UTC"},
+                         no_output_timeout=timeout, stop=stop)
+    if result.start_error is not None:
+        return "rsync_missing", result.start_error
+    if result.stopped_by == "watchdog":
         return "timeout", f"no answer within {timeout:.0f}s"
-    except OSError as exc:
-        return "rsync_missing", f"cannot run {argv[0]}: {exc.strerror}"
+    if result.stopped_by is not None or result.exit_code is None:
+        return "stopped", "stopped before the upstream answered"
+    return subprocess.CompletedProcess(argv, result.exit_code, "".join(f"{x}\n" for x in out),
+                                       "".join(f"{x}\n" for x in err))
 
 
-def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe:
+def probe(rsync: str, upstream: str, path: str, settings: SyncSettings,
+          stop: threading.Event | None = None) -> Probe:
     """Ask ``upstream`` for its signal ``path``: listed (``mtime`` kind) or fetched and read
     (the kinds whose content carries the time). Never raises for upstream trouble.
 
@@ -69,7 +82,7 @@ def probe(rsync: str, upstream: str, path: str, settings: SyncSettings) -> Probe
                  source]
         if kind != "mtime":
             argv.append(str(copy))
-        proc = run_short(argv, settings.contimeout + settings.timeout)
+        proc = run_short(argv, settings.contimeout + settings.timeout, stop)
         seconds = time.monotonic() - started
         if isinstance(proc, tuple):
             return Probe(upstream, seconds, None, error_kind=proc[0], message=proc[1])
@@ -108,13 +121,14 @@ def signal_file_time(path: Path, kind: str = "mtime") -> float | None:
         return None
 
 
-def has_content(rsync: str, upstream: str, settings: SyncSettings) -> bool | None:
+def has_content(rsync: str, upstream: str, settings: SyncSettings,
+                stop: threading.Event | None = None) -> bool | None:
     """Whether the upstream's top level lists anything but itself (None: could not tell).
     One non-recursive listing: cheap, and enough to tell an empty module from one that only
     lacks the signal file."""
     argv = [rsync, "--list-only", "--no-motd", "--no-human-readable",
             *connection_options(settings, upstream), upstream.rstrip("/") + "/"]
-    proc = run_short(argv, settings.contimeout + settings.timeout)
+    proc = run_short(argv, settings.contimeout + settings.timeout, stop)
     if isinstance(proc, tuple) or proc.returncode != 0:
         return None
     entries = [e for e in map(parse_list_line, proc.stdout.splitlines()) if e is not None]

@@ -527,7 +527,8 @@ def _check_signal(config: Config, mirror: MirrorSpec, upstream: str, run: _RunCo
         return None, result.mtime, False
     if result.error_kind == "not_found":
         with run.budget.slot(upstream, run.stop) as held:
-            content = has_content(config.settings.rsync, upstream, s) if held else None
+            content = has_content(config.settings.rsync, upstream, s, run.stop) if held \
+                else None
         if content:
             run.notice("profile.signal_missing", upstream,
                        f"{upstream} has no {s.update_signal}, but has content: synced without "
@@ -710,7 +711,7 @@ def _probe(budget: ConnectionBudget, stop: threading.Event, rsync: str, upstream
     """The signal probe, within the upstream host's connection budget."""
     with budget.slot(upstream, stop) as held:
         if held:
-            return probe(rsync, upstream, path, settings)
+            return probe(rsync, upstream, path, settings, stop)
     return Probe(upstream, 0.0, None, error_kind="other",
                  message="stopped while waiting for a connection slot")
 
