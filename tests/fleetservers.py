@@ -13,7 +13,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -129,3 +132,17 @@ class Redis:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.sock.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    server = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +29,17 @@ from mirrorkeeper.store import Store
 from mirrorkeeper.store.store import HEAD_REVISION
 
 from .conftest import processes_mentioning, python_cli, wait_for, write_config
-from .fleetservers import Postgres, Redis, missing_fleet_tools
+from .fleetservers import Postgres, Redis, missing_fleet_tools, postgres, redis_server
 
 MISSING = missing_fleet_tools()
 if MISSING and not os.environ.get("CI"):
     print(f"test_fleet: skipped, needs {', '.join(MISSING)}: run "
           "`sh scripts/bootstrap.sh --test` and `make venv`", file=sys.stderr)
 # Skipped on a developer's machine without them; under CI=true a missing tool fails instead.
+__all__ = ["postgres", "redis_server"]  # fixtures, imported for pytest
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not os.environ.get("CI"),
     reason=f"needs {', '.join(MISSING)}: run `sh scripts/bootstrap.sh --test` and `make venv`")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    server = Postgres().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    server = Redis(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 def fleet_config(path: Path, mirrors: dict[str, dict[str, Any]], store: str, queue: str,

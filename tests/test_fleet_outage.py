@@ -9,11 +9,11 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +27,15 @@ from mirrorkeeper.store import Store
 from mirrorkeeper.store.spool import BadSpoolFile, Spool, SpooledRun, spool_dir
 
 from .conftest import processes_mentioning, wait_for
-from .fleetservers import Postgres, Redis, missing_fleet_tools
+from .fleetservers import Postgres, Redis, missing_fleet_tools, postgres, redis_server
 from .netns import Partition, missing_netns_tools
 from .test_fleet import fleet_config, fleet_runs, host_config
 
 MISSING = missing_fleet_tools()
+__all__ = ["postgres", "redis_server"]  # fixtures, imported for pytest
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not os.environ.get("CI"),
     reason=f"needs {', '.join(MISSING)}: run `sh scripts/bootstrap.sh --test` and `make venv`")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    server = Postgres().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    server = Redis(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 def a_record(mirror: str, started: float, outcome: str = "success", run_id: int = 0,
@@ -231,6 +218,7 @@ def test_a_host_cut_off_from_postgresql_keeps_its_schedule_spools_and_replays(
     partition = Partition().make()
     server: Postgres | None = None
     daemon: subprocess.Popen[str] | None = None
+    store: Store | None = None
     try:
         server = Postgres(listen=partition.server_ip, trust_net=partition.net,
                           netns=partition.server).start()
@@ -283,32 +271,39 @@ def test_a_host_cut_off_from_postgresql_keeps_its_schedule_spools_and_replays(
                  what="store.unreachable sent through the plugin directly")
         assert not sent("store.unreachable")[0]["resolved"]
         # The slow run ends, and quick's schedule comes round (a minute after its first
-        # start): both spooled on the host, the store untouched.
-        wait_for(lambda: len(spool.pending()) == 2, timeout=150,
+        # start, again a minute later if slow is slower than that on a busy machine): all
+        # spooled on the host, the store untouched.
+
+        def spooled() -> list[tuple[str, str, bool]]:
+            return sorted((spool.read(p).record.mirror, spool.read(p).record.outcome,
+                           spool.read(p).record.run_id < 0) for p in spool.pending())
+
+        wait_for(lambda: {m for m, _o, _n in spooled()} == {"quick", "slow"}, timeout=210,
                  what="slow's end and quick's scheduled run spooled")
         assert daemon.poll() is None
         assert [(r["mirror"], r["outcome"]) for r in runs()].count(("slow", "running")) == 1
         assert len(runs()) == 2
-        spooled = sorted((spool.read(p).record.mirror, spool.read(p).record.outcome,
-                          spool.read(p).record.run_id < 0) for p in spool.pending())
-        assert spooled == [("quick", "success", True), ("slow", "success", False)]
+        waiting = spooled()
+        assert ("slow", "success", False) in waiting  # started before the cut: its own id
+        assert {x for x in waiting if x[0] == "quick"} == {("quick", "success", True)}
 
         partition.heal()
-        wait_for(lambda: spool.pending() == [] and len(runs()) == 3, timeout=90,
-                 what="the spool replayed")
+        wait_for(lambda: spool.pending() == [] and not any(
+            r["outcome"] == "running" for r in runs()) and len(runs()) >= len(waiting) + 1,
+                 timeout=90, what="the spool replayed")
         wait_for(lambda: len(sent("store.unreachable")) == 2, timeout=30,
                  what="the notice that the store is back")
         back = sent("store.unreachable")[1]
-        assert back["resolved"] and "2 spooled run(s) replayed" in back["summary"]
+        replayed = re.search(r"(\d+) spooled run\(s\) replayed", back["summary"])
+        assert back["resolved"] and replayed and int(replayed.group(1)) >= len(waiting)
         final = runs()
-        assert len(final) == 3
-        assert sorted((r["mirror"], r["outcome"], r["host"]) for r in final) == [
-            ("quick", "success", "node-a"), ("quick", "success", "node-a"),
-            ("slow", "success", "node-a")]
+        assert sorted({(r["mirror"], r["outcome"], r["host"]) for r in final}) == [
+            ("quick", "success", "node-a"), ("slow", "success", "node-a")]
+        assert [r["mirror"] for r in final].count("slow") == 1
         assert first_quick in final  # the run before the partition is untouched
         with store.engine.connect() as conn:
             uuids = [row[0] for row in conn.execute(sa.text("SELECT uuid FROM runs"))]
-        assert len(set(uuids)) == 3 and None not in uuids
+        assert len(set(uuids)) == len(final) and None not in uuids
         # The server may still keep the session that held slow's fleet lock when the link
         # went down (it has not seen it die); the host ends it, and slow runs again.
         with store.engine.connect() as conn:
@@ -329,9 +324,11 @@ def test_a_host_cut_off_from_postgresql_keeps_its_schedule_spools_and_replays(
         assert "Traceback" not in err, err[-3000:]  # said in one line each, never a crash
         if stale:  # (it was, each time this was run)
             assert "fleet.stale_lock_ended" in err
-        assert len(runs()) == 4  # and never twice
-        store.close()
+        assert [r["mirror"] for r in runs()].count("slow") == 2  # and never twice
+        assert len({r["id"] for r in runs()}) == len(runs())
     finally:
+        if store is not None:
+            store.close()
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
             daemon.communicate()
