@@ -501,3 +501,30 @@ def test_btrfs_snapshots_work_as_the_unprivileged_user_the_docs_name(
         assert back.returncode == 0, back.stdout + back.stderr
         assert tree_files(dest) == tree_files(views / kept[1]["name"])
         assert sorted(p.name for p in views.iterdir()) == sorted(s["name"] for s in kept)
+
+
+@pytest.mark.slow
+@privileged_test
+def test_zfs_as_a_user_that_may_not_run_it_is_refused_with_the_fix(
+        shared: Path, accounts: Accounts, runnable_bin: Path, served: str,
+        zfs_daemon: None) -> None:
+    # zfs-fuse answers root only (its socket is root's; it has no `zfs allow`). The check,
+    # run as the service user, says so and how to delegate on OpenZFS, before any sync.
+    svc = accounts.create("svc")
+    with zfs_pool(shared) as fs:
+        dest = fs.make_dest("deb")
+        os.chown(dest, svc.uid, svc.gid)
+        for name in ("state", "logs"):
+            (shared / name).mkdir()
+            os.chown(shared / name, svc.uid, svc.gid)
+        config = write_config(shared / "mk.toml", {"deb": {
+            "profile": "debian", "dest": str(dest), "upstreams": [served],
+            "snapshots": "zfs"}}, {"state_dir": str(shared / "state"),
+                                  "log_dir": str(shared / "logs")})
+        config.chmod(0o644)
+        checked = as_user(svc, [str(runnable_bin / "mirrorkeeper"), "-c", str(config),
+                                "config", "check"])
+        said = checked.stdout + checked.stderr
+        assert checked.returncode == Exit.CONFIG, said
+        assert "this user may not run zfs" in said and "zfs allow" in said, said
+        assert "Traceback" not in said

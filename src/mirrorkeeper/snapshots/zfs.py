@@ -25,6 +25,10 @@ def parse_size(text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+#: What a user other than root needs delegated on the mirror's dataset (``zfs allow``).
+DELEGATED = "snapshot,destroy,rollback,clone,create,mount,readonly,mountpoint"
+
+
 class ZfsBackend:
     kind = "zfs"
 
@@ -56,6 +60,12 @@ class ZfsBackend:
         try:
             dataset = self.dataset
         except SnapshotError as exc:
+            if os.geteuid() != 0 and any(w in str(exc).lower() for w in (
+                    "permission denied", "failed to initialize zfs library")):
+                return (f"{exc} — this user may not run zfs. On OpenZFS, make /dev/zfs "
+                        "usable by it and delegate the mirror's dataset: `zfs allow USER "
+                        f"{DELEGATED} POOL/NAME` (docs/snapshots.md); zfs-fuse answers root "
+                        "only. Or run Mirrorkeeper as root")
             return str(exc)
         if "/" not in dataset:
             return (f"{self.dest} is the root dataset of pool {dataset}; give the mirror a "
