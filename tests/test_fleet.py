@@ -28,6 +28,7 @@ from mirrorkeeper.demo.tree import DebianLikeTree
 from mirrorkeeper.store import Store
 from mirrorkeeper.store.store import HEAD_REVISION
 
+from .accounts import Accounts, accounts, privileged_test, runnable_bin, setpriv, shared
 from .conftest import processes_mentioning, python_cli, wait_for, write_config
 from .fleetservers import Postgres, Redis, missing_fleet_tools, postgres, redis_server
 
@@ -36,7 +37,7 @@ if MISSING and not os.environ.get("CI"):
     print(f"test_fleet: skipped, needs {', '.join(MISSING)}: run "
           "`sh scripts/bootstrap.sh --test` and `make venv`", file=sys.stderr)
 # Skipped on a developer's machine without them; under CI=true a missing tool fails instead.
-__all__ = ["postgres", "redis_server"]  # fixtures, imported for pytest
+__all__ = ["accounts", "postgres", "redis_server", "runnable_bin", "shared"]  # fixtures
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not os.environ.get("CI"),
     reason=f"needs {', '.join(MISSING)}: run `sh scripts/bootstrap.sh --test` and `make venv`")
@@ -594,3 +595,49 @@ def test_every_view_and_check_covers_the_fleet_with_each_mirrors_host(
     assert services == {"node-a": "a1", "node-b": "b1", "node-c": "c1"}
     mine = check("nagios-config", "--this-host", "--command", "mk")
     assert re.findall(r"service_description\s+mirror (\S+)", mine.stdout) == ["a1"]
+
+
+@privileged_test
+def test_a_fleet_host_daemon_runs_as_the_unprivileged_user(
+        shared: Path, accounts: Accounts, runnable_bin: Path, postgres: Postgres,
+        served: str) -> None:
+    # As the shipped unit runs it (User=mirrorkeeper): its state, logs, token and tree its
+    # own, PostgreSQL and Redis on sockets it may use; it migrates the store, syncs its
+    # mirror, records it in the fleet store under its host, and stops cleanly.
+    svc = accounts.create("svc")
+    redis = Redis(shared / "redis").start()
+    url = postgres.create_database()
+    store = Store.from_url(url)
+    daemon: subprocess.Popen[str] | None = None
+    try:
+        srv = shared / "srv"
+        srv.mkdir()
+        path = host_config(shared, "node-a", {"deb": {
+            "profile": "debian", "dest": str(srv / "deb"), "upstreams": [served],
+            "host": "node-a"}}, url, redis.url)
+        for tree in (shared / "node-a", srv):
+            for item in [tree, *tree.rglob("*")]:
+                os.chown(item, svc.uid, svc.gid)
+        path.chmod(0o644)
+        daemon = subprocess.Popen([*setpriv(svc), str(runnable_bin / "mirrorkeeper"), "-c",
+                                   str(path), "daemon"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: [(r["mirror"], r["host"], r["outcome"])
+                              for r in fleet_runs(store)] == [("deb", "node-a", "success")],
+                     timeout=60, what="deb synced as svc")
+        except AssertionError:
+            daemon.kill()
+            raise AssertionError(f"{fleet_runs(store)}\n{daemon.communicate()[1][-3000:]}")
+        assert (srv / "deb" / "dists").is_dir() and (srv / "deb").stat().st_uid == svc.uid
+        assert (shared / "node-a" / "state").stat().st_uid == svc.uid
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, err[-2000:]
+        assert "Traceback" not in err and "Permission denied" not in err, err[-2000:]
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        store.close()
+        redis.stop()
