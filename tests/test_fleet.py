@@ -628,7 +628,8 @@ def test_a_fleet_host_daemon_runs_as_the_unprivileged_user(
                      timeout=60, what="deb synced as svc")
         except AssertionError:
             daemon.kill()
-            raise AssertionError(f"{fleet_runs(store)}\n{daemon.communicate()[1][-3000:]}")
+            raise AssertionError(
+                f"{fleet_runs(store)}\n{daemon.communicate()[1][-3000:]}") from None
         assert (srv / "deb" / "dists").is_dir() and (srv / "deb").stat().st_uid == svc.uid
         assert (shared / "node-a" / "state").stat().st_uid == svc.uid
         daemon.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from mirrorkeeper.config.load import load_config
 from mirrorkeeper.demo.tree import DebianLikeTree
+from mirrorkeeper.logs import logger, setup_event_log
 from mirrorkeeper.plan.argv import COMMON_OPTIONS, RSYNC_ENV
 from mirrorkeeper.record import RunRecord, StageResult
 from mirrorkeeper.store import Store
@@ -292,3 +294,16 @@ def test_no_trace_after_a_failed_sync(tmp_path: Path) -> None:
     record = sync_once(config)
     assert record.outcome == "failed"
     assert not (tmp_path / "mirror" / OWN_TRACE).exists()
+
+
+def test_an_event_sent_to_a_replaced_event_log_goes_to_the_new_one(tmp_path: Path) -> None:
+    # A thread still holding the old handler (a run of the previous config) must neither
+    # reopen the old file, which nothing would close again, nor lose the event.
+    setup_event_log(tmp_path / "old")
+    (old,) = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    setup_event_log(tmp_path / "new")
+    old.handle(logger.makeRecord("mirrorkeeper", logging.INFO, __file__, 0, "late.event", (),
+                                 None, extra={"event": "late.event", "fields": {}}))
+    assert old.stream is None  # not reopened
+    assert "late.event" in (tmp_path / "new" / "events.jsonl").read_text()
+    assert "late.event" not in (tmp_path / "old" / "events.jsonl").read_text()

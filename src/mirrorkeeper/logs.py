@@ -61,7 +61,16 @@ def setup_event_log(log_dir: str | Path) -> None:
     Only commands that act open it: a reader must work for a user who may not write here. A
     file this user may not write (left by a run as root) is exit 73 naming it and its owner.
     """
-    root = Path(log_dir)
+    with _SETUP:  # the daemon's workers may each start a run at once
+        _setup_event_log(Path(log_dir))
+
+
+#: One event-log switch at a time: two at once could both add a handler.
+_SETUP = threading.Lock()
+
+
+def _setup_event_log(root: Path) -> None:
+    log_dir = root
     path = root / EVENT_LOG
     for handler in list(logger.handlers):
         if isinstance(handler, _EventFileHandler):
@@ -161,6 +170,18 @@ class _EventFileHandler(logging.FileHandler):
 
     _last_complaint = -COMPLAINT_INTERVAL_SECONDS
     _lost = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Once replaced (:func:`setup_event_log` for another config), an event a thread was
+        still sending here goes to the log that replaced it: logging's FileHandler would
+        reopen its closed file instead, and that file would be left open."""
+        if getattr(self, "_closed", False):
+            for handler in list(logger.handlers):
+                if isinstance(handler, _EventFileHandler) and handler is not self \
+                        and not getattr(handler, "_closed", False):
+                    handler.handle(record)
+            return
+        super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]
