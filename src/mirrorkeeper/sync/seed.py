@@ -11,6 +11,7 @@ trouble and are judged as always.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -112,8 +113,8 @@ def write_shares(directory: Path, listing: Listing, count: int) -> list[SeedShar
     plan = listing.tree.split(count)
     files = [directory / f"part-{number}" for number in range(1, len(plan.paths) + 1)]
     written = [len(paths) for paths in plan.paths]
-    outs = [open(path, "wb") for path in files]  # noqa: SIM115 - closed below, all at once
-    try:
+    with contextlib.ExitStack() as stack:
+        outs = [stack.enter_context(open(path, "wb")) for path in files]
         for out, paths in zip(outs, plan.paths, strict=True):
             out.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
             paths.clear()
@@ -122,9 +123,6 @@ def write_shares(directory: Path, listing: Listing, count: int) -> list[SeedShar
             if index is not None:
                 outs[index].write(os.fsencode(path) + b"\0")
                 written[index] += 1
-    finally:
-        for out in outs:
-            out.close()
     shares = sorted((SeedShare(f, w, n, b) for f, w, n, b in zip(
         files, written, plan.files, plan.sizes, strict=True) if n), key=lambda x: -x.size)
     for number, share in enumerate(shares, 1):  # stream N reads share-N
