@@ -54,6 +54,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: One event-log switch at a time: the daemon's workers may each start a run at once, and
+#: two switches at once could both add a handler.
+_SETUP = threading.Lock()
+
+
 def setup_event_log(log_dir: str | Path) -> None:
     """Send events to ``LOG_DIR/events.jsonl``; a previous event log of this process (another
     config) is closed and replaced, so events never go to a stale file.
@@ -61,36 +66,29 @@ def setup_event_log(log_dir: str | Path) -> None:
     Only commands that act open it: a reader must work for a user who may not write here. A
     file this user may not write (left by a run as root) is exit 73 naming it and its owner.
     """
-    with _SETUP:  # the daemon's workers may each start a run at once
-        _setup_event_log(Path(log_dir))
-
-
-#: One event-log switch at a time: two at once could both add a handler.
-_SETUP = threading.Lock()
-
-
-def _setup_event_log(root: Path) -> None:
-    log_dir = root
+    root = Path(log_dir)
     path = root / EVENT_LOG
-    for handler in list(logger.handlers):
-        if isinstance(handler, _EventFileHandler):
-            if handler.baseFilename == str(path.absolute()):
-                return
-            logger.removeHandler(handler)
-            handler.close()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateUnavailable("log directory", str(log_dir), exc.strerror or str(exc)) from exc
-    require_writable([Place("log directory", root, root), Place("event log", path, root)])
-    try:
-        handler = _EventFileHandler(path, encoding="utf-8")
-    except OSError as exc:
-        raise os_problem(exc, Place("event log", path, root)) from exc
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    with _SETUP:
+        for handler in list(logger.handlers):
+            if isinstance(handler, _EventFileHandler):
+                if handler.baseFilename == str(path.absolute()):
+                    return
+                logger.removeHandler(handler)
+                handler.close()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateUnavailable("log directory", str(log_dir),
+                                   exc.strerror or str(exc)) from exc
+        require_writable([Place("log directory", root, root), Place("event log", path, root)])
+        try:
+            handler = _EventFileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise os_problem(exc, Place("event log", path, root)) from exc
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 class LineFormatter(logging.Formatter):
