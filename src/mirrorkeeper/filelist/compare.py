@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..rsync.parse import DeleteCandidate
-from .format import Entry, FileList, bad_path, entry_of, line_of
+from .format import Entry, FileList, entry_of, line_of, sound_entry
 
 #: A name-and-size group larger than this is not a likely hard-link set (many small README or
 #: .htaccess files of one size): its members are not added as link partners.
@@ -143,10 +143,9 @@ def dropped(lists: Sequence[ModuleList]) -> list[str]:
         for line in module.old - new:
             # The previous list is the mirror's copy, never checked as a whole (only these few
             # lines are read): a line that is not a sound list line names nothing to delete.
-            fields = line.split("\t", 3)
-            if len(fields) == 4 and fields[1] in ("f", "d", "l") and fields[3] not in still \
-                    and fields[0].isdigit() and fields[2].isdigit() and not bad_path(fields[3]):
-                gone.append(_join(module.prefix, fields[3]))
+            found = sound_entry(line)
+            if found is not None and not found[1].restricted and found[0] not in still:
+                gone.append(_join(module.prefix, found[0]))
     return sorted(gone)
 
 

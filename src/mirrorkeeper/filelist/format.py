@@ -88,7 +88,7 @@ class Malformed:
 _BAD_PATH = re.compile(r"\A\Z|\A/|//|/\Z|(?:\A|/)\.\.?(?:/|\Z)|[\0\n]")
 
 
-def bad_path(path: str) -> bool:
+def _bad_path(path: str) -> bool:
     return _BAD_PATH.search(path) is not None
 
 
@@ -103,6 +103,15 @@ _BAD_LINE = re.compile(r"^\d+\t[^\t\n]*\t\d+\t(?:/|\.\.?(?:/|$)|[^\n]*//|[^\n]*/
 #: Text that a bad path puts in the block: when none is there (the usual case), the block is
 #: not searched line by line for one.
 _BAD_HINTS = ("\t/", "\t.", "//", "/./", "/../", "/.\n", "/..\n", "/\n", "\x00")
+
+
+def sound_entry(line: str) -> tuple[str, Entry] | None:
+    """An unchecked line (of the mirror's own copy of a list) as (path, entry) when it passes
+    the checks :func:`parse` makes of every line; else None."""
+    if _LINES.fullmatch(line + "\n") is None:
+        return None
+    path, entry = entry_of(line)
+    return None if _bad_path(path) else (path, entry)
 
 
 def entry_of(line: str) -> tuple[str, Entry]:
@@ -193,7 +202,7 @@ def parse(text: str) -> FileList | Malformed:
         elif match := _CHECKSUM_SECTION.match(section):
             algorithm = match.group(1).upper()
             fields = line.split("\t", 1)
-            if len(fields) != 2 or not _HEX.match(fields[0]) or bad_path(fields[1]):
+            if len(fields) != 2 or not _HEX.match(fields[0]) or _bad_path(fields[1]):
                 return Malformed(f"{line[:60]!r}: a [Checksums] line is a hex digest, a tab "
                                  "and a relative path")
             if algorithm in DIGEST_LENGTHS and len(fields[0]) != DIGEST_LENGTHS[algorithm]:
@@ -206,9 +215,13 @@ def parse(text: str) -> FileList | Malformed:
                     checksums=checksums)
 
 
-def files_lines(text: str) -> frozenset[str]:
-    """The ``[Files]`` lines of a list, as they are: what the previous list said is only ever
-    compared, line by line, with the new one, so it need not be parsed."""
+def files_lines(text: str) -> frozenset[str] | None:
+    """The ``[Files]`` lines of a list, as they are (None: the list does not end with
+    ``[End]``, so it is incomplete): what the previous list said is only ever compared, line
+    by line, with the new one, so it is not parsed; the few lines acted on are checked one by
+    one (:func:`sound_entry`)."""
+    if not text.rstrip("\n").endswith("[End]"):
+        return None
     block = _files_block(text)
     if block is None or block[0] == block[1]:
         return frozenset()

@@ -261,12 +261,9 @@ def filelist_attempt(
         if isinstance(parsed, Malformed):
             stages.pop()
             return ("filelist.unusable", f"{upstream}'s {name} is unusable: {parsed.reason}")
-        old = None  # the mirror's copy, if it reads as a list: else the whole tree is compared
+        old = None  # the mirror's copy, if it is complete: else the whole tree is compared
         if mine.is_file():
-            # Only compared line by line with the new list (which is checked), so not parsed:
-            # a line of it that is not a list line matches no new line and is dropped.
-            previous = mine.read_text(encoding="utf-8", errors="surrogateescape")
-            old = files_lines(previous) if previous.rstrip("\n").endswith("[End]") else None
+            old = files_lines(mine.read_text(encoding="utf-8", errors="surrogateescape"))
         prefix = name.rsplit("/", 1)[0] if "/" in name else ""
         lists.append(ModuleList(prefix, parsed, old))
 
