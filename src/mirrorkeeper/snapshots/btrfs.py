@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from ..access import Place, first_unwritable
 from . import Snapshot, SnapshotError, view_root
 from .command import run, succeeds
 from .naming import parse_name
@@ -102,12 +103,14 @@ class BtrfsBackend:
     def _unprivileged_problem(self) -> str | None:
         """What a user other than root lacks to snapshot, prune and roll back here."""
         parent = Path(self.dest).parent
-        if not os.access(parent, os.W_OK | os.X_OK):
+        unwritable = first_unwritable([Place("directory", parent, parent),
+                                       Place("snapshot directory", self.root, parent)])
+        if unwritable is not None and unwritable.path == parent:
             return (f"{parent} is not writable by this user: a rollback moves {self.dest} "
                     f"aside there, and the snapshots go beside it in {self.root}. Give the "
                     f"mirror's subvolume a directory the user owns (`install -d -o USER "
                     f"{parent}`), or run as root")
-        if self.root.is_dir() and not os.access(self.root, os.W_OK | os.X_OK):
+        if unwritable is not None:
             return f"{self.root} is not writable by this user; make it the user's, or run as root"
         points = _mounts() or {}
         where = _mount_of(str(parent), points)
