@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..filelist.format import Entry, render
+from .tree import PublishedTree
 
 MODULES = ("fedora", "epel")
 
@@ -33,27 +32,12 @@ class Publish:
     removed: list[str]
 
 
-class FedoraLikeTree:
-    def __init__(self, root: Path, seed: int = 1) -> None:
-        self.root = Path(root)
-        self.rng = random.Random(seed)
-        self.serial = 0
-        # Publishes are an hour apart, as real ones: a change within one second at the same
-        # size would fool rsync's quick check.
-        self._epoch = int(time.time()) - 30 * 86400
-
-    @property
-    def publish_time(self) -> int:
-        return self._epoch + 3600 * self.serial
-
+class FedoraLikeTree(PublishedTree):
     def _payload(self, path: str) -> bytes:
         return f"{path} {self.serial} {self.rng.random()}\n".encode()
 
     def _write(self, rel: str, data: bytes | None = None) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self._payload(rel) if data is None else data)
-        os.utime(path, (self.publish_time, self.publish_time))
+        super()._write(rel, self._payload(rel) if data is None else data)
 
     def _repo(self, base: str, count: int, linked_from: list[str] | None = None) -> list[str]:
         """A repository of ``count`` packages under ``base`` (Packages/<letter>/…, repodata/)."""

@@ -34,7 +34,10 @@ def _pool_path(component: str, name: str, version: int, arch: str) -> str:
     return f"pool/{component}/{name[0]}/{name}/{name}_{version}_{arch}.deb"
 
 
-class DebianLikeTree:
+class PublishedTree:
+    """A generated upstream tree that publishes in numbered serials, each file stamped with
+    its serial's publish time."""
+
     def __init__(self, root: Path, seed: int = 1) -> None:
         self.root = Path(root)
         self.rng = random.Random(seed)
@@ -48,14 +51,16 @@ class DebianLikeTree:
     def publish_time(self) -> int:
         return self._epoch + 3600 * self.serial
 
-    def pool_files(self) -> list[str]:
-        return sorted(str(p.relative_to(self.root)) for p in (self.root / "pool").rglob("*.deb"))
-
     def _write(self, rel: str, data: bytes) -> None:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (self.publish_time, self.publish_time))
+
+
+class DebianLikeTree(PublishedTree):
+    def pool_files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in (self.root / "pool").rglob("*.deb"))
 
     def create(self, packages: int = 1000, min_size: int = 200, max_size: int = 12000) -> None:
         """``packages`` source packages, one .deb per arch, then the indexes (publish 1)."""
